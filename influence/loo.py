@@ -1,0 +1,337 @@
+"""Ground truth: trajectory-specific leave-one-out, LOO-to-optimum and the linear datamodeling score.
+
+* :func:`trajectory_loo` replays the recorded run once per removed sample j (same θ₀, same batches,
+  same η_t, batch denominators kept at |S_t|), many replays at once, in float64.
+* :func:`loo_to_optimum` retrains a convex model to its optimum without j, warm-started from the full
+  optimum (Newton's method) — the quantity classical influence functions approximate.
+* :func:`lds_subsets`, :func:`lds_ground_truth`, :func:`lds`: the linear datamodeling score of Park et
+  al. (2023): m random subsets of fraction p, retrain on each, per-target Spearman between the
+  attribution-predicted and the actual target loss, averaged over targets.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+
+from influence.models import Model
+from influence.provenance import measure
+from influence.train import Schedule, Trajectory, _atomic, as_tensors, train
+
+__all__ = [
+    "LOOResult",
+    "trajectory_loo",
+    "shard_indices",
+    "merge_loo",
+    "fit_optimum",
+    "loo_to_optimum",
+    "lds_subsets",
+    "lds_ground_truth",
+    "lds",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LOOResult:
+    """Leave-one-out outcome for the removed samples ``indices``.
+
+    ``loss_change[r] = L(θ^{-j}) − L(θ)`` for j = indices[r] (target loss without L2; positive = j
+    helps), ``delta_theta[r] = θ^{-j} − θ``, ``target_losses[r]`` the per-target-sample losses at
+    θ^{-j}, ``base_target_losses`` those at θ.
+    """
+
+    indices: np.ndarray
+    delta_theta: np.ndarray
+    loss_change: np.ndarray
+    target_losses: np.ndarray
+    base_target_losses: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        arrays = {k: getattr(self, k) for k in ("indices", "delta_theta", "loss_change", "target_losses",
+                                                "base_target_losses")}
+        import json
+
+        arrays["meta"] = np.array(json.dumps(self.meta, default=str))
+        _atomic(Path(path), lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LOOResult:
+        import json
+
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+        meta = json.loads(str(d.pop("meta")))
+        return cls(**d, meta=meta)
+
+    def scores(self, n: int) -> np.ndarray:
+        """Loss changes as a length-n vector, NaN for samples not computed."""
+        out = np.full(n, np.nan)
+        out[self.indices] = self.loss_change
+        return out
+
+
+def shard_indices(n: int, n_shards: int, shard: int, subset: int | None = None, seed: int = 0) -> np.ndarray:
+    """Indices of the samples handled by ``shard`` of ``n_shards``: all n, or a seeded random subset
+    of size ``subset``, split into contiguous nearly equal parts (sorted)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard must be in [0, {n_shards}), got {shard}")
+    if subset is not None and not 1 <= subset <= n:
+        raise ValueError(f"subset must be in [1, {n}], got {subset}")
+    idx = np.arange(n) if subset is None else np.sort(np.random.default_rng(seed).choice(n, subset, replace=False))
+    return np.array_split(idx, n_shards)[shard]
+
+
+def merge_loo(parts: Sequence[LOOResult]) -> LOOResult:
+    """Concatenate shards (checks that they share the base run)."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    base = parts[0].base_target_losses
+    for p in parts[1:]:
+        if not np.array_equal(p.base_target_losses, base):
+            raise ValueError("LOO shards come from different base runs (base target losses differ)")
+    idx = np.concatenate([p.indices for p in parts])
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError("LOO shards overlap")
+    order = np.argsort(idx)
+    cat = lambda k: np.concatenate([getattr(p, k) for p in parts])[order]  # noqa: E731
+    meta = dict(parts[0].meta)
+    meta["wall_s"] = float(sum(p.meta.get("wall_s", 0.0) for p in parts))
+    meta["shards"] = len(parts)
+    return LOOResult(idx[order], cat("delta_theta"), cat("loss_change"), cat("target_losses"), base, meta)
+
+
+def _target_losses(model: Model, thetas: torch.Tensor, Xt: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
+    """Per-target losses for k parameter vectors (k, p) → (k, n_target)."""
+    return torch.func.vmap(lambda th: model.losses(th, Xt, yt))(thetas)
+
+
+def trajectory_loo(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    indices: Sequence[int] | np.ndarray | None = None,
+    *,
+    chunk: int = 128,
+    progress: bool = False,
+) -> LOOResult:
+    """Trajectory-specific leave-one-out by masked replays of the recorded run.
+
+    For each j in ``indices`` (default: all), replay θ^{-j}_{t+1} = θ^{-j}_t − η_t/|S_t| Σ_{i∈S_t, i≠j}
+    ∇f_i(θ^{-j}_t) from the same θ₀ with the same schedule, ``chunk`` replays at a time (weights of
+    shape (chunk, n) through :func:`~influence.train.train`), in float64. The base θ_T is replayed the
+    same way (not read from the trajectory) so both sides share the arithmetic.
+    """
+    model, sched = traj.model, traj.schedule
+    X, y = as_tensors(train_data, torch.float64)
+    Xt, yt = as_tensors(target_data, torch.float64)
+    n = X.shape[0]
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=int)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"LOO indices must lie in [0, {n})")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    theta0 = traj.theta0.to(torch.float64)
+    with measure() as m:
+        base = train(model, theta0, (X, y), sched, l2=traj.l2, record="final").final
+        base_losses = model.losses(base, Xt, yt).detach()
+        dtheta, tl = [], []
+        starts = range(0, len(idx), chunk)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="loo", leave=False)
+        for s in starts:
+            part = idx[s : s + chunk]
+            W = torch.ones(len(part), n, dtype=torch.float64)
+            W[torch.arange(len(part)), torch.as_tensor(part)] = 0.0
+            final = train(model, theta0, (X, y), sched, weights=W, l2=traj.l2, record="final").thetas[-1]
+            dtheta.append((final - base).numpy())
+            tl.append(_target_losses(model, final, Xt, yt).detach().numpy())
+    p = model.n_params
+    target_losses = np.concatenate(tl) if tl else np.empty((0, len(yt)))
+    res = LOOResult(
+        indices=idx,
+        delta_theta=np.concatenate(dtheta) if dtheta else np.empty((0, p)),
+        loss_change=target_losses.mean(1) - float(base_losses.mean()),
+        target_losses=target_losses,
+        base_target_losses=base_losses.numpy(),
+        meta={"method": "trajectory_loo", "chunk": chunk, **m},
+    )
+    return res
+
+
+# ---------------------------------------------------------------------------------------- to optimum
+def _objective(model: Model, X: torch.Tensor, y: torch.Tensor, l2: float):
+    """θ, w ↦ (1/n) Σ_i w_i f_i(θ) (per-sample L2 included)."""
+    n = X.shape[0]
+
+    def f(theta: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return ((model.losses(theta, X, y) + 0.5 * l2 * (theta**2).sum()) * w).sum() / n
+
+    return f
+
+
+def _newton(f, theta: torch.Tensor, w: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int, float]:
+    """Batched damped Newton: θ (k, p), w (k, n). Returns (θ, iterations, max gradient norm)."""
+    grad = torch.func.vmap(torch.func.grad(f))
+    hess = torch.func.vmap(torch.func.hessian(f))
+    gnorm = float("inf")
+    for it in range(1, max_iter + 1):
+        g = grad(theta, w)
+        gnorm = float(g.norm(dim=1).max())
+        if gnorm < tol:
+            return theta, it - 1, gnorm
+        H = hess(theta, w)
+        step = torch.linalg.solve(H, g.unsqueeze(-1)).squeeze(-1)
+        # backtracking line search per row (Armijo)
+        fval = torch.func.vmap(f)(theta, w)
+        t = torch.ones(theta.shape[0], 1, dtype=theta.dtype)
+        for _ in range(30):
+            cand = theta - t * step
+            ok = torch.func.vmap(f)(cand, w) <= fval - 1e-4 * t[:, 0] * (g * step).sum(1)
+            if bool(ok.all()):
+                break
+            t = torch.where(ok[:, None], t, t / 2)
+        theta = theta - t * step
+    g = grad(theta, w)
+    return theta, max_iter, float(g.norm(dim=1).max())
+
+
+def fit_optimum(
+    model: Model, train_data: Any, l2: float, *, theta0: torch.Tensor | None = None, tol: float = 1e-10,
+    max_iter: int = 100,
+) -> torch.Tensor:
+    """Minimiser of (1/n) Σ f_i(θ) for a convex model (logistic regression, l2 > 0), by Newton's method
+    in float64. Raises if it does not converge to ‖∇‖ < tol."""
+    if not model.is_linear:
+        raise ValueError("fit_optimum needs a convex model (logistic regression); MLPs have no unique optimum")
+    if l2 <= 0:
+        raise ValueError("fit_optimum needs l2 > 0 (otherwise the optimum may not exist on separable data)")
+    X, y = as_tensors(train_data, torch.float64)
+    f = _objective(model, X, y, l2)
+    th = torch.zeros(1, model.n_params, dtype=torch.float64) if theta0 is None else theta0.double()[None].clone()
+    th, it, gnorm = _newton(f, th, torch.ones(1, X.shape[0], dtype=torch.float64), tol, max_iter)
+    if gnorm >= tol:
+        raise RuntimeError(f"Newton did not converge: gradient norm {gnorm:.2e} after {it} iterations")
+    return th[0]
+
+
+def loo_to_optimum(
+    model: Model,
+    train_data: Any,
+    target_data: Any,
+    l2: float,
+    indices: Sequence[int] | np.ndarray | None = None,
+    *,
+    theta_opt: torch.Tensor | None = None,
+    chunk: int = 16,
+    tol: float = 1e-10,
+    max_iter: int = 50,
+) -> LOOResult:
+    """Exact leave-one-out to the optimum for L2-logistic regression.
+
+    θ^{-j} = argmin Σ_{i≠j} f_i(θ) by batched Newton (exact Hessians, float64) warm-started from the
+    full optimum θ*; convergence (‖∇‖ < tol) is checked for every j and an error is raised otherwise.
+    Memory: chunk · p² doubles for the Hessians (p ≤ a few thousand).
+    """
+    X, y = as_tensors(train_data, torch.float64)
+    Xt, yt = as_tensors(target_data, torch.float64)
+    n = X.shape[0]
+    if model.n_params > 4000:
+        raise ValueError(f"loo_to_optimum uses dense Hessians; p = {model.n_params} is too large (max 4000)")
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=int)
+    with measure() as m:
+        opt = fit_optimum(model, (X, y), l2, tol=tol) if theta_opt is None else theta_opt.double()
+        f = _objective(model, X, y, l2)
+        base_losses = model.losses(opt, Xt, yt).detach()
+        dtheta, tl, iters = [], [], []
+        for s in range(0, len(idx), chunk):
+            part = idx[s : s + chunk]
+            W = torch.ones(len(part), n, dtype=torch.float64)
+            W[torch.arange(len(part)), torch.as_tensor(part)] = 0.0
+            th, it, gnorm = _newton(f, opt.expand(len(part), -1).clone(), W, tol, max_iter)
+            if gnorm >= tol:
+                raise RuntimeError(f"LOO Newton did not converge for samples {part[:5]}…: ‖∇‖ = {gnorm:.2e}")
+            iters.append(it)
+            dtheta.append((th - opt).numpy())
+            tl.append(_target_losses(model, th, Xt, yt).detach().numpy())
+    target_losses = np.concatenate(tl)
+    return LOOResult(
+        indices=idx,
+        delta_theta=np.concatenate(dtheta),
+        loss_change=target_losses.mean(1) - float(base_losses.mean()),
+        target_losses=target_losses,
+        base_target_losses=base_losses.numpy(),
+        meta={"method": "loo_to_optimum", "newton_iters_max": int(max(iters)), "tol": tol, **m},
+    )
+
+
+# ---------------------------------------------------------------------------------------------- LDS
+def lds_subsets(n: int, m: int = 50, frac: float = 0.5, seed: int = 0) -> np.ndarray:
+    """m random subsets of size round(frac·n) as a boolean mask (m, n) (True = kept)."""
+    if not 0 < frac < 1:
+        raise ValueError(f"frac must be in (0, 1), got {frac}")
+    rng = np.random.default_rng(seed)
+    k = int(round(frac * n))
+    masks = np.zeros((m, n), dtype=bool)
+    for r in range(m):
+        masks[r, rng.choice(n, k, replace=False)] = True
+    return masks
+
+
+def lds_ground_truth(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    masks: np.ndarray,
+    *,
+    runs: Sequence[tuple[torch.Tensor, Schedule]] | None = None,
+    chunk: int = 64,
+) -> np.ndarray:
+    """Per-target losses (m, n_target) after retraining on each subset, averaged over ``runs``.
+
+    Each run is (θ₀, schedule); default: the recorded run's own θ₀ and schedule (trajectory-specific
+    LDS). Samples outside a subset get weight 0 (batch denominators unchanged, as in LOO).
+    """
+    X, y = as_tensors(train_data, torch.float64)
+    Xt, yt = as_tensors(target_data, torch.float64)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 2 or masks.shape[1] != X.shape[0]:
+        raise ValueError(f"masks must have shape (m, {X.shape[0]}), got {masks.shape}")
+    runs = [(traj.theta0, traj.schedule)] if runs is None else list(runs)
+    out = np.zeros((masks.shape[0], len(yt)))
+    for theta0, sched in runs:
+        for s in range(0, len(masks), chunk):
+            W = torch.as_tensor(masks[s : s + chunk], dtype=torch.float64)
+            final = train(traj.model, theta0.double(), (X, y), sched, weights=W, l2=traj.l2, record="final").thetas[-1]
+            out[s : s + chunk] += _target_losses(traj.model, final, Xt, yt).detach().numpy()
+    return out / len(runs)
+
+
+def lds(attributions: np.ndarray, masks: np.ndarray, target_losses: np.ndarray) -> tuple[float, np.ndarray]:
+    """Linear datamodeling score.
+
+    ``attributions`` (n, n_target): estimated change of target t's loss when i is removed (our sign).
+    Prediction for subset S: Σ_{i∉S} attributions[i, t] (+ const). Returns the mean over targets of
+    Spearman(prediction, actual loss) across the m subsets, and the per-target values.
+    """
+    A = np.asarray(attributions, dtype=np.float64)
+    masks = np.asarray(masks, dtype=bool)
+    if A.ndim == 1:
+        A = A[:, None]
+    if A.shape[0] != masks.shape[1] or target_losses.shape != (masks.shape[0], A.shape[1]):
+        raise ValueError(
+            f"shapes do not match: attributions {A.shape}, masks {masks.shape}, target losses {target_losses.shape}"
+        )
+    pred = (~masks).astype(np.float64) @ A  # (m, n_target)
+    per = np.array([stats.spearmanr(pred[:, t], target_losses[:, t])[0] for t in range(A.shape[1])])
+    return float(np.nanmean(per)), per

@@ -1,0 +1,232 @@
+"""Logistic regression and MLPs in functional form.
+
+A :class:`Model` is an immutable description of an architecture. Parameters live outside it, either
+as a dict of tensors (``forward(params, x)``) or as one flat vector ``theta`` (``logits(theta, x)``);
+both are pure functions, so ``torch.func.vmap``, ``grad``, ``jvp`` and ``hessian`` compose with them.
+Layers follow ``nn.Linear``: weight ``W{l}`` of shape (out, in), bias ``b{l}`` of shape (out,), and
+``logits = x @ W.T + b``.
+
+Binary problems (``n_classes == 2``) use one output logit and the logistic loss with labels in
+{0, 1}; multiclass problems use C logits and softmax cross-entropy. The per-sample objective used by
+training is ``f_i(θ) = ℓ(z_i; θ) + (α/2)‖θ‖²`` (L2 on every parameter, biases included), as in the
+SGD-IE / ACC-SGD-IE code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Model", "logistic_regression", "mlp"]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A fully connected network ``n_features → hidden… → n_out`` with ReLU between layers.
+
+    ``hidden == ()`` is (binary or multinomial) logistic regression. Use :func:`logistic_regression`
+    or :func:`mlp` to build one.
+    """
+
+    n_features: int
+    n_classes: int
+    hidden: tuple[int, ...] = ()
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.n_features < 1:
+            raise ValueError(f"n_features must be >= 1, got {self.n_features}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_out(self) -> int:
+        """Number of output logits: 1 for binary problems, C otherwise."""
+        return 1 if self.n_classes == 2 else self.n_classes
+
+    @property
+    def is_linear(self) -> bool:
+        """True for logistic regression (convex in θ)."""
+        return len(self.hidden) == 0
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (self.n_features, *self.hidden, self.n_out)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter names and shapes in flattening order."""
+        out: dict[str, tuple[int, ...]] = {}
+        w = self.widths
+        for layer in range(len(w) - 1):
+            out[f"W{layer}"] = (w[layer + 1], w[layer])
+            out[f"b{layer}"] = (w[layer + 1],)
+        return out
+
+    @property
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.shapes.values())
+
+    def describe(self) -> dict:
+        """JSON-serialisable description (for provenance and saved runs)."""
+        return {"n_features": self.n_features, "n_classes": self.n_classes, "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_description(cls, d: dict) -> Model:
+        return cls(int(d["n_features"]), int(d["n_classes"]), tuple(int(h) for h in d["hidden"]))
+
+    # ------------------------------------------------------------------ parameters
+    def init(self, seed: int, dtype: torch.dtype = torch.float64, scheme: str = "default") -> torch.Tensor:
+        """Seeded initial parameters as a flat vector.
+
+        ``scheme='default'``: PyTorch's ``nn.Linear`` initialisation, U(−1/√fan_in, 1/√fan_in) for
+        weights and biases (logistic regression starts at zero). ``scheme='normal1e-3'``: every
+        parameter drawn from N(0, σ²) with σ = 1e-3, our reading of the SGD-IE authors' "N(0, 1e-3)"
+        (``torch.nn.init.normal_(·, 0, 1e-3)`` takes a standard deviation). ``scheme='zeros'``: all zero.
+        """
+        g = torch.Generator().manual_seed(int(seed))
+        parts = []
+        for name, shape in self.shapes.items():
+            if scheme == "zeros" or (scheme == "default" and self.is_linear):
+                t = torch.zeros(shape, dtype=torch.float64)
+            elif scheme == "default":
+                bound = 1.0 / math.sqrt(shape[-1] if name.startswith("W") else self._fan_in(name))
+                t = (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * bound
+            elif scheme == "normal1e-3":
+                t = torch.randn(shape, generator=g, dtype=torch.float64) * 1e-3
+            else:
+                raise ValueError(f"unknown init scheme {scheme!r}; use 'default', 'normal1e-3' or 'zeros'")
+            parts.append(t.reshape(-1))
+        return torch.cat(parts).to(dtype)
+
+    def _fan_in(self, bias_name: str) -> int:
+        return self.shapes["W" + bias_name[1:]][1]
+
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flat vector (..., p) → dict of views with leading batch dims kept."""
+        if theta.shape[-1] != self.n_params:
+            raise ValueError(f"theta has {theta.shape[-1]} entries, model needs {self.n_params}")
+        out, start = {}, 0
+        lead = theta.shape[:-1]
+        for name, shape in self.shapes.items():
+            size = math.prod(shape)
+            out[name] = theta[..., start : start + size].reshape(*lead, *shape)
+            start += size
+        return out
+
+    def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        missing = set(self.shapes) - set(params)
+        if missing:
+            raise ValueError(f"params lack {sorted(missing)}")
+        return torch.cat([params[k].reshape(-1) for k in self.shapes])
+
+    # ------------------------------------------------------------------ functions
+    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Logits, shape (m, n_out) (binary: (m, 1))."""
+        n_layers = len(self.widths) - 1
+        h = x
+        for layer in range(n_layers):
+            h = h @ params[f"W{layer}"].T + params[f"b{layer}"]
+            if layer < n_layers - 1:
+                h = torch.relu(h)
+        return h
+
+    def logits(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(self.unflatten(theta), x)
+
+    def loss_from_logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss ℓ (no L2): logistic loss for binary, cross-entropy otherwise."""
+        if self.n_out == 1:
+            return F.binary_cross_entropy_with_logits(z[..., 0], y.to(z.dtype), reduction="none")
+        lead = z.shape[:-1]
+        return F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1).long(), reduction="none").reshape(lead)
+
+    def losses(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ℓ(z_i; θ) for a flat θ, shape (m,)."""
+        return self.loss_from_logits(self.logits(theta, x), y)
+
+    def loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the given samples, no L2 (the target loss L)."""
+        return self.losses(theta, x, y).mean()
+
+    def predict(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        z = self.logits(theta, x)
+        return (z[:, 0] > 0).long() if self.n_out == 1 else z.argmax(-1)
+
+    def accuracy(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+        return float((self.predict(theta, x) == y.long()).double().mean())
+
+    def output_grad(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """∂ℓ/∂logits per sample: σ(z) − y (binary, shape (m, 1)) or softmax − onehot (m, C)."""
+        if self.n_out == 1:
+            return torch.sigmoid(z) - y.to(z.dtype)[:, None]
+        return torch.softmax(z, -1) - F.one_hot(y.long(), self.n_out).to(z.dtype)
+
+    def batch_grad(
+        self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, denom: float, l2: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of ``Σ_i w_ri f_i(θ_r) / denom`` for k parameter vectors at once.
+
+        ``theta`` (k, p), ``w`` (k, m). Returns (grads (k, p), per-sample losses (k, m)). Closed form for
+        logistic regression (two batched matmuls); ``vmap(grad)`` for MLPs.
+        """
+        if self.is_linear:
+            p = self.unflatten(theta)
+            W, b = p["W0"], p["b0"]  # (k, o, d), (k, o)
+            z = torch.einsum("md,kod->kmo", x, W) + b[:, None, :]
+            loss = self.loss_from_logits(z, y.expand(z.shape[0], -1))
+            r = self.output_grad(z.reshape(-1, z.shape[-1]), y.repeat(z.shape[0])).reshape(z.shape)
+            r = r * (w / denom)[..., None]
+            gW = torch.einsum("kmo,md->kod", r, x)
+            gb = r.sum(1)
+            g = torch.cat([gW.reshape(theta.shape[0], -1), gb], dim=1)
+        else:
+            def obj(th: torch.Tensor, wr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                ls = self.losses(th, x, y)
+                return (wr * ls).sum() / denom, ls
+
+            g, loss = torch.func.vmap(torch.func.grad(obj, has_aux=True))(theta, w)
+        g = g + l2 * (w.sum(1, keepdim=True) / denom) * theta
+        return g, loss
+
+    def to_module(self, theta: torch.Tensor) -> torch.nn.Sequential:
+        """An ``nn.Sequential`` of Linear/ReLU layers holding a copy of θ (for hook-based code)."""
+        params = self.unflatten(theta.detach())
+        layers: list[torch.nn.Module] = []
+        n_layers = len(self.widths) - 1
+        for layer in range(n_layers):
+            lin = torch.nn.Linear(self.widths[layer], self.widths[layer + 1], dtype=theta.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(params[f"W{layer}"])
+                lin.bias.copy_(params[f"b{layer}"])
+            layers.append(lin)
+            if layer < n_layers - 1:
+                layers.append(torch.nn.ReLU())
+        return torch.nn.Sequential(*layers)
+
+    def from_module(self, module: torch.nn.Module) -> torch.Tensor:
+        """Flat θ from a module built by :meth:`to_module` (inverse of it)."""
+        lins = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        params = {}
+        for layer, lin in enumerate(lins):
+            params[f"W{layer}"], params[f"b{layer}"] = lin.weight.detach(), lin.bias.detach()
+        return self.flatten(params)
+
+
+def logistic_regression(n_features: int, n_classes: int = 2) -> Model:
+    """Binary (one logit, logistic loss) or multinomial (softmax) logistic regression."""
+    return Model(n_features, n_classes, (), name="logreg")
+
+
+def mlp(n_features: int, hidden: tuple[int, ...] | list[int], n_classes: int) -> Model:
+    """ReLU MLP ``n_features → hidden… → n_out``; e.g. ``mlp(784, (128,), 10)``."""
+    hidden = tuple(int(h) for h in hidden)
+    if not hidden:
+        raise ValueError("an MLP needs at least one hidden layer; use logistic_regression for none")
+    return Model(n_features, n_classes, hidden, name="mlp-" + "-".join(map(str, hidden)))

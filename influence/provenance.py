@@ -1,0 +1,78 @@
+"""Time, peak memory and provenance of a computation.
+
+``with measure() as m: ...`` records wall time and the peak resident set size of the process while the
+block ran (sampled by a background thread every ``interval`` seconds, so allocations shorter than that
+can be missed; the process-lifetime peak from ``getrusage`` is recorded too). Torch allocates outside
+Python's allocator, so ``tracemalloc`` would miss most of it; RSS does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import resource
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import psutil
+import torch
+
+__all__ = ["measure", "environment", "config_hash"]
+
+
+@contextmanager
+def measure(interval: float = 0.005) -> Iterator[dict[str, float]]:
+    """Measure a block: yields a dict filled on exit with ``wall_s``, ``peak_rss_mb`` (peak RSS while
+    the block ran), ``rss_before_mb``, ``peak_delta_mb`` (peak minus RSS before) and
+    ``max_rss_lifetime_mb``."""
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    peak = [before]
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    thread.start()
+    try:
+        yield out
+    finally:
+        wall = time.perf_counter() - t0
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        mb = 1024.0**2
+        out.update(
+            wall_s=wall,
+            peak_rss_mb=peak[0] / mb,
+            rss_before_mb=before / mb,
+            peak_delta_mb=(peak[0] - before) / mb,
+            max_rss_lifetime_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        )
+
+
+def environment() -> dict[str, Any]:
+    """Library versions, thread count and platform, for provenance records."""
+    from influence import __version__
+
+    return {
+        "influence": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+
+
+def config_hash(config: Any) -> str:
+    """Stable short hash of a JSON-able configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]

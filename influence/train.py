@@ -1,0 +1,323 @@
+"""Recorded SGD runs: :class:`Schedule`, :class:`Trajectory` and :func:`train`.
+
+One SGD run is fully determined by its initial parameters, its :class:`Schedule` (which samples form
+batch t and the step size η_t) and the L2 coefficient α:
+
+    θ_{t+1} = θ_t − η_t (1/|S_t|) Σ_{i∈S_t} w_i ∇f_i(θ_t),   f_i(θ) = ℓ(z_i; θ) + (α/2)‖θ‖².
+
+``w`` = 1 is the recorded run; ``w`` = 1 with a 0 at j is the trajectory-specific leave-one-out replay
+of j. The denominator stays the original |S_t| (the SGD-IE / ACC-SGD-IE authors' convention), so a
+replay differs from the recorded run only through j's own term. ``weights`` of shape (k, n) replays k
+runs at once (batched matmuls for logistic regression, ``torch.func.vmap`` for MLPs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from influence.models import Model
+
+__all__ = ["Schedule", "StepInfo", "Trajectory", "train", "as_tensors"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Batch order and step sizes of an SGD run, deterministic from ``seed``.
+
+    Epoch k uses its own permutation ``default_rng([seed, k]).permutation(n)``, cut into ceil(n/b)
+    consecutive batches (the last one may be smaller). Step sizes: ``'constant'`` η_t = η₀, or
+    ``'inv_sqrt'`` η_t = η₀/√(t+1). Every counterfactual replay uses the same schedule.
+    """
+
+    n: int
+    batch_size: int
+    epochs: int
+    lr: float
+    seed: int = 0
+    decay: str = "constant"
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"schedule needs n >= 1 samples, got {self.n}")
+        if not 1 <= self.batch_size:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        if self.decay not in ("constant", "inv_sqrt"):
+            raise ValueError(f"decay must be 'constant' or 'inv_sqrt', got {self.decay!r}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n / min(self.batch_size, self.n))
+
+    @property
+    def n_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def batches(self) -> list[np.ndarray]:
+        """Index arrays S_0 … S_{T−1}."""
+        b = min(self.batch_size, self.n)
+        out = []
+        for k in range(self.epochs):
+            perm = self.permutation(k)
+            out.extend(perm[s : s + b] for s in range(0, self.n, b))
+        return out
+
+    def lrs(self) -> np.ndarray:
+        t = np.arange(self.n_steps, dtype=np.float64)
+        return np.full_like(t, self.lr) if self.decay == "constant" else self.lr / np.sqrt(t + 1.0)
+
+    def with_epochs(self, epochs: int) -> Schedule:
+        return Schedule(self.n, self.batch_size, epochs, self.lr, self.seed, self.decay)
+
+
+@dataclass
+class StepInfo:
+    """What the per-step callback of :func:`train` sees (k == 1 runs only)."""
+
+    step: int
+    epoch: int
+    theta: torch.Tensor  # parameters before the update, (p,)
+    batch: np.ndarray  # sample indices of S_t
+    losses: torch.Tensor  # per-sample losses ℓ_i(θ_t) of the batch
+    lr: float
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class Trajectory:
+    """A recorded SGD run.
+
+    ``thetas[s]`` are the parameters at step ``steps[s]`` (θ_0 is step 0, θ_T is step T = n_steps).
+    With ``record='all'`` (the default) ``steps == arange(T + 1)``. ``logs`` holds whatever the
+    callback returned besides weights (per-step dicts), and ``meta`` free JSON-able provenance.
+    """
+
+    model: Model
+    schedule: Schedule
+    l2: float
+    thetas: torch.Tensor  # (s, p)
+    steps: np.ndarray  # (s,)
+    losses: np.ndarray  # mean weighted batch loss per step, (T,)
+    logs: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def theta0(self) -> torch.Tensor:
+        if self.steps[0] != 0:
+            raise ValueError("this trajectory did not record θ_0")
+        return self.thetas[0]
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.thetas[-1]
+
+    @property
+    def n_steps(self) -> int:
+        return self.schedule.n_steps
+
+    def batches(self) -> list[np.ndarray]:
+        return self.schedule.batches()
+
+    def lrs(self) -> np.ndarray:
+        return self.schedule.lrs()
+
+    def theta_at(self, step: int) -> torch.Tensor:
+        """θ at a recorded step (error if that step was not recorded)."""
+        pos = np.searchsorted(self.steps, step)
+        if pos >= len(self.steps) or self.steps[pos] != step:
+            raise KeyError(f"step {step} was not recorded (recorded: {len(self.steps)} steps)")
+        return self.thetas[pos]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``path`` (tensors, torch.save) and ``path + '.json'`` (metadata), atomically."""
+        path = Path(path)
+        meta = {
+            "model": self.model.describe(),
+            "schedule": asdict(self.schedule),
+            "l2": self.l2,
+            "logs": self.logs,
+            "meta": self.meta,
+        }
+        tensors = {
+            "thetas": self.thetas,
+            "steps": torch.as_tensor(self.steps),
+            "losses": torch.as_tensor(self.losses),
+        }
+        _atomic(path, lambda f: torch.save(tensors, f))
+        _atomic(Path(str(path) + ".json"), lambda f: f.write(json.dumps(meta, indent=1, default=_jsonable).encode()))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Trajectory:
+        """Load a trajectory written by :meth:`save` (``weights_only=True``: no code runs)."""
+        path = Path(path)
+        meta = json.loads(Path(str(path) + ".json").read_text())
+        t = torch.load(path, weights_only=True)
+        return cls(
+            model=Model.from_description(meta["model"]),
+            schedule=Schedule(**meta["schedule"]),
+            l2=float(meta["l2"]),
+            thetas=t["thetas"],
+            steps=t["steps"].numpy(),
+            losses=t["losses"].numpy(),
+            logs=meta["logs"],
+            meta=meta["meta"],
+        )
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return o.tolist()
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def _atomic(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through a temporary file in the same folder, then rename (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def as_tensors(data: Any, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, y) tensors from a :class:`~influence.data.Dataset`, a pair of arrays or tensors."""
+    X, y = (data.X, data.y) if hasattr(data, "X") else data
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(dtype)
+    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n, d), got shape {tuple(X.shape)}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {tuple(y.shape)}")
+    return X, y
+
+
+Callback = Callable[[StepInfo], "torch.Tensor | np.ndarray | dict | None"]
+
+
+def train(
+    model: Model,
+    theta0: torch.Tensor,
+    data: Any,
+    schedule: Schedule,
+    *,
+    weights: torch.Tensor | np.ndarray | None = None,
+    l2: float = 0.0,
+    callback: Callback | None = None,
+    record: str | list[int] | np.ndarray = "all",
+    progress: bool = False,
+) -> Trajectory:
+    """Run (or replay) SGD and record it.
+
+    Parameters
+    ----------
+    model, theta0 : architecture and flat initial parameters (θ₀'s dtype is the run's dtype).
+    data : training set (``Dataset`` or ``(X, y)``); ``len == schedule.n``.
+    schedule : batch order and step sizes.
+    weights : None, (n,) or (k, n) per-sample weights. (k, n) replays k runs at once; the recorded
+        ``thetas`` then have shape (s, k, p).
+    l2 : α of the per-sample L2 term (α/2)‖θ‖².
+    callback : called before every update with a :class:`StepInfo` (only for k = 1). It may return
+        per-sample weights for the batch (multiplied into ``weights``), a dict (appended to
+        ``logs``; its key ``"weights"`` is used as weights), or None.
+    record : ``'all'`` (θ after every step), ``'final'`` (θ_0 and θ_T), or a list of steps.
+
+    Raises
+    ------
+    FloatingPointError if a batch loss or the parameters become NaN/inf (the message names the step).
+    """
+    X, y = as_tensors(data, theta0.dtype)
+    n = X.shape[0]
+    if n != schedule.n:
+        raise ValueError(f"data has {n} samples but the schedule was made for {schedule.n}")
+    if theta0.shape != (model.n_params,):
+        raise ValueError(f"theta0 must have shape ({model.n_params},), got {tuple(theta0.shape)}")
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    single = weights is None or np.ndim(weights) == 1
+    if weights is None:
+        W = torch.ones(1, n, dtype=theta0.dtype)
+    else:
+        W = torch.as_tensor(np.asarray(weights) if not isinstance(weights, torch.Tensor) else weights)
+        if W.ndim not in (1, 2) or W.shape[-1] != n:
+            raise ValueError(f"weights must have shape ({n},) or (k, {n}), got {tuple(W.shape)}")
+        W = W.to(theta0.dtype).reshape(-1, n)
+    if callback is not None and W.shape[0] != 1:
+        raise ValueError("a callback can only be used with a single run (weights of shape (n,))")
+
+    T = schedule.n_steps
+    if isinstance(record, str):
+        if record not in ("all", "final"):
+            raise ValueError(f"record must be 'all', 'final' or a list of steps, got {record!r}")
+        keep = np.arange(T + 1) if record == "all" else np.array([0, T])
+    else:
+        keep = np.unique(np.asarray(record, dtype=int))
+        if keep.size == 0 or keep.min() < 0 or keep.max() > T:
+            raise ValueError(f"recorded steps must lie in [0, {T}]")
+    keep_set = set(keep.tolist())
+
+    theta = theta0.detach().clone().expand(W.shape[0], -1).clone()
+    saved = [theta.clone()] if 0 in keep_set else []
+    batch_losses = np.empty(T)
+    logs: list[dict] = []
+    lrs = schedule.lrs()
+    it = enumerate(schedule.batches())
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=T, desc="sgd", leave=False)
+    for t, S in it:
+        xb, yb = X[S], y[S]
+        wb = W[:, S]
+        if callback is not None:
+            with torch.no_grad():
+                ls = model.losses(theta[0], xb, yb)
+            info = StepInfo(t, t // schedule.steps_per_epoch, theta[0].clone(), S, ls, float(lrs[t]), xb, yb)
+            ret = callback(info)
+            if isinstance(ret, dict):
+                logs.append({k: v for k, v in ret.items() if k != "weights"})
+                ret = ret.get("weights")
+            if ret is not None:
+                extra = torch.as_tensor(np.asarray(ret) if not isinstance(ret, torch.Tensor) else ret)
+                if extra.shape != (len(S),):
+                    raise ValueError(f"callback weights must have shape ({len(S)},), got {tuple(extra.shape)}")
+                wb = wb * extra.to(wb.dtype)
+        g, ls = model.batch_grad(theta, xb, yb, wb, float(len(S)), l2)
+        batch_losses[t] = float((wb[0] * ls[0].detach()).sum() / len(S))
+        theta = theta - float(lrs[t]) * g.detach()
+        if not (math.isfinite(batch_losses[t]) and bool(torch.isfinite(theta).all())):
+            raise FloatingPointError(
+                f"training diverged at step {t} (epoch {t // schedule.steps_per_epoch}): non-finite loss or "
+                f"parameters; lower the learning rate (lr={lrs[t]:.3g}) or add L2"
+            )
+        if t + 1 in keep_set:
+            saved.append(theta.clone())
+    thetas = torch.stack(saved)
+    if single:
+        thetas = thetas[:, 0]
+    return Trajectory(model, schedule, float(l2), thetas, keep, batch_losses, logs)
