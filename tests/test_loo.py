@@ -1,0 +1,99 @@
+"""Ground truth: trajectory LOO, LOO-to-optimum and LDS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from influence.loo import (
+    LOOResult,
+    fit_optimum,
+    lds,
+    lds_ground_truth,
+    lds_subsets,
+    loo_to_optimum,
+    merge_loo,
+    shard_indices,
+    trajectory_loo,
+)
+from influence.models import logistic_regression
+from influence.train import train
+
+
+def test_vectorised_loo_equals_a_loop_of_single_replays(tiny_mlp_run):
+    traj, (X, y), (Xt, yt) = tiny_mlp_run
+    res = trajectory_loo(traj, (X, y), (Xt, yt), indices=[0, 3, 11, 40], chunk=3)
+    base = train(traj.model, traj.theta0, (X, y), traj.schedule, l2=traj.l2).final
+    for r, j in enumerate(res.indices):
+        w = torch.ones(len(y), dtype=torch.float64)
+        w[j] = 0
+        single = train(traj.model, traj.theta0, (X, y), traj.schedule, weights=w, l2=traj.l2).final
+        np.testing.assert_allclose(res.delta_theta[r], (single - base).numpy(), atol=1e-13)
+        change = traj.model.loss(single, Xt, yt) - traj.model.loss(base, Xt, yt)
+        assert res.loss_change[r] == pytest.approx(float(change), abs=1e-13)
+
+
+def test_loo_shards_merge_to_the_full_result(tiny_logreg_run, tmp_path):
+    traj, train_data, target = tiny_logreg_run
+    full = trajectory_loo(traj, train_data, target)
+    parts = []
+    for s in range(3):
+        part = trajectory_loo(traj, train_data, target, indices=shard_indices(60, 3, s))
+        part.save(tmp_path / f"s{s}.npz")
+        parts.append(LOOResult.load(tmp_path / f"s{s}.npz"))
+    merged = merge_loo(parts[::-1])
+    np.testing.assert_array_equal(merged.indices, np.arange(60))
+    np.testing.assert_allclose(merged.loss_change, full.loss_change, atol=1e-14)
+    with pytest.raises(ValueError, match="overlap"):
+        merge_loo([parts[0], parts[0]])
+
+
+def test_shard_indices_partition_a_seeded_subset():
+    parts = [shard_indices(100, 4, s, subset=30, seed=1) for s in range(4)]
+    allidx = np.concatenate(parts)
+    assert len(allidx) == 30 == len(np.unique(allidx))
+    np.testing.assert_array_equal(allidx, np.concatenate([shard_indices(100, 4, s, 30, 1) for s in range(4)]))
+    with pytest.raises(ValueError, match="shard"):
+        shard_indices(10, 2, 2)
+
+
+def test_loo_to_optimum_equals_a_cold_retrain(tiny_binary):
+    (X, y), (Xt, yt) = tiny_binary
+    model = logistic_regression(5)
+    res = loo_to_optimum(model, (X, y), (Xt, yt), l2=0.05, indices=[2, 9])
+    full = fit_optimum(model, (X, y), 0.05)
+    for r, j in enumerate(res.indices):
+        keep = np.setdiff1d(np.arange(len(y)), [j])
+        cold = torch.zeros(model.n_params, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([cold], lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15,
+                                line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            f = model.losses(cold, X[keep], y[keep]).mean() + 0.025 * (cold**2).sum()
+            f.backward()
+            return f
+
+        opt.step(closure)
+        np.testing.assert_allclose(full.numpy() + res.delta_theta[r], cold.detach().numpy(), atol=1e-6)
+
+
+def test_fit_optimum_needs_a_convex_regularised_model(tiny_binary):
+    (X, y), _ = tiny_binary
+    with pytest.raises(ValueError, match="l2 > 0"):
+        fit_optimum(logistic_regression(5), (X, y), 0.0)
+
+
+def test_lds_is_high_for_the_true_leave_subset_out_effects(tiny_logreg_run):
+    traj, train_data, target = tiny_logreg_run
+    masks = lds_subsets(60, m=20, frac=0.5, seed=0)
+    assert masks.sum(1).tolist() == [30] * 20
+    losses = lds_ground_truth(traj, train_data, target, masks)
+    loo = trajectory_loo(traj, train_data, target)
+    per_target = loo.target_losses - loo.base_target_losses  # (n, n_target) LOO attributions
+    score, per = lds(per_target, masks, losses)
+    assert per.shape == (len(target[1]),)
+    assert score > 0.5  # additive LOO effects predict half-subset retraining well on a convex toy problem
+    rand, _ = lds(np.random.default_rng(0).normal(size=per_target.shape), masks, losses)
+    assert rand < score - 0.3
