@@ -1,0 +1,256 @@
+"""Diff-In (Tan et al., 2025): second-order telescoped LOO differences with finite-difference HVPs.
+
+See ``shared/spec/diffin.md``. The LOO parameter shift I^T(z) = θ^T_{−z} − θ^T is written as
+Σ_t (I^{t+1} − I^t); each difference is approximated to second order and every Hessian product is a
+finite difference of first-order gradients, so the cost stays near TracIn's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from influence.estimators import register
+from influence.estimators._grads import (
+    HVP_METHODS,
+    check_chunk,
+    grad_dots,
+    loss_hvp,
+    mean_grad,
+    per_sample_grads,
+    per_sample_hvp_dots,
+    per_sample_hvps,
+)
+from influence.train import Trajectory, as_tensors
+
+__all__ = ["diffin", "diffin_full", "diffin_self", "diffin_checkpoints", "diffin_direction"]
+
+log = logging.getLogger(__name__)
+
+FORMS = ("paper", "full")
+TARGETS = ("target", "self", "params")
+
+
+def diffin_checkpoints(
+    traj: Trajectory, m: int = 5, checkpoints: str | list[int] = "even", seed: int = 0
+) -> np.ndarray:
+    """Checkpoint steps t used by Diff-In (t = number of SGD steps taken, θ_t = ``traj.theta_at(t)``).
+
+    ``'even'``: t_k = round(k·T/m), k = 1..m (the last is T; duplicates removed when m > T).
+    ``'random'``: m distinct steps drawn uniformly from 1..T (seeded), sorted. A list: those steps.
+    """
+    T = traj.n_steps
+    if isinstance(checkpoints, str):
+        if int(m) < 1:
+            raise ValueError(f"m (number of checkpoints) must be >= 1, got {m}")
+        if checkpoints == "even":
+            steps = np.unique(np.round(np.arange(1, m + 1) * T / m).astype(int))
+        elif checkpoints == "random":
+            if m > T:
+                raise ValueError(f"cannot draw m = {m} distinct checkpoints from T = {T} steps")
+            steps = np.sort(np.random.default_rng([seed, 1]).choice(np.arange(1, T + 1), m, replace=False))
+        else:
+            raise ValueError(f"checkpoints must be 'even', 'random' or a list of steps, got {checkpoints!r}")
+    else:
+        steps = np.unique(np.asarray(checkpoints, dtype=int).ravel())
+        if steps.size == 0 or steps.min() < 0 or steps.max() > T:
+            raise ValueError(f"checkpoint steps must be a non-empty list in [0, {T}]")
+    missing = np.setdiff1d(steps, traj.steps)
+    if missing.size:
+        raise ValueError(f"the trajectory did not record steps {missing[:5].tolist()}…; train with record='all'")
+    return steps
+
+
+def diffin_direction(
+    model, theta: torch.Tensor, Xz: torch.Tensor, yz: torch.Tensor, XB: torch.Tensor, yB: torch.Tensor, *,
+    l2: float = 0.0, hvp: str = "exact", eps: float = 1e-3,
+) -> torch.Tensor:
+    """D_t(z) = H_B G_z + H_z G_B for every row z of (Xz, yz), (m, p) — materialised (small m only).
+
+    Equals ∇_θ ⟨G_B(θ), G_z(θ)⟩ (product rule, Hessians symmetric). Used by the parameter form and
+    by the tests; the target and self forms never build it.
+    """
+    G = per_sample_grads(model, theta, Xz, yz, l2=l2)
+    GB = mean_grad(model, theta, XB, yB, l2=l2)
+    HBG = loss_hvp(model, theta, XB, yB, G, l2=l2, method=hvp, eps=eps, g0=GB)
+    HzGB = per_sample_hvps(model, theta, Xz, yz, GB, l2=l2, method=hvp, eps=eps)
+    return HBG + HzGB
+
+
+@register("diffin")
+def diffin(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    *,
+    form: str = "paper",
+    target: str = "target",
+    hvp: str = "forward",
+    eps: float = 1e-3,
+    m: int = 5,
+    checkpoints: str | list[int] = "even",
+    proxy_batch: int = 128,
+    batches_per_checkpoint: int = 1,
+    per_target: bool = False,
+    include_l2: bool = True,
+    seed: int = 0,
+    chunk: int = 256,
+) -> np.ndarray:
+    """Diff-In (Tan et al., 2025), paper form by default.
+
+    Parameters
+    ----------
+    traj : recorded run (checkpoints must be recorded; ``record='all'`` covers every choice).
+    train_data, target_data : ``Dataset`` or ``(X, y)``; ``target_data`` is unused for
+        ``target='self'`` / ``'params'`` and may be None there.
+    form : ``'paper'`` (second-order term only, as in the authors' code) or ``'full'`` (adds the
+        first-order term, see Notes).
+    target : ``'target'`` (influence on the mean target loss; the fast batched form), ``'self'``
+        (self-influence) or ``'params'`` (the parameter shift estimate, an (n, p) array).
+    hvp : ``'forward'`` (published, ε = ``eps``), ``'central'`` or ``'exact'`` (double backprop /
+        closed form; for validation).
+    eps : finite-difference step ε (on the normalised direction).
+    m, checkpoints : number and placement of checkpoints (:func:`diffin_checkpoints`).
+    proxy_batch : size of the fresh random proxy batch B drawn (without replacement, seeded) from the
+        training set at each checkpoint; ``batches_per_checkpoint`` such batches are averaged.
+    per_target : target form only: return (n_train, n_target) per-target-sample scores (row mean =
+        the scores; v_t is then each target sample's own gradient).
+    include_l2 : gradients and Hessians of the training objective f = ℓ + (α/2)‖θ‖² (default; α from
+        the run) for G_z, G_B, H_z, H_B; False uses the bare loss ℓ. v_t never includes L2.
+    seed, chunk : proxy-batch (and random-checkpoint) seed; samples per chunk of per-sample gradients.
+
+    Returns
+    -------
+    (n_train,) scores; (n_train, n_target) with ``per_target``; (n_train, p) for ``target='params'``.
+
+    Notes
+    -----
+    With G^t_z = ∇f(z; θ_t), G^t_B the proxy-batch mean gradient, H the matching Hessians,
+    v_t = ∇L(V; θ_t), N training samples and checkpoints T_m (m of them):
+
+        D_t(z) = H^t_B G^t_z + H^t_z G^t_B  (= ∇_θ⟨G_B, G_z⟩),   a_t = −t η_t² / (N m),
+        params   I_θ(z)  = Σ_{t∈T_m} a_t D_t(z)
+        target   I(z, V) = Σ_{t∈T_m} a_t ⟨v_t, D_t(z)⟩
+        self     I(z, z) = Σ_{t∈T_m} a_t ⟨G^t_z, D_t(z)⟩
+
+    ``form='full'`` adds the first-order term (T/m) Σ_{t∈T_m} (η_t/N) × (G^t_z, ⟨v_t, G^t_z⟩ or
+    ‖G^t_z‖² respectively): the Monte-Carlo estimate over the checkpoints of Σ_{t<T} (η_t/N) G^t_z, the
+    expected first-order LOO increment of SGD (z is in a batch of size b with probability b/N). The
+    second-order term keeps the published a_t (no T/m factor), as the authors' code does.
+
+    Indexing: t is the number of SGD steps taken (θ_t after t updates, θ_T final); η_t =
+    ``lrs[min(t, T−1)]``, the step size applied at θ_t.
+
+    Sign: I^T(z) = θ_{−z} − θ is our sign, so the target form ⟨v, I_θ⟩ estimates L(θ_{−z}) − L(θ) to
+    first order (positive = helpful) with no conversion. Measured (``tests/test_diffin.py``): the
+    **full** form correlates positively with trajectory LOO; the **paper** form (second-order term
+    alone, a_t < 0) correlates **negatively** — it is a correction to the first-order term, not an
+    estimate of the LOO change on its own. See :func:`diffin_self` for the suspicious direction.
+
+    Fast target form: H symmetric ⇒ ⟨v_t, H_B G_z⟩ = ⟨H_B v_t, G_z⟩ with u_t = H_B v_t one HVP per
+    checkpoint, and ⟨v_t, H_z G_B⟩ = (⟨G_z(θ + εĜ_B), v_t⟩ − ⟨G_z(θ), v_t⟩)‖G_B‖/ε needs per-sample
+    gradients at two shared points — about two TracIn passes.
+
+    References
+    ----------
+    Tan et al. Diff-In: Data Influence Estimation with Differential Approximation. 2025.
+    """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if hvp not in HVP_METHODS:
+        raise ValueError(f"hvp must be one of {HVP_METHODS}, got {hvp!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if int(proxy_batch) < 1 or int(batches_per_checkpoint) < 1:
+        raise ValueError("proxy_batch and batches_per_checkpoint must be >= 1")
+    if per_target and target != "target":
+        raise ValueError("per_target is only available for target='target'")
+    if traj is None:
+        raise ValueError("diffin needs a recorded Trajectory")
+    chunk = check_chunk(chunk)
+    model, dtype = traj.model, traj.thetas.dtype
+    X, y = as_tensors(train_data, dtype)
+    N, p = X.shape[0], model.n_params
+    if N != traj.schedule.n:
+        raise ValueError(f"train data has {N} samples, the run was trained on {traj.schedule.n}")
+    if target == "target":
+        if target_data is None:
+            raise ValueError("target='target' needs target data")
+        Xt, yt = as_tensors(target_data, dtype)
+        if Xt.shape[0] == 0:
+            raise ValueError("the target set is empty")
+    l2 = traj.l2 if include_l2 else 0.0
+    steps = diffin_checkpoints(traj, m, checkpoints, seed)
+    mm, T = len(steps), traj.n_steps
+    lrs = traj.lrs()
+    rng = np.random.default_rng([seed, 0])
+    b = min(int(proxy_batch), N)
+    if target == "params":
+        if N * p > 5e7:
+            raise ValueError(f"target='params' materialises n × p = {N}×{p}; too large")
+        out = torch.zeros(N, p, dtype=dtype)
+    elif per_target:
+        out = torch.zeros(N, Xt.shape[0], dtype=dtype)
+    else:
+        out = torch.zeros(N, dtype=dtype)
+
+    for t in steps:
+        theta = traj.theta_at(int(t))
+        eta = float(lrs[min(int(t), T - 1)])
+        a_t = -t * eta**2 / (N * mm)
+        c1 = (T / mm) * eta / N
+        batches = [rng.choice(N, b, replace=False) for _ in range(int(batches_per_checkpoint))]
+        if target == "target":
+            V = per_sample_grads(model, theta, Xt, yt) if per_target else mean_grad(model, theta, Xt, yt)[None]
+            base = grad_dots(model, theta, X, y, V, l2=l2, chunk=chunk)  # ⟨G_z, v_t⟩, (N, k)
+            second = torch.zeros_like(base)
+            for S in batches:
+                XB, yB = X[S], y[S]
+                GB = mean_grad(model, theta, XB, yB, l2=l2)
+                U = loss_hvp(model, theta, XB, yB, V, l2=l2, method=hvp, eps=eps, g0=GB)  # H_B v_t
+                second += grad_dots(model, theta, X, y, U, l2=l2, chunk=chunk)
+                second += per_sample_hvp_dots(model, theta, X, y, V, GB, l2=l2, method=hvp, eps=eps, chunk=chunk,
+                                              base=base)
+            contrib = a_t * second / len(batches)
+            if form == "full":
+                contrib = contrib + c1 * base
+            out += contrib if per_target else contrib[:, 0]
+        else:
+            for s in range(0, N, chunk):
+                sl = slice(s, min(s + chunk, N))
+                G = per_sample_grads(model, theta, X[sl], y[sl], l2=l2)
+                D = torch.zeros_like(G)
+                for S in batches:
+                    D += diffin_direction(model, theta, X[sl], y[sl], X[S], y[S], l2=l2, hvp=hvp, eps=eps)
+                D /= len(batches)
+                if target == "params":
+                    out[sl] += a_t * D + (c1 * G if form == "full" else 0.0)
+                else:
+                    out[sl] += a_t * (G * D).sum(1) + (c1 * (G * G).sum(1) if form == "full" else 0.0)
+    return out.numpy()
+
+
+@register("diffin_full")
+def diffin_full(traj: Trajectory, train_data: Any, target_data: Any, **hparams: Any) -> np.ndarray:
+    """Diff-In with the first-order term (``diffin(..., form='full')``); other options as :func:`diffin`."""
+    hparams.setdefault("form", "full")
+    return diffin(traj, train_data, target_data, **hparams)
+
+
+@register("diffin_self")
+def diffin_self(traj: Trajectory, train_data: Any, target_data: Any = None, **hparams: Any) -> np.ndarray:
+    """Diff-In self-influence I(z, z) (``diffin(..., target='self')``, paper form by default).
+
+    Suspicious direction (measured on flipped labels, ``tests/test_diffin.py``): in the **paper form**
+    the score is −Σ|a_t|⟨G_z, D_t(z)⟩ ≤ 0 when the Hessians are PSD, and mislabeled samples are the
+    **most negative** (suspicion = −score, as for target influences); in the **full form** the
+    first-order term Σ (T/m)(η_t/N)‖G_z‖² dominates and **high** = suspicious (suspicion = +score,
+    as for TracIn self-influence). Scores are returned unconverted, in the sign of the formula.
+    """
+    hparams.setdefault("target", "self")
+    return diffin(traj, train_data, target_data, **hparams)

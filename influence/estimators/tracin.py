@@ -1,0 +1,217 @@
+"""TracIn-CP, Grad-Dot and TracIn self-influence (Pruthi et al., NeurIPS 2020; Charpiat et al., 2019).
+
+All three are sums of per-sample gradient inner products at recorded parameters. Per-sample gradients
+come from :mod:`influence.estimators._grads` (closed form for logistic regression, forward-mode
+``jvp`` / chunked ``vmap(grad)`` for MLPs); no n × p matrix is formed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from influence.estimators import register
+from influence.estimators._grads import grad_dots, grad_gram, grad_sqnorms, mean_grad
+from influence.train import Trajectory, as_tensors
+
+__all__ = ["tracin", "grad_dot", "self_influence", "checkpoint_steps"]
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_steps(traj: Trajectory, checkpoints: str | list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Checkpoint steps c and their step sizes η_c.
+
+    ``'epoch'``: the end of every epoch, c = k·steps_per_epoch (k = 1..K, the last is T). ``'step'``:
+    every step c = 0..T−1. A list: those steps (each in [0, T]). η_c is the step size applied at θ_c,
+    ``lrs[c]``, and ``lrs[T−1]`` for c = T (identical for constant schedules).
+    """
+    T = traj.n_steps
+    if isinstance(checkpoints, str):
+        if checkpoints == "epoch":
+            steps = np.arange(1, traj.schedule.epochs + 1) * traj.schedule.steps_per_epoch
+        elif checkpoints == "step":
+            steps = np.arange(T)
+        else:
+            raise ValueError(f"checkpoints must be 'epoch', 'step', 'ideal' or a list of steps, got {checkpoints!r}")
+    else:
+        steps = np.asarray(checkpoints, dtype=int).ravel()
+        if steps.size == 0:
+            raise ValueError("the list of checkpoints is empty")
+        if steps.min() < 0 or steps.max() > T:
+            raise ValueError(f"checkpoint steps must lie in [0, {T}], got {steps.min()}..{steps.max()}")
+    missing = np.setdiff1d(steps, traj.steps)
+    if missing.size:
+        raise ValueError(
+            f"the trajectory did not record steps {missing[:5].tolist()}… needed as checkpoints; "
+            "train with record='all' or record those steps"
+        )
+    lrs = traj.lrs()
+    return steps, lrs[np.minimum(steps, T - 1)]
+
+
+def _tensors(traj: Trajectory | None, train_data: Any, target_data: Any) -> tuple:
+    if traj is None:
+        raise ValueError("this estimator needs a recorded Trajectory (traj=None given)")
+    X, y = as_tensors(train_data, traj.thetas.dtype)
+    if X.shape[0] != traj.schedule.n:
+        raise ValueError(f"train data has {X.shape[0]} samples, the run was trained on {traj.schedule.n}")
+    if target_data is None:
+        return X, y, None, None
+    Xt, yt = as_tensors(target_data, traj.thetas.dtype)
+    if Xt.shape[0] == 0:
+        raise ValueError("the target set is empty")
+    return X, y, Xt, yt
+
+
+def _sum_over(traj: Trajectory, X, y, Xt, yt, steps, etas, per_target: bool, l2: float, chunk: int) -> np.ndarray:
+    model = traj.model
+    out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
+    for c, eta in zip(steps, etas, strict=True):
+        theta = traj.theta_at(int(c))
+        if per_target:
+            out += eta * grad_gram(model, theta, X, y, Xt, yt, l2=l2, chunk=chunk)
+        else:
+            out += eta * grad_dots(model, theta, X, y, mean_grad(model, theta, Xt, yt), l2=l2, chunk=chunk)
+    return out.numpy()
+
+
+@register("tracin")
+def tracin(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    *,
+    checkpoints: str | list[int] = "epoch",
+    per_target: bool = False,
+    include_l2: bool = False,
+    chunk: int = 256,
+) -> np.ndarray:
+    """TracIn-CP (Pruthi, Liu, Kale, Sundararajan, NeurIPS 2020).
+
+    Parameters
+    ----------
+    traj : recorded run (its checkpoints must be recorded).
+    train_data, target_data : ``Dataset`` or ``(X, y)``.
+    checkpoints : ``'epoch'`` (default: end of every epoch), ``'step'`` (every step 0..T−1), a list
+        of steps, or ``'ideal'`` (TracIn-ideal: only the steps where j is in the batch, see Notes).
+    per_target : return the (n_train, n_target) matrix of per-target-sample scores (for LDS) instead
+        of its row mean.
+    include_l2 : use ∇f_j = ∇ℓ_j + α θ (the training objective) instead of ∇ℓ_j (TracIn's definition).
+    chunk : samples per chunk of per-sample gradients (memory ∝ chunk · p).
+
+    Returns
+    -------
+    (n_train,) scores, or (n_train, n_target) with ``per_target=True`` (row mean = the scores).
+
+    Notes
+    -----
+    score_j = Σ_{c∈checkpoints} η_c ⟨∇ℓ(z_j; θ_c), ∇L(θ_c)⟩ with L the mean target loss; per target t
+    the matrix entry is Σ_c η_c ⟨∇ℓ(z_j; θ_c), ∇ℓ(z_t; θ_c)⟩. η_c = step size applied at θ_c
+    (``lrs[min(c, T−1)]``). With ``checkpoints='ideal'``: score_j = Σ_{t: j∈S_t} (η_t/|S_t|)
+    ⟨∇ℓ_j(θ_t), ∇L(θ_t)⟩, the first-order (Hessian-free) counterfactual of the recorded SGD run.
+
+    Sign: removing z_j from a step θ_{t+1} = θ_t − η ∇ℓ_j would change θ_{t+1} by +η∇ℓ_j, which changes
+    L by +η⟨∇ℓ_j, ∇L⟩ to first order. So TracIn's sign already is ours (estimated L(θ^{-j}) − L(θ),
+    positive = helpful, "proponent"); no conversion.
+
+    References
+    ----------
+    G. Pruthi, F. Liu, S. Kale, M. Sundararajan. Estimating Training Data Influence by Tracing
+    Gradient Descent. NeurIPS 2020.
+    """
+    X, y, Xt, yt = _tensors(traj, train_data, target_data)
+    if Xt is None:
+        raise ValueError("tracin needs target data (use self_influence for the self-influence score)")
+    l2 = traj.l2 if include_l2 else 0.0
+    if isinstance(checkpoints, str) and checkpoints == "ideal":
+        return _tracin_ideal(traj, X, y, Xt, yt, per_target, l2)
+    steps, etas = checkpoint_steps(traj, checkpoints)
+    return _sum_over(traj, X, y, Xt, yt, steps, etas, per_target, l2, chunk)
+
+
+def _tracin_ideal(traj: Trajectory, X, y, Xt, yt, per_target: bool, l2: float) -> np.ndarray:
+    if len(traj.steps) != traj.n_steps + 1:
+        raise ValueError("checkpoints='ideal' needs every step recorded (train with record='all')")
+    model = traj.model
+    out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
+    for t, (S, eta) in enumerate(zip(traj.batches(), traj.lrs(), strict=True)):
+        theta = traj.thetas[t]
+        S = torch.as_tensor(S)
+        if per_target:
+            out[S] += (eta / len(S)) * grad_gram(model, theta, X[S], y[S], Xt, yt, l2=l2)
+        else:
+            out[S] += (eta / len(S)) * grad_dots(model, theta, X[S], y[S], mean_grad(model, theta, Xt, yt), l2=l2)
+    return out.numpy()
+
+
+@register("grad_dot")
+def grad_dot(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    *,
+    per_target: bool = False,
+    include_l2: bool = False,
+    chunk: int = 256,
+) -> np.ndarray:
+    """Grad-Dot (Charpiat, Girard, Felardos, Tarabalka, NeurIPS 2019): score_j = ⟨∇ℓ(z_j; θ_T), ∇L(θ_T)⟩.
+
+    TracIn with the single checkpoint θ_T and **no** step size (the usual definition); multiply by η
+    to compare magnitudes with TracIn. Sign as TracIn (ours: positive = helpful). ``per_target``,
+    ``include_l2`` and ``chunk`` as in :func:`tracin`.
+
+    References
+    ----------
+    G. Charpiat, N. Girard, L. Felardos, Y. Tarabalka. Input Similarity from the Neural Network
+    Perspective. NeurIPS 2019.
+    """
+    X, y, Xt, yt = _tensors(traj, train_data, target_data)
+    if Xt is None:
+        raise ValueError("grad_dot needs target data")
+    l2 = traj.l2 if include_l2 else 0.0
+    return _sum_over(traj, X, y, Xt, yt, [int(traj.steps[-1])], [1.0], per_target, l2, chunk)
+
+
+@register("self_influence")
+def self_influence(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any = None,
+    *,
+    checkpoints: str | list[int] = "epoch",
+    include_l2: bool = False,
+    chunk: int = 256,
+) -> np.ndarray:
+    """TracIn self-influence: score_j = Σ_c η_c ‖∇ℓ(z_j; θ_c)‖² (Pruthi et al., 2020, §4).
+
+    Parameters
+    ----------
+    traj, train_data : the run and its training set. ``target_data`` is ignored (accepted for the
+        uniform estimator signature).
+    checkpoints, include_l2, chunk : as in :func:`tracin` (``'ideal'`` is not offered here).
+
+    Returns
+    -------
+    (n_train,) non-negative scores.
+
+    Notes
+    -----
+    This is TracIn with the target being z_j itself, so it keeps our sign convention with that target:
+    the estimated rise of z_j's *own* loss when z_j is removed, ℓ_j(θ^{-j}) − ℓ_j(θ) ≥ 0. It is **not**
+    an influence on the target set. For noisy-label detection it is used as a suspicion score
+    directly: **high self-influence = suspicious** (mislabeled samples keep large gradients), i.e. pass
+    ``+scores`` to :func:`influence.metrics.detection` (not ``-scores`` as for target influences).
+    """
+    X, y, _, _ = _tensors(traj, train_data, None)
+    if isinstance(checkpoints, str) and checkpoints == "ideal":
+        raise ValueError("self_influence supports checkpoints 'epoch', 'step' or a list, not 'ideal'")
+    l2 = traj.l2 if include_l2 else 0.0
+    steps, etas = checkpoint_steps(traj, checkpoints)
+    out = torch.zeros(X.shape[0], dtype=traj.thetas.dtype)
+    for c, eta in zip(steps, etas, strict=True):
+        out += eta * grad_sqnorms(traj.model, traj.theta_at(int(c)), X, y, l2=l2, chunk=chunk)
+    return out.numpy()

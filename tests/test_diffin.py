@@ -1,0 +1,158 @@
+"""Diff-In: batched forms vs the per-sample definition, the D_t identity, FD-HVP order, sign vs LOO."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_problem
+
+from influence import estimators
+from influence.estimators import _grads
+from influence.estimators.diffin import diffin, diffin_checkpoints, diffin_direction
+from influence.loo import trajectory_loo
+from influence.metrics import auroc, spearman
+from influence.models import logistic_regression
+from influence.train import Schedule, train
+
+
+def _f(model, th, X, y, l2):
+    return model.losses(th, X, y).mean() + 0.5 * l2 * th.dot(th)
+
+
+def _explicit(traj, X, y, Xt, yt, *, form, target, m=3):
+    """Per-sample loop of the definition with exact double-backprop HVPs; proxy batch = all samples."""
+    model, l2, N, T = traj.model, traj.l2, len(y), traj.n_steps
+    steps = np.unique(np.round(np.arange(1, m + 1) * T / m).astype(int))
+    out = np.zeros(len(y)) if target != "params" else np.zeros((len(y), model.n_params))
+    for t in steps:
+        eta = traj.lrs()[min(t, T - 1)]
+        th = traj.theta_at(int(t)).clone().requires_grad_(True)
+        GB = torch.autograd.grad(_f(model, th, X, y, l2), th, create_graph=True)[0]
+        v = torch.autograd.grad(model.losses(th, Xt, yt).mean(), th)[0] if target == "target" else None
+        for z in range(N):
+            Gz = torch.autograd.grad(_f(model, th, X[z : z + 1], y[z : z + 1], l2), th, create_graph=True)[0]
+            HBGz = torch.autograd.grad(GB, th, Gz.detach(), retain_graph=True)[0]
+            HzGB = torch.autograd.grad(Gz, th, GB.detach(), retain_graph=True)[0]
+            D = (HBGz + HzGB).detach()
+            w = {"target": v, "self": Gz.detach(), "params": None}[target]
+            a = -t * eta**2 / (N * len(steps))
+            c1 = (T / len(steps)) * eta / N
+            if target == "params":
+                out[z] += (a * D + (c1 * Gz.detach() if form == "full" else 0)).numpy()
+            else:
+                out[z] += a * float(w @ D) + (c1 * float(w @ Gz.detach()) if form == "full" else 0.0)
+    return out
+
+
+@pytest.mark.parametrize("run", ["tiny_logreg_run", "tiny_mlp_run"])
+@pytest.mark.parametrize("form", ["paper", "full"])
+def test_batched_target_form_equals_per_sample_definition(run, form, request):
+    traj, (X, y), (Xt, yt) = request.getfixturevalue(run)
+    ref = _explicit(traj, X, y, Xt, yt, form=form, target="target")
+    kw = {"form": form, "m": 3, "proxy_batch": 10_000, "chunk": 7}
+    np.testing.assert_allclose(diffin(traj, (X, y), (Xt, yt), hvp="exact", **kw), ref, rtol=1e-9, atol=1e-13)
+    scale = np.abs(ref).max()
+    for hvp, tol in (("forward", 2e-2), ("central", 1e-4)):
+        got = diffin(traj, (X, y), (Xt, yt), hvp=hvp, **kw)
+        assert np.abs(got - ref).max() <= tol * scale, hvp
+
+
+def test_self_and_params_forms_equal_per_sample_definition(tiny_mlp_run):
+    traj, (X, y), (Xt, yt) = tiny_mlp_run
+    for form in ("paper", "full"):
+        kw = {"form": form, "m": 3, "proxy_batch": 10_000, "hvp": "exact", "chunk": 7}
+        np.testing.assert_allclose(diffin(traj, (X, y), None, target="self", **kw),
+                                   _explicit(traj, X, y, Xt, yt, form=form, target="self"), rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(diffin(traj, (X, y), None, target="params", **kw),
+                                   _explicit(traj, X, y, Xt, yt, form=form, target="params"), rtol=1e-9, atol=1e-14)
+
+
+def test_target_form_is_params_form_projected_on_v_with_small_proxy_batches(tiny_logreg_run):
+    """Same seeded proxy batches (16 of 60 samples, 2 per checkpoint): ⟨∇L(θ_T), I_θ(z)⟩ summed per
+    checkpoint equals the target form when there is a single checkpoint (t = T)."""
+    traj, (X, y), (Xt, yt) = tiny_logreg_run
+    kw = {"form": "full", "hvp": "exact", "checkpoints": [traj.n_steps], "proxy_batch": 16,
+          "batches_per_checkpoint": 2, "seed": 7}
+    P = diffin(traj, (X, y), None, target="params", **kw)
+    v = _grads.mean_grad(traj.model, traj.final, Xt, yt).numpy()
+    np.testing.assert_allclose(diffin(traj, (X, y), (Xt, yt), **kw), P @ v, rtol=1e-10, atol=1e-14)
+    per = diffin(traj, (X, y), (Xt, yt), per_target=True, **kw)
+    np.testing.assert_allclose(per.mean(1), P @ v, rtol=1e-10, atol=1e-14)
+
+
+def test_direction_is_gradient_of_batch_sample_gradient_inner_product(tiny_mlp_run):
+    """D_t(z) = H_B G_z + H_z G_B = ∇_θ ⟨G_B(θ), G_z(θ)⟩ (autograd of the inner product)."""
+    traj, (X, y), _ = tiny_mlp_run
+    model, l2, th = traj.model, traj.l2, traj.theta_at(5)
+    B = np.arange(0, 48, 3)
+    D = diffin_direction(model, th, X[:6], y[:6], X[B], y[B], l2=l2, hvp="exact")
+    for z in range(6):
+        t = th.clone().requires_grad_(True)
+        GB = torch.autograd.grad(_f(model, t, X[B], y[B], l2), t, create_graph=True)[0]
+        Gz = torch.autograd.grad(_f(model, t, X[z : z + 1], y[z : z + 1], l2), t, create_graph=True)[0]
+        ref = torch.autograd.grad(GB.dot(Gz), t)[0]
+        np.testing.assert_allclose(D[z], ref, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_finite_difference_hvp_converges_at_predicted_order(n_classes):
+    (X, y), _ = make_problem(n=40, d=4, n_classes=n_classes, seed=3)
+    model = logistic_regression(4, n_classes)
+    g = torch.Generator().manual_seed(1)
+    th = 0.5 * torch.randn(model.n_params, generator=g, dtype=torch.float64)
+    u = torch.randn(model.n_params, generator=g, dtype=torch.float64)
+    H = torch.autograd.functional.hessian(lambda t: _f(model, t, X, y, 0.01), th)
+    exact = H @ u
+    eps = np.array([1e-1, 1e-2, 1e-3])
+    for method, order in (("forward", 1), ("central", 2)):
+        err = [float((_grads.loss_hvp(model, th, X, y, u, l2=0.01, method=method, eps=e) - exact).norm()) for e in eps]
+        slope = np.polyfit(np.log(eps), np.log(err), 1)[0]
+        assert abs(slope - order) < 0.2, (method, slope)
+        # per-sample FD HVPs converge too (Diff-In's H_z G_B)
+        ps = _grads.per_sample_hvps(model, th, X, y, u, l2=0.01, method=method, eps=1e-4)
+        ref = _grads.per_sample_hvps(model, th, X, y, u, l2=0.01, method="exact")
+        assert float((ps - ref).abs().max()) < (1e-3 if order == 1 else 1e-6)
+
+
+def test_sign_against_trajectory_loo(tiny_mlp_run):
+    """Finding pinned by a test: the full form tracks LOO (positive), the paper form alone is
+    anti-correlated with it (its a_t < 0 second-order term is a correction, not an estimate)."""
+    traj, train_data, target = tiny_mlp_run
+    truth = trajectory_loo(traj, train_data, target).loss_change
+    assert spearman(estimators.get("diffin_full")(traj, train_data, target), truth) > 0.5
+    assert spearman(estimators.get("diffin")(traj, train_data, target), truth) < -0.5
+
+
+def test_self_influence_suspicious_directions_on_flipped_labels():
+    (X, y), _ = make_problem(n=80, d=4, seed=4)
+    noisy = np.zeros(len(y), dtype=bool)
+    noisy[np.random.default_rng(0).choice(len(y), 12, replace=False)] = True
+    y = y.clone()
+    y[torch.as_tensor(noisy)] = 1 - y[torch.as_tensor(noisy)]
+    model = logistic_regression(4)
+    traj = train(model, model.init(0), (X, y), Schedule(len(y), 16, 5, 0.5, seed=1), l2=0.01)
+    paper = estimators.get("diffin_self")(traj, (X, y), None)
+    full = estimators.get("diffin_self")(traj, (X, y), None, form="full")
+    assert auroc(-paper, noisy) > 0.8  # paper form: most negative = suspicious
+    assert auroc(full, noisy) > 0.8  # full form: highest = suspicious
+
+
+def test_checkpoints_and_bad_input(tiny_logreg_run):
+    traj, train_data, target = tiny_logreg_run
+    T = traj.n_steps
+    np.testing.assert_array_equal(diffin_checkpoints(traj, 5), np.round(np.arange(1, 6) * T / 5).astype(int))
+    r1, r2 = diffin_checkpoints(traj, 4, "random", seed=3), diffin_checkpoints(traj, 4, "random", seed=3)
+    np.testing.assert_array_equal(r1, r2)
+    assert len(np.unique(r1)) == 4 and r1.min() >= 1 and r1.max() <= T
+    a = diffin(traj, train_data, target, proxy_batch=8, seed=1)
+    np.testing.assert_array_equal(a, diffin(traj, train_data, target, proxy_batch=8, seed=1))
+    assert not np.allclose(a, diffin(traj, train_data, target, proxy_batch=8, seed=2))
+    for bad, match in (({"form": "half"}, "form"), ({"target": "x"}, "target"), ({"hvp": "fd"}, "hvp"),
+                       ({"eps": 0.0}, "eps"), ({"checkpoints": "odd"}, "checkpoints"),
+                       ({"checkpoints": [T + 1]}, "checkpoint"), ({"proxy_batch": 0}, "proxy_batch")):
+        with pytest.raises(ValueError, match=match):
+            diffin(traj, train_data, target, **bad)
+    with pytest.raises(ValueError, match="target data"):
+        diffin(traj, train_data, None)
+    assert {"diffin", "diffin_full", "diffin_self"} <= set(estimators.names())
