@@ -193,12 +193,15 @@ def _newton(f, theta: torch.Tensor, w: torch.Tensor, tol: float, max_iter: int) 
             return theta, it - 1, gnorm
         H = hess(theta, w)
         step = torch.linalg.solve(H, g.unsqueeze(-1)).squeeze(-1)
-        # backtracking line search per row (Armijo)
+        # backtracking line search per row (Armijo); rows whose Newton decrement gᵀH⁻¹g is tiny are in
+        # the quadratic-convergence region and take the full step (there, rounding in f can make the
+        # Armijo test fail although the step is right)
         fval = torch.func.vmap(f)(theta, w)
+        decrement = (g * step).sum(1)
         t = torch.ones(theta.shape[0], 1, dtype=theta.dtype)
         for _ in range(30):
             cand = theta - t * step
-            ok = torch.func.vmap(f)(cand, w) <= fval - 1e-4 * t[:, 0] * (g * step).sum(1)
+            ok = (torch.func.vmap(f)(cand, w) <= fval - 1e-4 * t[:, 0] * decrement) | (decrement < 1e-12)
             if bool(ok.all()):
                 break
             t = torch.where(ok[:, None], t, t / 2)
