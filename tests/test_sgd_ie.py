@@ -1,0 +1,170 @@
+"""SGD-IE and ACC-SGD-IE: exact identities, an independent naive recursion, and agreement with LOO."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_problem
+from torch.autograd.functional import hessian, jacobian
+
+from influence import estimators
+from influence.estimators.sgd_ie import acc_sgd_ie, acc_sgd_ie_params, sgd_ie, sgd_ie_params
+from influence.loo import trajectory_loo
+from influence.metrics import kendall
+from influence.models import logistic_regression, mlp
+from influence.train import Schedule, train
+
+
+def naive_linearised_loo(traj, X, y, Xt, yt, *, correct: bool, correct_until: int | None = None,
+                         extra_l2: float = 0.0):
+    """Independent reference: one sample at a time, explicit autograd Hessians and gradients of
+    f_i = ℓ_i + (α/2)‖θ‖², A_{t+1} = (I − η_t H) A_t + (η_t/b) 1[j∈S_t] ∇f_j(θ_t) with
+    H = (1/b)Σ_{i∈S_t}∇²f_i (+ extra_l2·I), minus (1/b)∇²f_j when ``correct`` and t < correct_until."""
+    model, a, n, p = traj.model, traj.l2, len(y), traj.model.n_params
+    T = traj.n_steps
+    s = T if correct_until is None else correct_until
+
+    def f(th, i):
+        return model.losses(th, X[i : i + 1], y[i : i + 1])[0] + 0.5 * a * (th**2).sum()
+
+    A = torch.zeros(n, p, dtype=torch.float64)
+    for t, S in enumerate(traj.batches()):
+        th, eta, m = traj.thetas[t], float(traj.lrs()[t]), len(S)
+        Hs = {int(i): hessian(lambda z, i=int(i): f(z, i), th) for i in S}
+        gs = {int(i): jacobian(lambda z, i=int(i): f(z, i), th) for i in S}
+        H = sum(Hs.values()) / m + extra_l2 * torch.eye(p, dtype=torch.float64)
+        for j in range(n):
+            Hj = H - Hs[j] / m if (correct and t < s and j in Hs) else H
+            A[j] = A[j] - eta * Hj @ A[j]
+            if j in gs:
+                A[j] = A[j] + eta / m * gs[j]
+    g = torch.func.grad(lambda th: model.loss(th, Xt, yt))(traj.thetas[-1])
+    return A.numpy(), (A @ g).numpy()
+
+
+def _small(kind: str, epochs: int = 3):
+    if kind == "binary":
+        (X, y), (Xt, yt) = make_problem(n=24, n_target=16, d=3)
+        model = logistic_regression(3)
+    else:
+        (X, y), (Xt, yt) = make_problem(n=24, n_target=16, d=3, n_classes=3, seed=1)
+        model = logistic_regression(3, 3) if kind == "multiclass" else mlp(3, (4,), 3)
+    traj = train(model, model.init(0), (X, y), Schedule(24, 7, epochs, 0.3, seed=2), l2=0.05)
+    return traj, (X, y), (Xt, yt)
+
+
+@pytest.fixture(scope="module", params=["binary", "multiclass", "mlp"])
+def small_run(request):
+    traj, tr, tg = _small(request.param)
+    ref_acc = naive_linearised_loo(traj, *tr, *tg, correct=True)
+    ref_sgd = naive_linearised_loo(traj, *tr, *tg, correct=False)
+    return traj, tr, tg, ref_acc, ref_sgd
+
+
+def _close(a, b, rtol=1e-10):
+    a, b = np.asarray(a), np.asarray(b)
+    assert np.abs(a - b).max() <= rtol * max(np.abs(b).max(), 1e-300), np.abs(a - b).max()
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "mlp"])
+def test_acc_equals_sgd_ie_for_one_epoch(kind):
+    traj, tr, tg = _small(kind, epochs=1)
+    s_acc, s_sgd = acc_sgd_ie(traj, tr, tg), sgd_ie(traj, tr, tg)
+    assert np.abs(s_sgd).max() > 1e-6
+    assert np.abs(s_acc - s_sgd).max() <= 1e-12 * np.abs(s_sgd).max()
+    p_acc, p_sgd = acc_sgd_ie_params(traj, tr), sgd_ie_params(traj, tr)
+    assert np.abs(p_acc - p_sgd).max() <= 1e-12 * np.abs(p_sgd).max()
+
+
+def test_vectorised_equals_naive_linearised_loo_recursion(small_run):
+    traj, tr, tg, (A_ref, s_ref), (S_ref, ss_ref) = small_run
+    # the two references must differ (several epochs), otherwise the test below cannot tell them apart
+    assert np.abs(A_ref - S_ref).max() > 1e-3 * np.abs(A_ref).max()
+    _close(acc_sgd_ie_params(traj, tr), A_ref)
+    _close(sgd_ie_params(traj, tr), S_ref)
+    _close(acc_sgd_ie(traj, tr, tg, form="backward"), s_ref)
+    _close(acc_sgd_ie(traj, tr, tg, form="forward"), s_ref)
+    _close(sgd_ie(traj, tr, tg), ss_ref)
+
+
+def test_forward_and_backward_forms_agree_across_chunks(small_run):
+    traj, tr, tg, (_, s_ref), _ = small_run
+    for chunk in (1, 5, 100) if traj.model.is_linear else (5,):
+        _close(acc_sgd_ie(traj, tr, tg, form="backward", chunk=chunk), s_ref)
+        _close(acc_sgd_ie(traj, tr, tg, form="forward", chunk=chunk), s_ref)
+    sub = np.array([5, 0, 17])
+    _close(acc_sgd_ie_params(traj, tr, indices=sub, chunk=2), acc_sgd_ie_params(traj, tr)[sub])
+
+
+def test_truncated_variant_interpolates_between_acc_and_sgd_ie(small_run):
+    traj, tr, tg, (_, s_ref), (_, ss_ref) = small_run
+    T = traj.n_steps
+    _close(acc_sgd_ie(traj, tr, tg, truncate=0), s_ref)
+    _close(acc_sgd_ie(traj, tr, tg, truncate=T), ss_ref)
+    s = T - 5  # the last 5 steps use the shared Hessian
+    ref = naive_linearised_loo(traj, *tr, *tg, correct=True, correct_until=s)[1]
+    _close(acc_sgd_ie(traj, tr, tg, truncate=5, form="backward"), ref)
+    _close(acc_sgd_ie(traj, tr, tg, truncate=5, form="forward"), ref)
+    assert np.abs(ref - s_ref).max() > 0 and np.abs(ref - ss_ref).max() > 0
+
+
+def test_l2_quirk_adds_alpha_to_every_hessian_and_shrinks_scores():
+    traj, tr, tg = _small("binary", epochs=4)
+    ref_quirk = naive_linearised_loo(traj, *tr, *tg, correct=True, extra_l2=traj.l2)[1]
+    quirk = acc_sgd_ie(traj, tr, tg, l2_quirk=True)
+    _close(quirk, ref_quirk)
+    plain = acc_sgd_ie(traj, tr, tg)
+    # documented direction: the extra (1 − ηα) contraction per step shrinks the estimates
+    assert np.abs(quirk).mean() < np.abs(plain).mean()
+    assert np.abs(quirk - plain).max() > 1e-4 * np.abs(plain).max()
+
+
+@pytest.fixture(scope="module")
+def logreg_loo():
+    (X, y), (Xt, yt) = make_problem(n=100, n_target=40, d=5, seed=0)
+    model = logistic_regression(5)
+    traj = train(model, model.init(0), (X, y), Schedule(100, 10, 10, 0.5, seed=3), l2=0.1)
+    return traj, (X, y), (Xt, yt), trajectory_loo(traj, (X, y), (Xt, yt))
+
+
+def test_acc_parameter_error_several_times_smaller_than_sgd_ie(logreg_loo):
+    traj, tr, _, loo = logreg_loo
+    err_acc = np.linalg.norm(acc_sgd_ie_params(traj, tr) - loo.delta_theta, axis=1).mean()
+    err_sgd = np.linalg.norm(sgd_ie_params(traj, tr) - loo.delta_theta, axis=1).mean()
+    scale = np.linalg.norm(loo.delta_theta, axis=1).mean()
+    assert err_acc < 0.02 * scale  # both are linearisations: small errors
+    assert err_sgd > 3 * err_acc  # measured ≈ 6×
+
+
+def test_both_rank_like_the_true_loss_change(logreg_loo):
+    traj, tr, tg, loo = logreg_loo
+    assert kendall(acc_sgd_ie(traj, tr, tg), loo.loss_change) > 0.9
+    assert kendall(sgd_ie(traj, tr, tg), loo.loss_change) > 0.9
+    # sign convention: scores are L(θ^{-j}) − L(θ), the same sign as the LOO loss change
+    s = acc_sgd_ie(traj, tr, tg)
+    big = np.abs(loo.loss_change) > np.quantile(np.abs(loo.loss_change), 0.5)
+    assert np.all(np.sign(s[big]) == np.sign(loo.loss_change[big]))
+
+
+def test_registered_and_run_with_provenance(tiny_logreg_run):
+    traj, tr, tg = tiny_logreg_run
+    assert {"sgd_ie", "acc_sgd_ie"} <= set(estimators.names())
+    scores, rec = estimators.run("acc_sgd_ie", traj, tr, tg, form="forward")
+    assert scores.shape == (len(tr[1]),) and rec["hparams"] == {"form": "forward"} and rec["wall_s"] >= 0
+    np.testing.assert_allclose(scores, acc_sgd_ie(traj, tr, tg), rtol=1e-10, atol=1e-15)
+
+
+def test_clear_errors(tiny_logreg_run):
+    traj, (X, y), tg = tiny_logreg_run
+    sparse = train(traj.model, traj.theta0, (X, y), traj.schedule, l2=traj.l2, record="final")
+    with pytest.raises(ValueError, match="every step"):
+        sgd_ie(sparse, (X, y), tg)
+    with pytest.raises(ValueError, match="samples"):
+        acc_sgd_ie(traj, (X[:-1], y[:-1]), tg)
+    with pytest.raises(ValueError, match="form"):
+        acc_sgd_ie(traj, (X, y), tg, form="sideways")
+    with pytest.raises(ValueError, match="truncate"):
+        acc_sgd_ie(traj, (X, y), tg, truncate=traj.n_steps + 1)
+    with pytest.raises(ValueError, match="Trajectory"):
+        sgd_ie(None, (X, y), tg)
