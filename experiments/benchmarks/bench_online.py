@@ -1,0 +1,264 @@
+"""Cost of online scoring per training step (claim LAI-4): plain SGD vs LAI vs Ghost vs vmap per-sample grads.
+
+Every method takes one full training step on a batch of 32 (+ a target batch of 32 for the scored ones),
+with curation weights w_i = 1[score_i ≥ 0] and the batch loss Σ w_i ℓ_i / 32:
+
+``plain``  forward + backward on the batch, SGD update.
+``plain_fwd`` a plain step plus a no-grad forward of the target batch: the floor of any method that
+           scores against a target batch it has to push through the network (reference only).
+``lai``    hooked forwards of the batch (autograd on) and of the target batch (no_grad), LAI scores from
+           the captured layer inputs and closed-form logit gradients, then backward of the weighted loss.
+``ghost``  one hooked forward + backward over [batch; target] (output gradients of every layer), ghost
+           dot products, update gradient assembled from the capture (``set_update_grads``, no 2nd pass).
+``vmap``   explicit per-sample gradients of the batch (``vmap(grad)``) and the target gradient, their dot
+           products, update = weighted sum of the per-sample gradients.
+
+Models: MLP 784-128-10, MLP 784-512-512-10, SmallCNN (two 3×3 conv layers, 28×28 input). Each
+model's methods are timed interleaved step by step (round robin, each on its own copy of the model) so
+that the load of a shared machine hits them alike; time = median over ``--steps`` steps after
+``--warmup``. Memory: each (model, method) runs in a fresh subprocess so that its peak RSS is its own,
+reported as the rise of the process's peak RSS over a plain step (CPU), or of
+``torch.cuda.max_memory_allocated`` on CUDA. The scoring's own tensor footprint (captured
+activations / output gradients / per-sample gradients) is reported too (``scoring_mb``).
+
+Usage::
+
+    python experiments/benchmarks/bench_online.py --out results/bench/online.json [--threads 1] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+log = logging.getLogger("bench_online")
+
+MODELS = ("mlp-784-128-10", "mlp-784-512-512-10", "cnn-small")
+METHODS = ("plain", "plain_fwd", "lai", "ghost", "vmap")
+
+
+def build(name: str, dtype: torch.dtype) -> nn.Module:
+    from influence.estimators.online import SmallCNN
+    from influence.models import mlp
+
+    torch.manual_seed(0)
+    if name == "mlp-784-128-10":
+        m = mlp(784, (128,), 10)
+        return m.to_module(m.init(0, dtype=dtype))
+    if name == "mlp-784-512-512-10":
+        m = mlp(784, (512, 512), 10)
+        return m.to_module(m.init(0, dtype=dtype))
+    if name == "cnn-small":
+        return SmallCNN(1, 28, 10, width=16, dtype=dtype)
+    raise ValueError(f"unknown model {name!r}; use one of {MODELS}")
+
+
+def make_step(method: str, module: nn.Module, lr: float = 0.05):
+    """A closure performing one training step of ``method`` on (xb, yb, xv, yv); returns scoring bytes."""
+    from influence.estimators.online import batch_scores, capture, capture_split, row_losses, set_update_grads
+
+    params = list(module.parameters())
+
+    def sgd() -> None:
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
+
+    if method == "plain":
+        def step(xb, yb, xv, yv) -> int:
+            for p in params:
+                p.grad = None
+            row_losses(module(xb), yb).mean().backward()
+            sgd()
+            return 0
+    elif method == "plain_fwd":
+        def step(xb, yb, xv, yv) -> int:
+            for p in params:
+                p.grad = None
+            row_losses(module(xb), yb).mean().backward()
+            with torch.no_grad():
+                module(xv)
+            sgd()
+            return 0
+    elif method == "lai":
+        def step(xb, yb, xv, yv) -> int:
+            for p in params:
+                p.grad = None
+            b = xb.shape[0]
+            cap = capture_split(module, xb, yb, xv, yv)
+            w = (batch_scores(cap, b, "lai") >= 0).to(xb.dtype)
+            ((w * cap.losses[:b]).sum() / b).backward()
+            sgd()
+            return cap.nbytes()
+    elif method == "ghost":
+        def step(xb, yb, xv, yv) -> int:
+            b = xb.shape[0]
+            cap = capture(module, torch.cat([xb, xv]), torch.cat([yb, yv]), backward=True)
+            w = (batch_scores(cap, b, "ghost") >= 0).to(xb.dtype)
+            set_update_grads(cap, b, w)
+            sgd()
+            return cap.nbytes()
+    elif method == "vmap":
+        names = [n for n, _ in module.named_parameters()]
+
+        def li(pr, xi, yi):
+            return row_losses(functional_call(module, pr, (xi[None],)), yi[None]).sum()
+
+        def lv(pr, x, y):
+            return row_losses(functional_call(module, pr, (x,)), y).mean()
+
+        def step(xb, yb, xv, yv) -> int:
+            pr = {n: p.detach() for n, p in zip(names, params, strict=True)}
+            G = vmap(grad(li), in_dims=(None, 0, 0))(pr, xb, yb)
+            gv = grad(lv)(pr, xv, yv)
+            s = sum((G[n].reshape(xb.shape[0], -1) @ gv[n].reshape(-1)) for n in names)
+            w = (s >= 0).to(xb.dtype)
+            for n, p in zip(names, params, strict=True):
+                p.grad = torch.einsum("b,b...->...", w, G[n]) / xb.shape[0]
+            sgd()
+            return int(sum(G[n].numel() * G[n].element_size() for n in names))
+    else:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    return step
+
+
+def _data(model_name: str, batch: int, target: int, device: str, dtype: torch.dtype, k: int = 8) -> list[tuple]:
+    g = torch.Generator().manual_seed(1)
+    shape = (1, 28, 28) if model_name.startswith("cnn") else (784,)
+
+    def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.rand(m, *shape, generator=g, dtype=dtype).to(device),
+                torch.randint(0, 10, (m,), generator=g).to(device))
+
+    return [(*draw(batch), *draw(target)) for _ in range(k)]
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_interleaved(model_name: str, methods: list[str], *, batch: int, target: int, steps: int, warmup: int,
+                     device: str, dtype: torch.dtype) -> dict[str, list[float]]:
+    """Per-step wall times (s) of every method, interleaved step by step (round robin) in one process, so
+    that a drifting machine load hits all methods alike. Each method trains its own copy of the model."""
+    data = _data(model_name, batch, target, device, dtype)
+    fns = {m: make_step(m, build(model_name, dtype).to(device)) for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for k in range(warmup + steps):
+        for m in methods:
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[m](*data[k % len(data)])
+            _sync(device)
+            if k >= warmup:
+                times[m].append(time.perf_counter() - t0)
+    return times
+
+
+def _hwm_kb() -> float:
+    """Peak RSS of this process in KiB: VmHWM from /proc (ru_maxrss can carry the parent's peak over exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_memory(model_name: str, method: str, *, batch: int, target: int, steps: int, device: str,
+                dtype: torch.dtype) -> dict:
+    """Peak memory of ``method`` over that of a plain step (meant to run in its own process): rise of the
+    process's peak RSS (CPU) or of ``torch.cuda.max_memory_allocated`` (CUDA); plus the scoring bytes."""
+    module = build(model_name, dtype).to(device)
+    data = _data(model_name, batch, target, device, dtype)
+    plain = make_step("plain", module)
+    for k in range(3):
+        plain(*data[k % len(data)])
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.max_memory_allocated()
+    else:
+        base = _hwm_kb()
+    step = make_step(method, module)
+    nbytes = 0
+    for k in range(steps):
+        nbytes = step(*data[k % len(data)])
+    if cuda:
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak_mb = (_hwm_kb() - base) / 1024.0
+    return {"extra_peak_mb": peak_mb, "scoring_mb": nbytes / 2**20,
+            "n_params": sum(p.numel() for p in module.parameters())}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--target", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--single", nargs=2, metavar=("MODEL", "METHOD"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    if args.single:
+        print(json.dumps(peak_memory(*args.single, batch=args.batch, target=args.target, steps=5,
+                                     device=args.device, dtype=dtype)))
+        return []
+    rows = []
+    base_cmd = [sys.executable, __file__, "--batch", str(args.batch), "--target", str(args.target),
+                "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for model_name in args.models:
+        times = time_interleaved(model_name, args.methods, batch=args.batch, target=args.target, steps=args.steps,
+                                 warmup=args.warmup, device=args.device, dtype=dtype)
+        med = {m: statistics.median(t) for m, t in times.items()}
+        for method in args.methods:
+            out = subprocess.run([*base_cmd, "--single", model_name, method], capture_output=True, text=True,
+                                 env=env, check=True)
+            mem = json.loads(out.stdout.strip().splitlines()[-1])
+            r = {"model": model_name, "method": method, "step_ms_median": 1e3 * med[method],
+                 "step_ms_q25": 1e3 * statistics.quantiles(times[method], n=4)[0],
+                 "step_ms_q75": 1e3 * statistics.quantiles(times[method], n=4)[2], **mem,
+                 "batch": args.batch, "target": args.target, "device": args.device, "dtype": args.dtype,
+                 "threads": args.threads, "steps": args.steps}
+            if "plain" in med:
+                r["time_ratio_vs_plain"] = med[method] / med["plain"]
+            rows.append(r)
+            log.info("%-20s %-6s %9.3f ms  x%5.2f  +%6.1f MB peak  scoring %.2f MB", model_name, method,
+                     r["step_ms_median"], r.get("time_ratio_vs_plain", float("nan")), r["extra_peak_mb"],
+                     r["scoring_mb"])
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, args.out)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()

@@ -1,0 +1,209 @@
+"""Online data curation: drop batch members during training by their per-step LAI / Ghost score or loss.
+
+A policy is a callback of :func:`influence.train.train` (see :class:`Curator`). At every step after a
+warm-up of ``warmup_epochs`` vanilla epochs it scores the batch S_t against a fresh random target subset
+V_t (default 32 samples of the validation set) and returns 0/1 weights; ``train`` then takes the step
+
+    θ_{t+1} = θ_t − η_t (1/|S_t|) Σ_{i∈S_t} w_i ∇f_i(θ_t),
+
+i.e. the batch loss Σ_i w_i ℓ_i / |B| with dropped samples still counted in the denominator (LAI
+authors' code). Policies:
+
+``vanilla``         keep everything (returns no weights: bit-identical to plain ``train``).
+``lai``             keep i iff LAI_t(i) ≥ 0 (all layers).
+``lai_last_layer``  the same with the last layer only.
+``ghost``           keep i iff Ghost_t(i) ≥ 0 (exact per-sample gradient inner products).
+``small_loss``      keep i iff ℓ_i(θ_t) ≤ median of the target losses on V_t (SPL-style).
+
+Per step the callback logs the kept fraction, how many of the batch's *noisy* samples (given the noise
+mask) were dropped, the scoring wall time, the process RSS after scoring and the bytes held by the
+captured activations / output gradients (``capture_mb``: the scoring's own tensor footprint; CPU peak
+memory of one step is measured properly by ``experiments/benchmarks/bench_online.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+from torch import nn
+
+from influence.estimators.online import batch_scores, capture
+from influence.models import Model
+from influence.train import Schedule, StepInfo, Trajectory, as_tensors, train
+
+__all__ = ["POLICIES", "Curator", "curate", "summarize"]
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("vanilla", "lai", "lai_last_layer", "ghost", "small_loss")
+
+
+class Curator:
+    """Callback for :func:`influence.train.train` implementing one curation policy (see module doc).
+
+    Parameters
+    ----------
+    model : the run's architecture.
+    target_data : validation set the scores are computed against (``Dataset`` or (X, y)).
+    policy : one of :data:`POLICIES`.
+    noise_mask : (n_train,) bool, True = corrupted label; only used for logging.
+    warmup_epochs : vanilla epochs before curation starts (default 1).
+    target_size : size of the fresh random subset V_t per step (default 32; None = whole target set).
+    seed : seeds the V_t draws.
+    self_influence : score the batch against itself (V_t = S_t) instead of the target set.
+    bias : include bias terms in the LAI / Ghost inner products.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        target_data: Any,
+        policy: str,
+        *,
+        noise_mask: np.ndarray | None = None,
+        warmup_epochs: int = 1,
+        target_size: int | None = 32,
+        seed: int = 0,
+        self_influence: bool = False,
+        bias: bool = True,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown curation policy {policy!r}; use one of {POLICIES}")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if target_size is not None and target_size < 1:
+            raise ValueError(f"target_size must be >= 1 or None, got {target_size}")
+        if policy == "small_loss" and self_influence:
+            raise ValueError("small_loss compares with target losses; it has no self-influence variant")
+        self.model, self.policy = model, policy
+        self.warmup_epochs, self.target_size = int(warmup_epochs), target_size
+        self.self_influence, self.bias = bool(self_influence), bool(bias)
+        self.target_data = target_data
+        self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool)
+        self.rng = np.random.default_rng(seed)
+        self._module: nn.Module | None = None
+        self._target: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._proc = psutil.Process()
+
+    def _targets(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._target is None or self._target[0].dtype != dtype:
+            self._target = as_tensors(self.target_data, dtype)
+        Xt, yt = self._target
+        if self.target_size is None or self.target_size >= Xt.shape[0]:
+            return Xt, yt
+        V = torch.as_tensor(self.rng.choice(Xt.shape[0], size=self.target_size, replace=False))
+        return Xt[V], yt[V]
+
+    def _scores(self, info: StepInfo) -> tuple[torch.Tensor, int]:
+        """Returns (keep mask, captured bytes)."""
+        theta = info.theta
+        if self.policy == "small_loss":
+            Xv, yv = self._targets(theta.dtype)
+            with torch.no_grad():
+                thr = self.model.losses(theta, Xv, yv).median()
+            return info.losses <= thr, 0
+        if self._module is None or next(self._module.parameters()).dtype != theta.dtype:
+            self._module = self.model.to_module(theta)
+        with torch.no_grad():
+            nn.utils.vector_to_parameters(theta, self._module.parameters())
+        if self.self_influence:
+            xc, yc = info.x, info.y
+        else:
+            Xv, yv = self._targets(theta.dtype)
+            xc, yc = torch.cat([info.x, Xv]), torch.cat([info.y, yv])
+        method = "ghost" if self.policy == "ghost" else "lai"
+        cap = capture(self._module, xc, yc, backward=(method == "ghost"))
+        s = batch_scores(cap, len(info.batch), method, self_influence=self.self_influence,
+                         last_layer_only=(self.policy == "lai_last_layer"), bias=self.bias)
+        return s >= 0, cap.nbytes()
+
+    def __call__(self, info: StepInfo) -> dict:
+        t0 = time.perf_counter()
+        active = self.policy != "vanilla" and info.epoch >= self.warmup_epochs
+        nbytes = 0
+        if active:
+            keep, nbytes = self._scores(info)
+            keep = keep.detach().cpu().numpy().astype(bool)
+        else:
+            keep = np.ones(len(info.batch), dtype=bool)
+        elapsed = time.perf_counter() - t0
+        rec: dict[str, Any] = {
+            "step": info.step,
+            "epoch": info.epoch,
+            "curating": bool(active),
+            "batch_size": len(info.batch),
+            "kept_fraction": float(keep.mean()),
+            "dropped": info.batch[~keep].tolist(),
+            "score_time_s": elapsed,
+            "rss_mb": self._proc.memory_info().rss / 2**20,
+            "capture_mb": nbytes / 2**20,
+        }
+        if self.noise_mask is not None:
+            noisy = self.noise_mask[info.batch]
+            n_noisy, n_noisy_dropped = int(noisy.sum()), int((noisy & ~keep).sum())
+            rec.update(n_noisy=n_noisy, n_noisy_dropped=n_noisy_dropped,
+                       noisy_dropped_fraction=(n_noisy_dropped / n_noisy) if n_noisy else None)
+        if active:
+            rec["weights"] = torch.as_tensor(keep, dtype=info.theta.dtype)
+        return rec
+
+
+def curate(
+    model: Model,
+    theta0: torch.Tensor,
+    train_data: Any,
+    target_data: Any,
+    schedule: Schedule,
+    policy: str,
+    *,
+    noise_mask: np.ndarray | None = None,
+    l2: float = 0.0,
+    warmup_epochs: int = 1,
+    target_size: int | None = 32,
+    seed: int = 0,
+    self_influence: bool = False,
+    record: str | list[int] | np.ndarray = "all",
+) -> Trajectory:
+    """Train with online curation policy ``policy`` (see module doc); per-step logs in ``traj.logs``.
+
+    Returns the :class:`~influence.train.Trajectory` of the curated run; ``traj.meta['curation']`` holds
+    the policy settings and :func:`summarize` of the logs.
+    """
+    cb = Curator(model, target_data, policy, noise_mask=noise_mask, warmup_epochs=warmup_epochs,
+                 target_size=target_size, seed=seed, self_influence=self_influence)
+    traj = train(model, theta0, train_data, schedule, l2=l2, callback=cb, record=record)
+    traj.meta["curation"] = {"policy": policy, "warmup_epochs": warmup_epochs, "target_size": target_size,
+                             "seed": seed, "self_influence": self_influence, "summary": summarize(traj.logs)}
+    return traj
+
+
+def summarize(logs: list[dict]) -> dict[str, float]:
+    """Aggregate per-step curation logs over the curated steps (after warm-up).
+
+    ``noisy_dropped_fraction`` = Σ noisy dropped / Σ noisy seen (recall of the filter on noisy samples),
+    ``dropped_noisy_precision`` = Σ noisy dropped / Σ dropped, ``clean_dropped_fraction`` = Σ clean dropped /
+    Σ clean seen, ``kept_fraction`` = mean over steps,
+    ``score_time_s`` = mean scoring time per step, ``max_rss_mb``, ``capture_mb`` (mean).
+    """
+    cur = [r for r in logs if r.get("curating")]
+    out: dict[str, float] = {"curated_steps": len(cur)}
+    if not cur:
+        return out
+    out["kept_fraction"] = float(np.mean([r["kept_fraction"] for r in cur]))
+    out["score_time_s"] = float(np.mean([r["score_time_s"] for r in cur]))
+    out["max_rss_mb"] = float(max(r["rss_mb"] for r in cur))
+    out["capture_mb"] = float(np.mean([r["capture_mb"] for r in cur]))
+    n_dropped = sum(len(r["dropped"]) for r in cur)
+    if "n_noisy" in cur[0]:
+        n_noisy = sum(r["n_noisy"] for r in cur)
+        n_nd = sum(r["n_noisy_dropped"] for r in cur)
+        out["noisy_dropped_fraction"] = n_nd / n_noisy if n_noisy else float("nan")
+        out["dropped_noisy_precision"] = n_nd / n_dropped if n_dropped else float("nan")
+        n_clean = sum(r["batch_size"] for r in cur) - n_noisy
+        out["clean_dropped_fraction"] = (n_dropped - n_nd) / n_clean if n_clean else float("nan")
+    return out

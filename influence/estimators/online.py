@@ -1,0 +1,664 @@
+"""Online estimators: Ghost influence (Wang et al., ICLR 2025) and LAI (Yang, Huang & Liu, 2025).
+
+Both score the members of a training batch by how much one SGD step on them lowers a target loss,
+from quantities one forward (+ backward for Ghost) pass over ``[training batch; target batch]``
+already produces, without per-sample gradients:
+
+* :func:`capture` runs the pass with forward hooks on every ``nn.Linear`` / ``nn.Conv2d`` (inputs,
+  unfolded for convolutions) and, for Ghost, retrieves the per-row gradients of the loss w.r.t. each
+  layer's output with ``torch.autograd.grad`` (the parameters' ``.grad`` is left untouched;
+  :func:`set_update_grads` writes the training-rows-only update gradient from the capture).
+* :func:`ghost_inner` / :func:`lai_inner` turn a capture into per-pair (per-layer) inner products.
+* :func:`in_run_ghost`, :func:`in_run_lai` (registered as ``"ghost"``, ``"lai"`` and
+  ``"lai_last_layer"``) replay a recorded :class:`~influence.train.Trajectory` and accumulate the
+  per-step scores over the whole run, so they can be compared with trajectory LOO.
+
+Rows of one pass must not interact (no BatchNorm in training mode): the per-row output gradients are
+obtained from the gradient of the *sum* of the row losses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from influence.estimators import register
+from influence.train import Trajectory, as_tensors
+
+__all__ = [
+    "LayerCapture",
+    "Capture",
+    "capture",
+    "capture_split",
+    "row_losses",
+    "logit_grad",
+    "ghost_inner",
+    "lai_inner",
+    "batch_scores",
+    "set_update_grads",
+    "in_run_ghost",
+    "in_run_lai",
+    "in_run_lai_last_layer",
+    "SmallCNN",
+]
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- capture
+@dataclass
+class LayerCapture:
+    """What one hooked layer saw in a pass over m rows.
+
+    ``inp`` is the layer input as given (Linear: (m, …, k), Conv2d: (m, C, H, W)); ``a`` its unfolded
+    form (m, L, k) with L positions (L = 1 for a Linear layer on 2-D input); ``b`` the gradient of the
+    row loss w.r.t. the layer output, (m, L, o), or None when the pass had no backward.
+    """
+
+    name: str
+    module: nn.Module
+    inp: torch.Tensor
+    b: torch.Tensor | None = None
+    _a: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def has_bias(self) -> bool:
+        return getattr(self.module, "bias", None) is not None
+
+    @property
+    def a(self) -> torch.Tensor:
+        if self._a is None:
+            self._a = _unfold(self.module, self.inp)
+        return self._a
+
+    @property
+    def a_flat(self) -> torch.Tensor:
+        """The layer input flattened per row, (m, D): the ``vec(a^l)`` of LAI."""
+        return self.inp.reshape(self.inp.shape[0], -1)
+
+
+@dataclass
+class Capture:
+    """Result of :func:`capture`: per-layer captures (forward order), logits, row losses and
+    ``g`` = ∂ℓ/∂logits (closed form: σ(z) − y for one logit, softmax − onehot otherwise)."""
+
+    layers: list[LayerCapture]
+    logits: torch.Tensor
+    losses: torch.Tensor
+    g: torch.Tensor
+
+    def nbytes(self) -> int:
+        """Bytes held by the captured tensors (inputs, unfolded inputs, output gradients, logits)."""
+        ts = [self.logits, self.g]
+        for lc in self.layers:
+            ts.append(lc.inp)
+            if lc._a is not None and lc._a.data_ptr() != lc.inp.data_ptr():
+                ts.append(lc._a)
+            if lc.b is not None:
+                ts.append(lc.b)
+        return int(sum(t.numel() * t.element_size() for t in ts))
+
+
+def _unfold(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    if isinstance(module, nn.Linear):
+        return inp.reshape(inp.shape[0], -1, inp.shape[-1])
+    if isinstance(module, nn.Conv2d):
+        cols = F.unfold(inp, module.kernel_size, dilation=module.dilation, padding=module.padding,
+                        stride=module.stride)  # (m, k, L)
+        return cols.transpose(1, 2)
+    raise TypeError(f"cannot unfold the input of {type(module).__name__}")
+
+
+def _check_layer(name: str, m: nn.Module) -> None:
+    if isinstance(m, nn.Conv2d):
+        if m.groups != 1:
+            raise ValueError(f"layer {name!r}: grouped convolutions (groups={m.groups}) are not supported")
+        if isinstance(m.padding, str) or m.padding_mode != "zeros":
+            raise ValueError(f"layer {name!r}: use integer zero padding (got padding={m.padding!r}, "
+                             f"padding_mode={m.padding_mode!r})")
+
+
+def trainable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The ``nn.Linear`` / ``nn.Conv2d`` submodules, in registration (= forward for Sequential) order."""
+    out = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not out:
+        raise ValueError("the module has no nn.Linear or nn.Conv2d layer to hook")
+    for n, m in out:
+        _check_layer(n, m)
+    return out
+
+
+def row_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row loss: logistic loss with labels in {0, 1} for one logit, cross-entropy otherwise."""
+    if z.ndim != 2:
+        raise ValueError(f"logits must be 2-D (m, n_out), got shape {tuple(z.shape)}")
+    if z.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(z[:, 0], y.to(z.dtype), reduction="none")
+    return F.cross_entropy(z, y.long(), reduction="none")
+
+
+def logit_grad(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """g = ∂ℓ/∂logits per row: σ(z) − y (shape (m, 1)) or softmax(z) − onehot(y) (m, C)."""
+    if z.shape[1] == 1:
+        return torch.sigmoid(z) - y.to(z.dtype)[:, None]
+    return torch.softmax(z, -1) - F.one_hot(y.long(), z.shape[1]).to(z.dtype)
+
+
+def capture(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backward: bool = True, keep_graph: bool = False
+) -> Capture:
+    """One forward (and, if ``backward``, one backward) pass over the rows ``x`` with hooks.
+
+    Parameters
+    ----------
+    module : network mapping (m, …) inputs to (m, n_out) logits, built from ``nn.Linear`` /
+        ``nn.Conv2d`` and row-wise operations.
+    x, y : rows (training batch and target batch concatenated by the caller) and labels.
+    backward : also compute ``b`` = ∂ℓ_row/∂(layer output) for every layer (Ghost needs it, LAI does
+        not). Uses ``torch.autograd.grad`` w.r.t. the layer outputs, so parameter ``.grad`` is unchanged.
+    keep_graph : run the forward with autograd enabled and keep the graph, so that the caller can
+        backpropagate a (weighted) loss of the training rows afterwards (``cap.losses`` carries it).
+
+    Returns
+    -------
+    Capture with detached layer inputs, ``b`` (if requested), logits, row losses and ``g``.
+    """
+    layers = trainable_layers(module)
+    caps: list[LayerCapture] = []
+    outs: list[torch.Tensor] = []
+
+    def hook(name: str):
+        def fn(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            caps.append(LayerCapture(name, mod, args[0].detach()))
+            outs.append(out)
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    try:
+        with torch.set_grad_enabled(backward or keep_graph):
+            z = module(x)
+            losses = row_losses(z, y)
+    finally:
+        for h in handles:
+            h.remove()
+    if len(caps) != len(layers):
+        raise ValueError(f"expected each of the {len(layers)} layers to run once in the forward pass, "
+                         f"saw {len(caps)} calls (shared or unused layers are not supported)")
+    if backward:
+        grads = torch.autograd.grad(losses.sum(), outs, retain_graph=keep_graph)
+        for lc, gr in zip(caps, grads, strict=True):
+            if isinstance(lc.module, nn.Conv2d):
+                lc.b = gr.reshape(gr.shape[0], gr.shape[1], -1).transpose(1, 2)
+            else:
+                lc.b = gr.reshape(gr.shape[0], -1, gr.shape[-1])
+    zd = z.detach()
+    return Capture(caps, zd, losses if keep_graph else losses.detach(), logit_grad(zd, y))
+
+
+def capture_split(
+    module: nn.Module, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor
+) -> Capture:
+    """Forward-only capture for LAI over [training batch; target batch] without autograd on the targets.
+
+    The training rows run with autograd on (``cap.losses[:len(xb)]`` keeps the graph, so the caller can
+    backpropagate the weighted batch loss for the update); the target rows run under ``no_grad`` (LAI only
+    needs their layer inputs and logit gradients). Same result as ``capture(module, cat, backward=False)``.
+    """
+    ct = capture(module, xb, yb, backward=False, keep_graph=True)
+    cv = capture(module, xv, yv, backward=False)
+    layers = [LayerCapture(a.name, a.module, torch.cat([a.inp, b.inp])) for a, b in zip(ct.layers, cv.layers,
+                                                                                         strict=True)]
+    return Capture(layers, torch.cat([ct.logits, cv.logits]), torch.cat([ct.losses, cv.losses]),
+                   torch.cat([ct.g, cv.g]))
+
+
+# ---------------------------------------------------------------------------------------------- inner products
+def _rows(rows: Any, m: int) -> torch.Tensor | slice:
+    if rows is None:
+        return slice(None)
+    if isinstance(rows, slice):
+        return rows
+    r = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    if r.numel() and (r.min() < 0 or r.max() >= m):
+        raise ValueError(f"row indices must lie in [0, {m}), got range [{int(r.min())}, {int(r.max())}]")
+    return r
+
+
+def _pick(layers: list[LayerCapture], which: Any, last_layer_only: bool) -> list[int]:
+    n = len(layers)
+    if last_layer_only:
+        if which is not None:
+            raise ValueError("give either layers or last_layer_only, not both")
+        return [n - 1]
+    if which is None:
+        return list(range(n))
+    out = []
+    for w in which:
+        if isinstance(w, str):
+            names = [lc.name for lc in layers]
+            if w not in names:
+                raise ValueError(f"unknown layer {w!r}; layers: {names}")
+            out.append(names.index(w))
+        else:
+            if not -n <= int(w) < n:
+                raise ValueError(f"layer index {w} out of range for {n} layers")
+            out.append(int(w) % n)
+    return out
+
+
+def ghost_inner(
+    cap: Capture,
+    rows_i: Any = None,
+    rows_j: Any = None,
+    *,
+    per_layer: bool = False,
+    layers: Any = None,
+    last_layer_only: bool = False,
+    bias: bool = True,
+    conv_method: str = "auto",
+) -> torch.Tensor:
+    """Per-sample gradient inner products ⟨∇_θ ℓ_i, ∇_θ ℓ_j⟩ without per-sample gradients (ghost dot product).
+
+    For a layer with unfolded inputs a_i (L, k) and output gradients b_i (L, o) the per-sample weight
+    gradient is b_iᵀ a_i, so ⟨∇_W ℓ_i, ∇_W ℓ_j⟩ = Σ_{s,s'} (a_i a_jᵀ)_{ss'} (b_i b_jᵀ)_{ss'}, which for
+    L = 1 (Linear) is ⟨a_i, a_j⟩⟨b_i, b_j⟩; the bias adds ⟨Σ_s b_i, Σ_s b_j⟩.
+
+    Parameters
+    ----------
+    cap : a :func:`capture` with ``backward=True``.
+    rows_i, rows_j : row indices (or slices) of the capture; None = all rows.
+    per_layer : return (n_layers, |i|, |j|) instead of the sum over layers.
+    layers, last_layer_only : restrict to these layers (indices or names) / to the last one.
+    bias : include the bias gradients (of layers that have one).
+    conv_method : for L > 1, ``'ghost'`` (the L×L form), ``'explicit'`` (materialise the per-row weight
+        gradients b_iᵀ a_i of this layer only) or ``'auto'`` (whichever needs fewer flops).
+
+    Returns
+    -------
+    Tensor (|i|, |j|) or (n_layers, |i|, |j|).
+
+    References
+    ----------
+    Wang, J. T., Mittal, P., Song, D., Jia, R. "Data Shapley in One Training Run", ICLR 2025.
+    """
+    if conv_method not in ("auto", "ghost", "explicit"):
+        raise ValueError(f"conv_method must be 'auto', 'ghost' or 'explicit', got {conv_method!r}")
+    m = cap.logits.shape[0]
+    ri, rj = _rows(rows_i, m), _rows(rows_j, m)
+    out = []
+    for k in _pick(cap.layers, layers, last_layer_only):
+        lc = cap.layers[k]
+        if lc.b is None:
+            raise ValueError("ghost_inner needs a capture with backward=True")
+        ai, aj, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
+        L = ai.shape[1]
+        if L == 1:
+            val = (ai[:, 0] @ aj[:, 0].T) * (bi[:, 0] @ bj[:, 0].T)
+        else:
+            mi, mj, kk, o = ai.shape[0], aj.shape[0], ai.shape[2], bi.shape[2]
+            explicit_cost = (mi + mj) * L * o * kk + mi * mj * o * kk
+            ghost_cost = mi * mj * L * L * (kk + o)
+            use_explicit = conv_method == "explicit" or (conv_method == "auto" and explicit_cost < ghost_cost)
+            if use_explicit:
+                gi = torch.einsum("nlo,nlk->nok", bi, ai).reshape(mi, -1)
+                gj = torch.einsum("nlo,nlk->nok", bj, aj).reshape(mj, -1)
+                val = gi @ gj.T
+            else:
+                val = torch.stack([
+                    (torch.einsum("lk,jsk->jls", ai[r], aj) * torch.einsum("lo,jso->jls", bi[r], bj)).sum((1, 2))
+                    for r in range(mi)
+                ]) if mi else ai.new_zeros(0, mj)
+        if bias and lc.has_bias:
+            val = val + bi.sum(1) @ bj.sum(1).T
+        out.append(val)
+    res = torch.stack(out)
+    return res if per_layer else res.sum(0)
+
+
+def lai_inner(
+    cap: Capture,
+    rows_i: Any = None,
+    rows_j: Any = None,
+    *,
+    per_layer: bool = False,
+    layers: Any = None,
+    last_layer_only: bool = False,
+    bias: bool = True,
+) -> torch.Tensor:
+    """Layer-aware influence inner products: ⟨g_i, g_j⟩ · Σ_l (⟨vec a_i^l, vec a_j^l⟩ + 1[bias_l]).
+
+    g = ∂ℓ/∂logits (closed form) replaces every layer's output gradient; a^l is the input of layer l,
+    flattened (for a convolution the raw input, not its unfolding). With ``bias`` the layer input is
+    augmented by a constant 1 (the bias's input), so for the last Linear layer — whose output *is* the
+    logits — the term equals that layer's exact weight-and-bias gradient inner product. Needs no
+    backward pass.
+
+    Returns (|i|, |j|) or (n_layers, |i|, |j|) with ``per_layer``.
+
+    References
+    ----------
+    Yang, Huang, Liu (2025), layer-aware influence (LAI) for online data selection.
+    """
+    m = cap.logits.shape[0]
+    ri, rj = _rows(rows_i, m), _rows(rows_j, m)
+    G = cap.g[ri] @ cap.g[rj].T
+    out = []
+    for k in _pick(cap.layers, layers, last_layer_only):
+        lc = cap.layers[k]
+        A = lc.a_flat[ri] @ lc.a_flat[rj].T
+        if bias and lc.has_bias:
+            A = A + 1.0
+        out.append(G * A)
+    res = torch.stack(out)
+    return res if per_layer else res.sum(0)
+
+
+def batch_scores(
+    cap: Capture,
+    n_train: int,
+    method: str,
+    *,
+    self_influence: bool = False,
+    layers: Any = None,
+    last_layer_only: bool = False,
+    bias: bool = True,
+) -> torch.Tensor:
+    """Per-step score of each training row: mean over target rows j of the (ghost or LAI) inner product.
+
+    The capture holds ``n_train`` training rows followed by target rows; with ``self_influence`` the
+    targets are the training rows themselves (V_t = S_t). Score > 0: a step on the sample lowers the
+    target loss (to first order), i.e. the sample helps.
+    """
+    m = cap.logits.shape[0]
+    if not 1 <= n_train <= m:
+        raise ValueError(f"n_train must be in [1, {m}], got {n_train}")
+    rows_i = slice(0, n_train)
+    if self_influence:
+        rows_j = slice(0, n_train)
+    else:
+        if n_train == m:
+            raise ValueError("the capture holds no target rows; pass targets or use self_influence=True")
+        rows_j = slice(n_train, m)
+    if method == "ghost":
+        return _ghost_mean(cap, rows_i, rows_j, _pick(cap.layers, layers, last_layer_only), bias)
+    if method != "lai":
+        raise ValueError(f"method must be 'ghost' or 'lai', got {method!r}")
+    # Σ_l ⟨g_i,g_j⟩(⟨a_i^l,a_j^l⟩ + 1) = ⟨g_i,g_j⟩ (Σ_l ⟨a_i^l,a_j^l⟩ + n_bias): one product, summed inputs
+    which = _pick(cap.layers, layers, last_layer_only)
+    A = None
+    for k in which:
+        lc = cap.layers[k]
+        ai, aj = lc.a_flat[rows_i], lc.a_flat[rows_j]
+        A = ai @ aj.T if A is None else A.addmm_(ai, aj.T)
+    n_bias = sum(1 for k in which if cap.layers[k].has_bias) if bias else 0
+    if n_bias:
+        A = A.add_(float(n_bias))
+    return ((cap.g[rows_i] @ cap.g[rows_j].T) * A).mean(1)
+
+
+def _ghost_mean(cap: Capture, ri: slice, rj: slice, which: list[int], bias: bool) -> torch.Tensor:
+    """mean_j ⟨∇ℓ_i, ∇ℓ_j⟩ per training row i. Linear layers (L = 1): pair form mean_j ⟨a_i,a_j⟩⟨b_i,b_j⟩;
+    layers with L > 1 (convolutions): contraction with the mean target gradient Ḡ = mean_j b_jᵀ a_j,
+    score_i = Σ_s b_i[s]ᵀ Ḡ a_i[s], which never forms per-sample gradients."""
+    out = None
+    for k in which:
+        lc = cap.layers[k]
+        if lc.b is None:
+            raise ValueError("Ghost scores need a capture with backward=True")
+        ai, aj, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
+        if ai.shape[1] == 1:
+            val = ((ai[:, 0] @ aj[:, 0].T) * (bi[:, 0] @ bj[:, 0].T)).mean(1)
+        else:
+            Gbar = torch.einsum("jso,jsk->ok", bj, aj) / bj.shape[0]
+            val = ((bi @ Gbar) * ai).sum((1, 2))
+        if bias and lc.has_bias:
+            val = val + bi.sum(1) @ bj.sum(1).mean(0)
+        out = val if out is None else out + val
+    return out
+
+
+def set_update_grads(
+    cap: Capture, n_train: int, weights: torch.Tensor | None = None, denom: float | None = None
+) -> None:
+    """Write ∇_θ Σ_{i<n_train} w_i ℓ_i / denom into the hooked layers' ``.grad`` from the capture.
+
+    Only the first ``n_train`` rows (the training batch) contribute; the target rows never do.
+    ``denom`` defaults to ``n_train`` (batch mean, dropped samples still counted). Requires a capture with
+    ``backward=True``; existing ``.grad`` is overwritten.
+    """
+    w = cap.logits.new_ones(n_train) if weights is None else torch.as_tensor(weights).to(cap.logits)
+    if w.shape != (n_train,):
+        raise ValueError(f"weights must have shape ({n_train},), got {tuple(w.shape)}")
+    denom = float(n_train if denom is None else denom)
+    for lc in cap.layers:
+        if lc.b is None:
+            raise ValueError("set_update_grads needs a capture with backward=True")
+        bw = lc.b[:n_train] * (w / denom)[:, None, None]
+        gW = torch.einsum("nlo,nlk->ok", bw, lc.a[:n_train])
+        lc.module.weight.grad = gW.reshape(lc.module.weight.shape).clone()
+        if lc.has_bias:
+            lc.module.bias.grad = bw.sum((0, 1))
+
+
+# ---------------------------------------------------------------------------------------------- a small CNN
+class SmallCNN(nn.Module):
+    """Conv(c→8, 3×3, pad 1) → ReLU → MaxPool 2 → Conv(8→16, 3×3, pad 1) → ReLU → MaxPool 2 → Linear → logits.
+
+    Input (m, c, s, s) with s divisible by 4 (28 for MNIST); used by the tests and the cost benchmark.
+    """
+
+    def __init__(self, in_channels: int = 1, side: int = 28, n_out: int = 10, width: int = 8,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if side % 4:
+            raise ValueError(f"side must be divisible by 4, got {side}")
+        self.side, self.in_channels = side, in_channels
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * (side // 4) ** 2, n_out, dtype=dtype),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            x = x.reshape(x.shape[0], self.in_channels, self.side, self.side)
+        return self.net(x)
+
+
+# ---------------------------------------------------------------------------------------------- in-run scores
+def _in_run(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    method: str,
+    *,
+    target_size: int | None,
+    seed: int,
+    self_influence: bool,
+    layers: Any,
+    last_layer_only: bool,
+    bias: bool,
+    l2_term: bool,
+    batch_mean: bool,
+) -> np.ndarray:
+    if traj is None:
+        raise ValueError(f"in-run {method} needs a recorded trajectory (got traj=None)")
+    T = traj.n_steps
+    if traj.thetas.ndim != 2 or len(traj.steps) != T + 1 or not np.array_equal(traj.steps, np.arange(T + 1)):
+        raise ValueError("in-run scores need a single run recorded at every step (train(..., record='all'))")
+    dtype = traj.thetas.dtype
+    X, y = as_tensors(train_data, dtype)
+    if X.shape[0] != traj.schedule.n:
+        raise ValueError(f"train_data has {X.shape[0]} samples, the trajectory was trained on {traj.schedule.n}")
+    if self_influence:
+        Xt = yt = None
+    else:
+        if target_data is None:
+            raise ValueError("target_data is required unless self_influence=True")
+        Xt, yt = as_tensors(target_data, dtype)
+    if target_size is not None and target_size < 1:
+        raise ValueError(f"target_size must be >= 1 or None, got {target_size}")
+    rng = np.random.default_rng(seed)
+    module = traj.model.to_module(traj.thetas[0])
+    params = list(module.parameters())
+    scores = np.zeros(X.shape[0])
+    lrs = traj.lrs()
+    for t, S in enumerate(traj.batches()):
+        nn.utils.vector_to_parameters(traj.thetas[t], params)
+        if self_influence:
+            xc, yc = X[S], y[S]
+        else:
+            if target_size is None or target_size >= Xt.shape[0]:
+                V = slice(None)
+            else:
+                V = torch.as_tensor(rng.choice(Xt.shape[0], size=target_size, replace=False))
+            xc, yc = torch.cat([X[S], Xt[V]]), torch.cat([y[S], yt[V]])
+        cap = capture(module, xc, yc, backward=(method == "ghost"))
+        s = batch_scores(cap, len(S), method, self_influence=self_influence, layers=layers,
+                         last_layer_only=last_layer_only, bias=bias)
+        if l2_term and traj.l2 > 0:
+            # ⟨α θ_t, ∇L_V(θ_t)⟩, the L2 part of ∇f_i (the same for every member of the batch)
+            rows = slice(0, len(S)) if self_influence else slice(len(S), None)
+            gL = []
+            for lc in cap.layers:
+                b, a = lc.b[rows], lc.a[rows]
+                gL.append(torch.einsum("nlo,nlk->ok", b, a).reshape(-1) / b.shape[0])
+                if lc.has_bias:
+                    gL.append(b.sum((0, 1)) / b.shape[0])
+            s = s + traj.l2 * torch.dot(traj.thetas[t], torch.cat(gL))
+        scale = lrs[t] / len(S) if batch_mean else lrs[t]
+        np.add.at(scores, S, scale * s.detach().cpu().numpy())
+    return scores
+
+
+@register("ghost")
+def in_run_ghost(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    *,
+    target_size: int | None = None,
+    seed: int = 0,
+    self_influence: bool = False,
+    bias: bool = True,
+    l2_term: bool = True,
+    batch_mean: bool = True,
+) -> np.ndarray:
+    """In-run Ghost influence: the first-order data value of each sample accumulated over the recorded run.
+
+    score_j = Σ_{t: j∈S_t} (η_t/|S_t|) ⟨∇f_j(θ_t), ∇L_{V_t}(θ_t)⟩,  f_j = ℓ_j + (α/2)‖θ‖²,
+
+    with the gradient inner products from the ghost dot product (:func:`ghost_inner`), recomputed from
+    ``traj.thetas[t]`` and ``traj.batches()[t]`` (no retraining). This is the first-order expansion of
+    removing j from its batches, evaluated step by step (TracIn with every step as checkpoint, restricted
+    to j's own steps), so it carries our sign: estimated L(θ^{-j}_T) − L(θ_T), positive = helpful.
+
+    Parameters
+    ----------
+    traj : run recorded at every step.
+    train_data, target_data : ``Dataset`` or (X, y); ``target_data`` may be None with ``self_influence``.
+    target_size : size of the fresh random target subset V_t drawn each step (seeded by ``seed``);
+        None (default) = the whole target set (the estimand of LOO). Online curation uses 32.
+    self_influence : V_t = S_t (the batch scores itself), for runs without a validation set.
+    bias : include bias gradients.
+    l2_term : include the L2 part α⟨θ_t, ∇L⟩ of ∇f_j (exact first-order term; same for the whole batch).
+    batch_mean : scale by η_t/|S_t| (our batch-mean SGD); False gives Wang et al.'s η_t⟨·,·⟩ (sum-SGD).
+
+    Returns
+    -------
+    np.ndarray (n_train,).
+
+    Notes
+    -----
+    Per step: one hooked forward + backward over [S_t; V_t] (layer output gradients via
+    ``torch.autograd.grad``), then O(|S_t||V_t| Σ_l (k_l + o_l)) for the ghost dot products (Linear
+    layers) or a contraction with the mean target gradient (convolutions). No per-sample gradient is
+    materialised. The first-order expansion ignores how the removal propagates through later steps
+    (contrast SGD-IE), so agreement with LOO degrades as runs get longer.
+
+    References
+    ----------
+    Wang, J. T., Mittal, P., Song, D., Jia, R. "Data Shapley in One Training Run", ICLR 2025
+    (their value is −η_t⟨∇ℓ_val, ∇ℓ_i⟩ as a loss *reduction*; the sign is the same as ours).
+    """
+    return _in_run(traj, train_data, target_data, "ghost", target_size=target_size, seed=seed,
+                   self_influence=self_influence, layers=None, last_layer_only=False, bias=bias,
+                   l2_term=l2_term, batch_mean=batch_mean)
+
+
+@register("lai")
+def in_run_lai(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    *,
+    target_size: int | None = None,
+    seed: int = 0,
+    self_influence: bool = False,
+    layers: Any = None,
+    last_layer_only: bool = False,
+    bias: bool = True,
+    batch_mean: bool = True,
+) -> np.ndarray:
+    """In-run layer-aware influence (LAI), accumulated over the recorded run.
+
+    score_j = Σ_{t: j∈S_t} (η_t/|S_t|) · mean_{v∈V_t} ⟨g_j, g_v⟩ Σ_l (⟨a_j^l, a_v^l⟩ + 1),
+
+    g = ∂ℓ/∂logits (softmax − onehot, or σ(z) − y for one logit), a^l = input of layer l (see
+    :func:`lai_inner`). LAI replaces each layer's output gradient by the logit gradient, so it needs
+    only a forward pass; it is exact on the last layer. No L2 term (LAI has no gradient vector to
+    contract θ with). Sign: as Ghost, positive = helpful.
+
+    Parameters
+    ----------
+    traj, train_data, target_data, target_size, seed, self_influence, batch_mean : as :func:`in_run_ghost`.
+    layers : subset of layers (indices into the Linear/Conv2d layers, or module names); None = all.
+    last_layer_only : the last-layer ablation.
+    bias : add the bias's constant input 1 to every layer's input inner product.
+
+    Returns
+    -------
+    np.ndarray (n_train,).
+
+    Notes
+    -----
+    Per step: hooked forwards only (no backward), then O(|S_t||V_t|(C + Σ_l D_l)). Per layer,
+    |Ghost_l − LAI_l| ≤ ‖ã_i‖‖ã_j‖‖g_i‖‖g_j‖‖J_iJ_jᵀ − I‖₂ (checked in :mod:`influence.bounds.lai`); the
+    last layer is exact, so for logistic regression LAI equals Ghost without its L2 term.
+
+    References
+    ----------
+    Yang, Huang, Liu (2025), layer-aware influence for online data selection.
+    """
+    return _in_run(traj, train_data, target_data, "lai", target_size=target_size, seed=seed,
+                   self_influence=self_influence, layers=layers, last_layer_only=last_layer_only, bias=bias,
+                   l2_term=False, batch_mean=batch_mean)
+
+
+@register("lai_last_layer")
+def in_run_lai_last_layer(
+    traj: Trajectory,
+    train_data: Any,
+    target_data: Any,
+    *,
+    target_size: int | None = None,
+    seed: int = 0,
+    self_influence: bool = False,
+    bias: bool = True,
+    batch_mean: bool = True,
+) -> np.ndarray:
+    """LAI restricted to the last layer (ablation): :func:`in_run_lai` with ``last_layer_only=True``.
+
+    score_j = Σ_{t: j∈S_t} (η_t/|S_t|) mean_v ⟨g_j, g_v⟩(⟨a_j^L, a_v^L⟩ + 1), which is exactly the in-run
+    gradient inner product of the last Linear layer's weights and bias (TracIn-last-layer at every step).
+    """
+    return _in_run(traj, train_data, target_data, "lai", target_size=target_size, seed=seed,
+                   self_influence=self_influence, layers=None, last_layer_only=True, bias=bias,
+                   l2_term=False, batch_mean=batch_mean)

@@ -1,0 +1,245 @@
+"""Ghost influence and LAI: hook capture vs explicit per-sample gradients, in-run accumulation vs LOO."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call, grad, vmap
+
+from influence import estimators
+from influence.estimators.online import (
+    SmallCNN,
+    batch_scores,
+    capture,
+    capture_split,
+    ghost_inner,
+    in_run_ghost,
+    in_run_lai,
+    in_run_lai_last_layer,
+    lai_inner,
+    row_losses,
+    set_update_grads,
+)
+from influence.loo import trajectory_loo
+from influence.metrics import spearman
+from influence.models import logistic_regression, mlp
+from influence.train import Schedule, train
+
+TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+def explicit_grads(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, names: list[str] | None = None):
+    """Per-sample gradients with vmap(grad) over functional_call, flattened: (m, p_selected)."""
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    keep = list(params) if names is None else names
+
+    def f(p: dict, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return row_losses(functional_call(module, {**params, **p}, (xi[None],)), yi[None]).sum()
+
+    g = vmap(grad(f), in_dims=(None, 0, 0))({k: params[k] for k in keep}, x, y)
+    return torch.cat([g[k].reshape(x.shape[0], -1) for k in keep], 1)
+
+
+def _mlp_module(dtype: torch.dtype, n_out: int) -> torch.nn.Module:
+    model = mlp(5, (7, 4), 2 if n_out == 1 else n_out)
+    return model.to_module(model.init(3, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_ghost_equals_explicit_per_sample_gradient_dot_mlp(dtype, n_out):
+    g = torch.Generator().manual_seed(0)
+    module = _mlp_module(dtype, n_out)
+    x = torch.randn(12, 5, generator=g, dtype=dtype)
+    y = torch.randint(0, max(n_out, 2), (12,), generator=g)
+    cap = capture(module, x, y)
+    G = explicit_grads(module, x, y)
+    torch.testing.assert_close(ghost_inner(cap), G @ G.T, **TOL[dtype])
+    # rectangular blocks: training rows vs target rows
+    torch.testing.assert_close(ghost_inner(cap, slice(0, 8), slice(8, 12)), G[:8] @ G[8:].T, **TOL[dtype])
+    assert cap.g.shape == (12, n_out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("conv_method", ["ghost", "explicit"])
+def test_ghost_equals_explicit_per_sample_gradient_dot_cnn(dtype, conv_method):
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    module = SmallCNN(in_channels=2, side=8, n_out=4, width=3, dtype=dtype)
+    x = torch.randn(7, 2, 8, 8, generator=g, dtype=dtype)
+    y = torch.randint(0, 4, (7,), generator=g)
+    cap = capture(module, x, y)
+    G = explicit_grads(module, x, y)
+    torch.testing.assert_close(ghost_inner(cap, conv_method=conv_method), G @ G.T, **TOL[dtype])
+    # per-step scores (mean over the target rows) use the contraction form for conv layers
+    torch.testing.assert_close(batch_scores(cap, 4, "ghost"), (G[:4] @ G[4:].T).mean(1), **TOL[dtype])
+    # per-layer pieces: the first conv layer alone
+    G0 = explicit_grads(module, x, y, ["net.0.weight", "net.0.bias"])
+    torch.testing.assert_close(ghost_inner(cap, layers=[0], conv_method=conv_method), G0 @ G0.T, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_lai_last_layer_equals_last_layer_gradient_dot(dtype, n_out):
+    g = torch.Generator().manual_seed(2)
+    module = _mlp_module(dtype, n_out)
+    x = torch.randn(10, 5, generator=g, dtype=dtype)
+    y = torch.randint(0, max(n_out, 2), (10,), generator=g)
+    cap = capture(module, x, y, backward=False)
+    last = [n for n, _ in module.named_parameters()][-2:]
+    G = explicit_grads(module, x, y, last)
+    torch.testing.assert_close(lai_inner(cap, last_layer_only=True), G @ G.T, **TOL[dtype])
+    # and without the bias: only the weight gradient
+    Gw = explicit_grads(module, x, y, last[:1])
+    torch.testing.assert_close(lai_inner(cap, last_layer_only=True, bias=False), Gw @ Gw.T, **TOL[dtype])
+
+
+def test_full_lai_equals_direct_computation_from_activations_and_logit_gradients():
+    g = torch.Generator().manual_seed(3)
+    model = mlp(5, (6, 4), 3)
+    theta = model.init(4)
+    x = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (9,), generator=g)
+    # direct: functional forward, closed-form logit gradient, formula of the spec
+    p = model.unflatten(theta)
+    acts, h = [], x
+    for k in range(3):
+        acts.append(h)
+        h = h @ p[f"W{k}"].T + p[f"b{k}"]
+        if k < 2:
+            h = torch.relu(h)
+    gl = torch.softmax(h, -1) - torch.nn.functional.one_hot(y, 3).double()
+    direct = (gl @ gl.T) * sum(a @ a.T + 1.0 for a in acts)
+    cap = capture(model.to_module(theta), x, y, backward=False)
+    torch.testing.assert_close(lai_inner(cap), direct, rtol=1e-12, atol=1e-12)
+    # layer selection by index and by module name agree
+    torch.testing.assert_close(lai_inner(cap, layers=[0, 1]), lai_inner(cap, layers=["0", "2"]))
+    torch.testing.assert_close(lai_inner(cap, layers=[1]), (gl @ gl.T) * (acts[1] @ acts[1].T + 1.0))
+    # scores: mean over the target rows; the split capture (no autograd on the targets) agrees
+    split = capture_split(model.to_module(theta), x[:4], y[:4], x[4:], y[4:])
+    torch.testing.assert_close(lai_inner(split), direct, rtol=1e-12, atol=1e-12)
+    assert split.losses.requires_grad and not cap.losses.requires_grad
+    s = batch_scores(cap, 4, "lai")
+    torch.testing.assert_close(s, direct[:4, 4:].mean(1))
+    torch.testing.assert_close(batch_scores(cap, 4, "lai", self_influence=True), direct[:4, :4].mean(1))
+
+
+def test_update_grads_come_from_training_rows_only_and_capture_leaves_grads_alone():
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    module = SmallCNN(in_channels=1, side=8, n_out=3, width=2, dtype=torch.float64)
+    x = torch.randn(10, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (10,), generator=g)
+    for prm in module.parameters():
+        prm.grad = torch.full_like(prm, 7.0)
+    cap = capture(module, x, y)
+    assert all(bool((prm.grad == 7.0).all()) for prm in module.parameters())
+    w = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    set_update_grads(cap, 6, w)
+    got = [prm.grad.clone() for prm in module.parameters()]
+    module.zero_grad()
+    (row_losses(module(x[:6]), y[:6]) * w).sum().div(6).backward()
+    for a, b in zip(got, (prm.grad for prm in module.parameters()), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def _stepwise_explicit(traj, data, target, l2_term: bool):
+    """Σ_t η_t/|S_t| ⟨∇f_i(θ_t), ∇L(θ_t)⟩ with vmap(grad) per-sample gradients (independent reference)."""
+    model = traj.model
+    X, y = data
+    Xt, yt = target
+
+    def li(th, xi, yi):
+        return model.losses(th, xi[None], yi[None])[0]
+
+    out = np.zeros(X.shape[0])
+    for t, (S, lr) in enumerate(zip(traj.batches(), traj.lrs(), strict=True)):
+        th = traj.thetas[t]
+        G = vmap(grad(li), in_dims=(None, 0, 0))(th, X[S], y[S])
+        if l2_term:
+            G = G + traj.l2 * th
+        gL = grad(lambda q: model.loss(q, Xt, yt))(th)
+        np.add.at(out, S, (lr / len(S)) * (G @ gL).numpy())
+    return out
+
+
+def test_in_run_ghost_equals_stepwise_explicit_gradient_products(tiny_mlp_run):
+    traj, data, target = tiny_mlp_run
+    ref = _stepwise_explicit(traj, data, target, l2_term=True)
+    np.testing.assert_allclose(in_run_ghost(traj, data, target), ref, rtol=1e-9, atol=1e-13)
+    ref0 = _stepwise_explicit(traj, data, target, l2_term=False)
+    np.testing.assert_allclose(in_run_ghost(traj, data, target, l2_term=False), ref0, rtol=1e-9, atol=1e-13)
+
+
+def test_lai_equals_ghost_for_logistic_regression(tiny_logreg_run):
+    """One layer = the last layer: LAI is exact, so in-run LAI equals in-run Ghost without the L2 term."""
+    traj, data, target = tiny_logreg_run
+    ghost = in_run_ghost(traj, data, target, l2_term=False)
+    np.testing.assert_allclose(in_run_lai(traj, data, target), ghost, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(in_run_lai_last_layer(traj, data, target), ghost, rtol=1e-10, atol=1e-14)
+
+
+def test_in_run_scores_track_trajectory_loo(tiny_mlp_run):
+    traj, data, target = tiny_mlp_run
+    truth = trajectory_loo(traj, data, target).loss_change
+    rho_ghost = spearman(in_run_ghost(traj, data, target), truth)
+    rho_lai = spearman(in_run_lai(traj, data, target), truth)
+    # Ghost is the exact first-order step-wise term (TracIn at every step); it must rank LOO well here
+    assert rho_ghost > 0.9, rho_ghost
+    assert rho_lai > 0.5, rho_lai
+
+
+def test_fresh_target_subsets_are_seeded_and_change_the_scores(tiny_mlp_run):
+    traj, data, target = tiny_mlp_run
+    a = in_run_lai(traj, data, target, target_size=5, seed=1)
+    b = in_run_lai(traj, data, target, target_size=5, seed=1)
+    c = in_run_lai(traj, data, target, target_size=5, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    s = in_run_ghost(traj, data, None, self_influence=True)
+    assert s.shape == (len(data[1]),) and np.isfinite(s).all()
+
+
+def test_registered_names_and_uniform_signature(tiny_mlp_run):
+    assert estimators.get("ghost") is in_run_ghost
+    assert estimators.get("lai") is in_run_lai
+    assert estimators.get("lai_last_layer") is in_run_lai_last_layer
+    traj, data, target = tiny_mlp_run
+    scores, rec = estimators.run("lai_last_layer", traj, data, target)
+    assert scores.shape == (len(data[1]),) and rec["estimator"] == "lai_last_layer"
+
+
+def test_bad_inputs_raise_clear_errors(tiny_mlp_run):
+    traj, data, target = tiny_mlp_run
+    with pytest.raises(ValueError, match="recorded at every step"):
+        sparse = train(traj.model, traj.theta0, data, traj.schedule, l2=traj.l2, record="final")
+        in_run_ghost(sparse, data, target)
+    with pytest.raises(ValueError, match="target_size"):
+        in_run_lai(traj, data, target, target_size=0)
+    with pytest.raises(ValueError, match="target_data"):
+        in_run_lai(traj, data, None)
+    with pytest.raises(ValueError, match="trajectory"):
+        in_run_lai(None, data, target)
+    cap = capture(traj.model.to_module(traj.final), *data, backward=False)
+    with pytest.raises(ValueError, match="backward=True"):
+        ghost_inner(cap)
+    with pytest.raises(ValueError, match="no target rows"):
+        batch_scores(cap, len(data[1]), "lai")
+    with pytest.raises(ValueError, match="unknown layer"):
+        lai_inner(cap, layers=["nope"])
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        capture(torch.nn.ReLU(), data[0], data[1])
+
+
+def test_binary_logreg_scores_have_logistic_logit_gradient():
+    g = torch.Generator().manual_seed(8)
+    model = logistic_regression(3)
+    theta = torch.randn(model.n_params, generator=g, dtype=torch.float64)
+    x = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (6,), generator=g)
+    cap = capture(model.to_module(theta), x, y, backward=False)
+    torch.testing.assert_close(cap.g[:, 0], torch.sigmoid(model.logits(theta, x)[:, 0]) - y.double())
+    sched = Schedule(6, 3, 1, 0.1)
+    traj = train(model, theta, (x, y), sched)
+    assert in_run_lai(traj, (x, y), (x, y)).shape == (6,)
