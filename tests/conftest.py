@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from influence.models import logistic_regression, mlp
 from influence.train import Schedule, train
 
 torch.set_num_threads(1)
+# one BLAS thread: small LAPACK calls slow down ~100x when BLAS threads compete for 2 cores
+threadpool_limits(1)
 
 
 def make_problem(n: int = 60, n_target: int = 30, d: int = 5, n_classes: int = 2, seed: int = 0):

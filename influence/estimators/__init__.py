@@ -4,6 +4,11 @@ Every estimator returns one score per training sample with the project's sign co
 the estimated change of the target loss when the sample is removed, ``L(θ^{-j}) − L(θ)``
 (positive = the sample helps). Each module registers its public functions with :func:`register`;
 the modules of this package are imported on first use of :data:`REGISTRY` / :func:`get`.
+
+Detection direction: a registered function may carry ``fn.suspicion`` = +1 ("high score =
+suspicious": CG-score, loss, EL2N, GraNd, forgetting, self-influence, random) or −1 (the default: a
+loss-change estimate, where the most *negative* = most harmful sample is the most suspicious).
+:func:`suspicion` turns scores into "higher = more suspicious" for :mod:`influence.metrics`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
-__all__ = ["REGISTRY", "register", "get", "names", "run"]
+__all__ = ["REGISTRY", "register", "get", "names", "run", "suspicion_direction", "suspicion"]
 
 REGISTRY: dict[str, Callable] = {}
 
@@ -64,3 +69,20 @@ def run(name: str, *args, **hparams):
     if not np.isfinite(scores).all():
         raise FloatingPointError(f"estimator {name!r} returned NaN/inf scores")
     return scores, {"estimator": name, "hparams": hparams, **m, "env": environment()}
+
+
+def suspicion_direction(estimator) -> int:
+    """+1 if high scores of this estimator are suspicious, −1 otherwise (its ``suspicion`` attribute;
+    default −1, the loss-change sign convention)."""
+    fn = get(estimator) if isinstance(estimator, str) else estimator
+    d = int(getattr(fn, "suspicion", -1))
+    if d not in (-1, 1):
+        raise ValueError(f"estimator {estimator!r} has suspicion={d}; must be +1 or -1")
+    return d
+
+
+def suspicion(estimator, scores):
+    """Scores turned into a suspicion (higher = more suspicious) for :mod:`influence.metrics`."""
+    import numpy as np
+
+    return suspicion_direction(estimator) * np.asarray(scores, dtype=np.float64)

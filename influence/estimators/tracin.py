@@ -215,3 +215,6 @@ def self_influence(
     for c, eta in zip(steps, etas, strict=True):
         out += eta * grad_sqnorms(traj.model, traj.theta_at(int(c)), X, y, l2=l2, chunk=chunk)
     return out.numpy()
+
+
+self_influence.suspicion = +1  # high self-influence = suspicious (see its Notes)

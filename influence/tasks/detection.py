@@ -46,19 +46,9 @@ DEFAULT_METHODS = ("cg_score", "el2n", "forgetting", "loss", "grand", "random")
 SPLITS = {"digits": (1200, 200, 397), "mnist5k": (4000, 500, 500)}
 
 
-def suspicion_direction(estimator: str | Any) -> int:
-    """+1 if high scores of this estimator are suspicious, −1 otherwise (attribute ``suspicion``,
-    default −1 = the loss-change sign convention)."""
-    fn = estimators.get(estimator) if isinstance(estimator, str) else estimator
-    d = int(getattr(fn, "suspicion", -1))
-    if d not in (-1, 1):
-        raise ValueError(f"estimator {estimator!r} has suspicion={d}; must be +1 or -1")
-    return d
-
-
-def suspicion(estimator: str | Any, scores: np.ndarray) -> np.ndarray:
-    """Scores turned into a suspicion (higher = more suspicious) for :mod:`influence.metrics`."""
-    return suspicion_direction(estimator) * np.asarray(scores, dtype=np.float64)
+# the direction convention lives with the registry
+suspicion_direction = estimators.suspicion_direction
+suspicion = estimators.suspicion
 
 
 def noisy_splits(
