@@ -1,0 +1,49 @@
+# Training-data influence along the SGD trajectory: every result, figure, table and the claims table.
+#
+#   snakemake --cores 8                                   # default config (offline, < 30 min on 2 cores)
+#   snakemake --cores 2 --configfile experiments/config/smoke.yaml     # seconds
+#   snakemake --profile experiments/profiles/slurm --configfile experiments/config/paper.yaml
+#
+# Data flow: prepare_data -> inject_noise -> train -> {estimate[estimator], loo[shard] -> loo_merge}
+#            -> evaluate / cleanse / deletion -> aggregate tables; curate (E3); bounds (E5); cost (E6)
+#            -> notebooks (figures, tables) -> claims -> paper.
+import os
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# (found relative to the Snakefile, so `--directory elsewhere` works too). A `--configfile` given on the command
+# line is laid over it (Snakemake merges nested mappings; lists replace): switch an experiment off with
+# `enabled: false`.
+configfile: os.path.join(workflow.basedir, "experiments/config/default.yaml")
+
+
+validate(config, "experiments/config/schema.yaml")
+
+REPO = workflow.basedir
+# Rule scripts and notebooks import the library from this checkout, with the interpreter running Snakemake
+# (jupyter's "python3" kernel and the script directive both resolve "python" on PATH).
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p),
+    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+)
+os.environ.setdefault("MPLBACKEND", "Agg")
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+
+include: "experiments/rules/common.smk"
+include: "experiments/rules/runs.smk"
+include: "experiments/rules/evaluate.smk"
+include: "experiments/rules/curation.smk"
+include: "experiments/rules/bounds.smk"
+include: "experiments/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

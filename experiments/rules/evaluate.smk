@@ -1,0 +1,169 @@
+# Agreement with LOO (E1), noisy-sample detection and cleansing (E2), deletion and coresets (E4), cost (E6).
+
+
+rule evaluate_fidelity:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        unpack(scores_of),
+        loo=f"{RES}/loo/{SET}/loo.npz",
+    output:
+        f"{RES}/metrics/fidelity/{SET}.csv",
+    params:
+        ps=config.get("jaccard_percents", [10, 30, 50, 70]),
+    log:
+        f"{RES}/logs/evaluate_fidelity/{SET}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/evaluate_fidelity.py"
+
+
+rule evaluate_detection:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        unpack(scores_of),
+        mask=f"{RES}/data/{{dataset}}/seed{{seed}}/{{noise}}/mask.npy",
+    output:
+        f"{RES}/metrics/detection/{SET}.csv",
+    params:
+        directions={k: v["suspicion"] for k, v in config.get("estimators", {}).items() if v and "suspicion" in v},
+    log:
+        f"{RES}/logs/evaluate_detection/{SET}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/evaluate_detection.py"
+
+
+rule cleanse:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        unpack(splits_of),
+        scores=_scores_or_none,
+    output:
+        f"{RES}/cleansing/{SET}/{{estimator}}.csv",
+    params:
+        spec=lambda wc: config["models"][wc.model],
+        fractions=exp_cfg("detection").get("cleanse_fractions", [0.5, 1.0]),
+        directions={k: v["suspicion"] for k, v in config.get("estimators", {}).items() if v and "suspicion" in v},
+    log:
+        f"{RES}/logs/cleanse/{SET}/{{estimator}}.log",
+    benchmark:
+        f"{RES}/benchmarks/cleanse/{SET}/{{estimator}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/cleanse.py"
+
+
+rule deletion:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        unpack(splits_of),
+        scores=_scores_or_none,
+    output:
+        deletion=f"{RES}/deletion/{SET}/{{estimator}}.csv",
+        coreset=f"{RES}/coreset/{SET}/{{estimator}}.csv",
+    params:
+        spec=lambda wc: config["models"][wc.model],
+        ks=exp_cfg("deletion").get("ks", [10, 40]),
+        keep_fractions=exp_cfg("deletion").get("keep_fractions", [0.5, 0.9]),
+    log:
+        f"{RES}/logs/deletion/{SET}/{{estimator}}.log",
+    benchmark:
+        f"{RES}/benchmarks/deletion/{SET}/{{estimator}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/deletion.py"
+
+
+rule table_E1:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        table=_per_setting("fidelity", f"{RES}/metrics/fidelity/{SET}.csv"),
+    output:
+        table=f"{RES}/metrics/E1_fidelity.csv",
+    log:
+        f"{RES}/logs/tables/E1.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/collect.py"
+
+
+rule table_E2:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        detection=[f"{RES}/metrics/detection/{SET}.csv".format(**s) for s in _detection_settings()],
+        cleansing=[
+            f"{RES}/cleansing/{SET}/{e}.csv".format(**s)
+            for s in _detection_settings()
+            for e in cleanse_estimators(s["model"])
+        ],
+    output:
+        detection=f"{RES}/metrics/E2_detection.csv",
+        cleansing=f"{RES}/metrics/E2_cleansing.csv",
+    log:
+        f"{RES}/logs/tables/E2.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/collect.py"
+
+
+rule table_E4:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        deletion=_per_setting("deletion", f"{RES}/deletion/{SET}/{{estimator}}.csv"),
+        coreset=_per_setting("deletion", f"{RES}/coreset/{SET}/{{estimator}}.csv", ["random_removal"]),
+    output:
+        deletion=f"{RES}/metrics/E4_deletion.csv",
+        coreset=f"{RES}/metrics/E4_coreset.csv",
+    log:
+        f"{RES}/logs/tables/E4.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/collect.py"
+
+
+rule table_E6:
+    conda:
+        "../../envs/core.yaml"
+    input:
+        provenance=_per_setting("cost", f"{RES}/scores/{SET}/{{estimator}}.json")
+        + _per_setting("fidelity", f"{RES}/scores/{SET}/{{estimator}}.json"),
+        loo=_per_setting("cost", f"{RES}/loo/{SET}/loo.npz"),
+        summaries=_per_setting("cost", f"{RES}/runs/{SET}/summary.json"),
+    output:
+        f"{RES}/metrics/E6_cost.csv",
+    log:
+        f"{RES}/logs/tables/E6.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/collect.py"

@@ -1,0 +1,20 @@
+"""Rule claims: the claims table (CSV, LaTeX, Markdown) from paper/claims.yaml and the experiment tables."""
+
+import datetime
+from pathlib import Path
+
+from wfio import setup, write_csv, write_text
+
+from influence.claims import evaluate_claims, to_latex, to_markdown
+
+sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
+log = setup(sm)
+table = evaluate_claims(sm.input.claims, metrics_dir=Path(sm.input.tables[0]).parent)
+write_csv(sm.output.csv, table)
+write_text(sm.output.tex, to_latex(table))
+stamp = datetime.date.today().isoformat()
+counts = table["verdict"].value_counts().to_dict()
+header = (f"Claims table generated {stamp} from the `{sm.params.config_name}` configuration "
+          f"({', '.join(f'{v} {k}' for k, v in counts.items())}).\n\n")
+write_text(sm.output.md, header + to_markdown(table))
+log.info("claims: %s", counts)

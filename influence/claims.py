@@ -1,0 +1,365 @@
+"""The claims table: each claim of the four papers, its criterion, the measured value and the verdict.
+
+Claims live in a data file (``paper/claims.yaml``): id, paper, claim, experiment, metric, criterion (prose)
+and ``test``, the machine-readable form of the criterion. :func:`evaluate_claims` reads the experiment
+tables written by the workflow (``<results>/metrics/<table>.csv``), applies each test and returns one row
+per claim with the measured value and a verdict out of :data:`VERDICTS`, computed, never typed.
+
+Test kinds (keys besides ``kind`` in brackets):
+
+``compare`` [table, estimator, baselines, metrics {name: higher|lower}, where, group_by, key, margin,
+    factor, min_value, rule]
+    Per group (mean over the remaining rows, e.g. seeds) and metric, the estimator *wins* if it is at
+    least as good as the best baseline: higher-is-better ``A ≥ factor·B + margin`` (lower-is-better
+    ``A ≤ factor·B − margin``); ``margin: sd`` requires beating the best baseline by more than the larger
+    standard deviation over seeds; ``min_value`` additionally requires ``A ≥ min_value``.
+    ``rule: most`` → reproduced if more than half of the comparisons are won, partly if at least
+    ``partly`` (default 0.25) of them; ``rule: all`` → reproduced if all, partly if any.
+``equal`` [table, estimators (two), metrics, where, tol]
+    The two estimators' metrics agree within ``tol`` on every row (same setting and seed).
+``threshold`` [table, metric, where, op, value, aggregate]
+    The aggregated metric satisfies ``op value``.
+``growth`` [table, estimator, metric, x, where, group_by, rule]
+    Per group, log(metric) vs log(x) (power law) fits at least as well (R²) as log(metric) vs x
+    (exponential).
+``checks`` [table]
+    The E5 theory checks tagged with the claim id: reproduced if all pass, partly if some, not
+    reproduced if none.
+``coverage`` [table, min_estimators]
+    At least ``min_estimators`` estimators appear in the table.
+``all`` [tests]
+    Several of the above (without ids): not run if none ran; among those that ran, reproduced if all
+    reproduced, not reproduced if none did, partly otherwise.
+``none`` [reason]
+    Not run by this workflow.
+A missing table, or one without the rows the test selects, gives ``not run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["VERDICTS", "load_claims", "evaluate_claim", "evaluate_claims", "to_markdown", "to_latex"]
+
+log = logging.getLogger(__name__)
+
+VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
+REQUIRED = ("id", "paper", "claim", "experiment", "metric", "criterion", "test")
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+
+def load_claims(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read and check the claims file (a YAML list of claims with the keys in :data:`REQUIRED`)."""
+    import yaml
+
+    claims = yaml.safe_load(Path(path).read_text())
+    if not isinstance(claims, list):
+        raise ValueError(f"{path}: expected a list of claims")
+    seen = set()
+    for c in claims:
+        missing = [k for k in REQUIRED if k not in c]
+        if missing:
+            raise ValueError(f"{path}: claim {c.get('id', '?')!r} lacks {', '.join(missing)}")
+        if c["id"] in seen:
+            raise ValueError(f"{path}: claim id {c['id']!r} appears twice")
+        seen.add(c["id"])
+    return claims
+
+
+# ------------------------------------------------------------------------------------------- helpers
+class _NotRun(Exception):
+    pass
+
+
+def _table(tables: Mapping[str, pd.DataFrame | None], name: str) -> pd.DataFrame:
+    t = tables.get(name)
+    if t is None or len(t) == 0:
+        raise _NotRun(f"table {name} is missing or empty")
+    return t
+
+
+def _where(df: pd.DataFrame, where: Mapping[str, Any] | None) -> pd.DataFrame:
+    for col, cond in (where or {}).items():
+        if col not in df:
+            raise _NotRun(f"column {col!r} not in the table")
+        if isinstance(cond, (list, tuple)):
+            df = df[df[col].astype(str).isin([str(c) for c in cond])]
+        elif isinstance(cond, str) and (m := re.fullmatch(r"\s*(>=|<=|==|>|<)\s*(-?[\d.eE+-]+)\s*", cond)):
+            df = df[_OPS[m.group(1)](pd.to_numeric(df[col], errors="coerce"), float(m.group(2)))]
+        else:
+            df = df[df[col].astype(str) == str(cond)]
+    return df
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "nan"
+    return f"{x:.3g}"
+
+
+def _verdict_from_fraction(wins: int, total: int, rule: str, partly: float) -> str:
+    if total == 0:
+        return "not run"
+    f = wins / total
+    if rule == "all":
+        return "reproduced" if wins == total else ("partly" if wins > 0 else "not reproduced")
+    if rule == "most":
+        return "reproduced" if f > 0.5 else ("partly" if f >= partly else "not reproduced")
+    raise ValueError(f"rule must be 'most' or 'all', got {rule!r}")
+
+
+# --------------------------------------------------------------------------------------------- kinds
+def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+    df = _where(_table(tables, test["table"]), test.get("where"))
+    key = test.get("key", "estimator")
+    est, bases = test["estimator"], list(test["baselines"])
+    metrics = dict(test["metrics"])
+    groups = list(test.get("group_by", []))
+    margin, factor = test.get("margin", 0.0), float(test.get("factor", 1.0))
+    min_value = test.get("min_value")
+    df = df[df[key].astype(str).isin([est, *bases])]
+    if est not in set(df[key].astype(str)) or not set(bases) & set(df[key].astype(str)):
+        raise _NotRun(f"{est} or all of {bases} absent from {test['table']}")
+    wins, total, details = 0, 0, []
+    for m, direction in metrics.items():
+        if m not in df:
+            raise _NotRun(f"metric {m!r} not in {test['table']}")
+        agg = df.groupby([*groups, key], dropna=False)[m].agg(["mean", "std"]).reset_index()
+        for gkey, g in (agg.groupby(groups, dropna=False) if groups else [((), agg)]):
+            g = g.set_index(key)
+            if est not in g.index or not set(bases) & set(g.index):
+                continue
+            a, a_sd = float(g.loc[est, "mean"]), float(np.nan_to_num(g.loc[est, "std"]))
+            b_rows = g.loc[[b for b in bases if b in g.index]]
+            best = b_rows["mean"].max() if direction == "higher" else b_rows["mean"].min()
+            best_name = str(b_rows["mean"].idxmax() if direction == "higher" else b_rows["mean"].idxmin())
+            b_sd = float(np.nan_to_num(b_rows.loc[best_name, "std"]))
+            mg = max(a_sd, b_sd) if margin == "sd" else float(margin)
+            if not (math.isfinite(a) and math.isfinite(best)):
+                continue
+            won = a >= factor * best + mg if direction == "higher" else a <= factor * best - mg
+            if margin == "sd":  # strictly more than one sd
+                won = a > best + mg if direction == "higher" else a < best - mg
+            if min_value is not None:
+                won = won and a >= float(min_value)
+            wins += int(won)
+            total += 1
+            details.append({"group": gkey, "metric": m, est: a, best_name: float(best), "won": bool(won)})
+    if total == 0:
+        raise _NotRun("no group has both the estimator and a baseline")
+    verdict = _verdict_from_fraction(wins, total, test.get("rule", "most"), float(test.get("partly", 0.25)))
+    return verdict, f"{est} won {wins}/{total} comparisons ({100 * wins / total:.0f} %)", {"comparisons": details}
+
+
+def _equal(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+    df = _where(_table(tables, test["table"]), test.get("where"))
+    a, b = test["estimators"]
+    key = test.get("key", "estimator")
+    idx = [c for c in ("dataset", "noise", "model", "epochs", "seed") if c in df]
+    worst = 0.0
+    n = 0
+    for m in test["metrics"]:
+        pa = df[df[key] == a].set_index(idx)[m]
+        pb = df[df[key] == b].set_index(idx)[m]
+        both = pa.index.intersection(pb.index)
+        if len(both) == 0:
+            continue
+        worst = max(worst, float(np.max(np.abs(pa.loc[both].to_numpy() - pb.loc[both].to_numpy()))))
+        n = max(n, len(both))
+    if n == 0:
+        raise _NotRun(f"no setting has both {a} and {b}")
+    tol = float(test.get("tol", 1e-8))
+    return ("reproduced" if worst <= tol else "not reproduced"), f"max |Δ| = {_fmt(worst)} over {n} runs", {}
+
+
+def _threshold(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+    df = _where(_table(tables, test["table"]), test.get("where"))
+    m = test["metric"]
+    if m not in df:
+        raise _NotRun(f"metric {m!r} not in {test['table']}")
+    vals = pd.to_numeric(df[m], errors="coerce").dropna()
+    if len(vals) == 0:
+        raise _NotRun(f"no values of {m}")
+    x = float(getattr(vals, test.get("aggregate", "mean"))())
+    ok = _OPS[test.get("op", ">=")](x, float(test["value"]))
+    return ("reproduced" if ok else "not reproduced"), f"{m} = {_fmt(x)} (n = {len(vals)})", {}
+
+
+def _growth(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+    df = _where(_table(tables, test["table"]), test.get("where"))
+    key = test.get("key", "estimator")
+    df = df[df[key] == test["estimator"]]
+    x, m = test.get("x", "epochs"), test["metric"]
+    groups = list(test.get("group_by", []))
+    wins, total, details = 0, 0, []
+    for gkey, g in (df.groupby(groups) if groups else [((), df)]):
+        curve = g.groupby(x)[m].mean()
+        curve = curve[(curve > 0) & np.isfinite(curve)]
+        if len(curve) < 3:
+            continue
+        xs, ys = curve.index.to_numpy(float), np.log(curve.to_numpy(float))
+        r2 = {name: _r2(feat, ys) for name, feat in (("power", np.log(xs)), ("exponential", xs))}
+        won = r2["power"] >= r2["exponential"]
+        wins += int(won)
+        total += 1
+        details.append({"group": gkey, **r2})
+    if total == 0:
+        raise _NotRun("no group with at least 3 values of " + x)
+    verdict = _verdict_from_fraction(wins, total, test.get("rule", "most"), float(test.get("partly", 0.25)))
+    return verdict, f"power law fits better in {wins}/{total} curves", {"fits": details}
+
+
+def _r2(x: np.ndarray, y: np.ndarray) -> float:
+    A = np.stack([np.ones_like(x), x], 1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    res = y - A @ coef
+    tot = ((y - y.mean()) ** 2).sum()
+    return float(1 - (res**2).sum() / tot) if tot > 0 else 1.0
+
+
+def _checks(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str) -> tuple[str, str, dict]:
+    df = _table(tables, test.get("table", "E5_bounds"))
+    tagged = df[df["claims"].fillna("").astype(str).str.split(";").apply(lambda ids: cid in ids)]
+    if len(tagged) == 0:
+        raise _NotRun(f"no theory check tagged {cid}")
+    passed = tagged["passed"].astype(str).str.lower().isin(["true", "1"])
+    k, n = int(passed.sum()), len(tagged)
+    verdict = "reproduced" if k == n else ("partly" if k else "not reproduced")
+    return verdict, f"{k}/{n} checks pass ({', '.join(tagged['name'].astype(str))})", {}
+
+
+def _coverage(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+    df = _table(tables, test["table"])
+    n_est = df["estimator"].nunique()
+    ok = n_est >= int(test.get("min_estimators", 2))
+    return ("reproduced" if ok else "partly"), f"{n_est} estimators vs LOO on {len(df) // max(n_est, 1)} runs", {}
+
+
+def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str) -> tuple[str, str]:
+    test = dict(test)
+    kind = test.pop("kind")
+    try:
+        if kind == "all":
+            parts = [_run_test(t, tables, cid) for t in test["tests"]]
+            ran = [v for v, _ in parts if v != "not run"]
+            measured = "; ".join(m for _, m in parts)
+            if not ran:
+                return "not run", measured
+            if all(v == "reproduced" for v in ran):
+                return "reproduced", measured
+            if all(v == "not reproduced" for v in ran):
+                return "not reproduced", measured
+            return "partly", measured
+        if kind == "compare":
+            verdict, measured, _ = _compare(test, tables)
+        elif kind == "equal":
+            verdict, measured, _ = _equal(test, tables)
+        elif kind == "threshold":
+            verdict, measured, _ = _threshold(test, tables)
+        elif kind == "growth":
+            verdict, measured, _ = _growth(test, tables)
+        elif kind == "checks":
+            verdict, measured, _ = _checks(test, tables, cid)
+        elif kind == "coverage":
+            verdict, measured, _ = _coverage(test, tables)
+        elif kind == "none":
+            raise _NotRun(test.get("reason", "not part of this workflow"))
+        else:
+            raise ValueError(f"claim {cid}: unknown test kind {kind!r}")
+    except _NotRun as e:
+        verdict, measured = "not run", str(e)
+    return verdict, measured
+
+
+def evaluate_claim(claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> dict[str, Any]:
+    """Verdict and measured value of one claim (``not run`` when its data are absent)."""
+    row = {k: claim[k] for k in ("id", "paper", "claim", "experiment", "metric", "criterion")}
+    verdict, measured = _run_test(claim["test"], tables, claim["id"])
+    row.update(measured=measured, verdict=verdict)
+    return row
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+
+
+def evaluate_claims(
+    claims: Sequence[Mapping[str, Any]] | str | os.PathLike,
+    metrics_dir: str | os.PathLike | None = None,
+    tables: Mapping[str, pd.DataFrame | None] | None = None,
+) -> pd.DataFrame:
+    """The claims table: one row per claim with ``measured`` and ``verdict``.
+
+    ``tables`` maps table names (``E1_fidelity`` …) to data frames; by default every ``*.csv`` of
+    ``metrics_dir`` is read.
+    """
+    if not isinstance(claims, Sequence) or isinstance(claims, str):
+        claims = load_claims(claims)
+    if tables is None:
+        if metrics_dir is None:
+            raise ValueError("give metrics_dir or tables")
+        tables = {p.stem: _read(p) for p in sorted(Path(metrics_dir).glob("*.csv"))}
+    return pd.DataFrame([evaluate_claim(c, tables) for c in claims])
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    cols = ["id", "paper", "claim", "experiment", "criterion", "measured", "verdict"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_UNICODE_TEX = {"±": r"$\pm$", "≤": r"$\le$", "≥": r"$\ge$", "‖": r"$\|$", "θ": r"$\theta$", "η": r"$\eta$",
+                "Δ": r"$\Delta$", "τ": r"$\tau$", "ε": r"$\epsilon$", "∇": r"$\nabla$", "α": r"$\alpha$",
+                "−": "-", "×": r"$\times$", "·": r"$\cdot$", "²": r"$^2$", "…": "..."}
+
+
+def _tex(s: Any) -> str:
+    """Escape LaTeX specials; common math symbols become math, other non-ASCII is transliterated."""
+    import unicodedata
+
+    out = []
+    for ch in str(s):
+        if ch in "&%$#_{}":
+            out.append("\\" + ch)
+        elif ch == "\\":
+            out.append(r"\textbackslash{}")
+        elif ch == "~":
+            out.append(r"\textasciitilde{}")
+        elif ch == "^":
+            out.append(r"\^{}")
+        elif ch in _UNICODE_TEX:
+            out.append(_UNICODE_TEX[ch])
+        elif ord(ch) > 127:
+            out.append(unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A longtable (needs ``\\usepackage{longtable}``) with id, paper, claim, criterion, measured, verdict."""
+    out = [r"\begin{longtable}{@{}p{0.07\linewidth}p{0.1\linewidth}p{0.3\linewidth}p{0.2\linewidth}"
+           r"p{0.18\linewidth}p{0.1\linewidth}@{}}",
+           r"\toprule id & paper & claim & criterion & measured & verdict \\ \midrule \endhead"]
+    for _, r in table.iterrows():
+        out.append(" & ".join(_tex(r[c]) for c in ("id", "paper", "claim", "criterion", "measured", "verdict"))
+                   + r" \\")
+    out.append(r"\bottomrule \end{longtable}")
+    return "\n".join(out) + "\n"

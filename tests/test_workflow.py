@@ -1,0 +1,266 @@
+"""The Snakemake workflow: smoke run end to end, determinism, planning (default, paper, SLURM), lint, the config
+schema, and the claims verdicts computed from hand-made metric tables."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from influence.claims import VERDICTS, evaluate_claim, evaluate_claims, load_claims
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+CONFIGS = REPO / "experiments" / "config"
+SMOKE = CONFIGS / "smoke.yaml"
+
+pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed in this environment")
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def score_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "results" / "scores").rglob("*.npy"))}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run for the module (about 30 jobs; ~40 s on an idle 2-core machine)."""
+    work = tmp_path_factory.mktemp("smoke")
+    res = snakemake(work, "--configfile", str(SMOKE), "--cores", "2", "--quiet", "rules", timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return work
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_smoke_workflow_produces_every_declared_output(smoke_run):
+    res = smoke_run / "results"
+    figures = ["E1_fidelity_vs_epochs", "E1_agreement", "E2_auroc", "E2_cleansing", "E3_curves", "E4_deletion",
+               "E4_coreset", "E5_bounds", "E6_cost"]
+    tables = ["E1_fidelity", "E2_detection", "E2_cleansing", "E3_curation", "E4_deletion", "E5_bounds", "E6_cost"]
+    expected = [res / "figures" / f"{f}.{x}" for f in figures for x in ("pdf", "png")]
+    expected += [res / "tables" / f"{t}.{x}" for t in tables for x in ("csv", "tex")]
+    expected += [res / "report" / f"claims.{x}" for x in ("csv", "tex", "md")]
+    expected += [res / "notebooks" / "E1_fidelity.ipynb"]
+    expected += [res / "report" / ("paper.pdf" if shutil.which("latexmk") else "paper_SKIPPED.txt")]
+    missing = [str(p) for p in expected if not p.exists() or p.stat().st_size == 0]
+    assert not missing, missing
+    # nothing is left to do: every output is there and up to date
+    dry = snakemake(smoke_run, "--configfile", str(SMOKE), "-n")
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+    # no half-written temporary files were left behind
+    assert not list(res.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_smoke_claims_table_is_computed_from_the_run(smoke_run):
+    table = pd.read_csv(smoke_run / "results" / "report" / "claims.csv")
+    claims = load_claims(REPO / "paper" / "claims.yaml")
+    assert list(table["id"]) == [c["id"] for c in claims]
+    assert set(table["verdict"]) <= set(VERDICTS)
+    # the smoke run measures ACC-SGD-IE vs SGD-IE against LOO: that claim has a measured verdict
+    acc2 = table.set_index("id").loc["ACC-2"]
+    assert acc2["verdict"] != "not run" and "comparisons" in acc2["measured"]
+    fid = pd.read_csv(smoke_run / "results" / "metrics" / "E1_fidelity.csv")
+    assert set(fid["estimator"]) == {"sgd_ie", "acc_sgd_ie"}
+    assert (fid["kendall"] > 0.5).all()  # both track LOO on a tiny convex problem
+    md = (smoke_run / "results" / "report" / "claims.md").read_text()
+    assert "smoke" in md and "ACC-2" in md
+
+
+@pytest.mark.slow
+def test_two_clean_smoke_runs_give_identical_score_files(smoke_run, tmp_path):
+    first = score_files(smoke_run)
+    assert first, "the smoke run wrote no score files"
+    targets = [str(Path("results") / "scores" / Path(k).relative_to(Path("results") / "scores")) for k in first]
+    res = snakemake(tmp_path, *targets, "--configfile", str(SMOKE), "--cores", "2", "--quiet", "rules", timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert score_files(tmp_path) == first
+
+
+@pytest.mark.slow
+def test_estimator_provenance_is_recorded(smoke_run):
+    import hashlib
+    import json
+
+    records = list((smoke_run / "results" / "scores").rglob("*.json"))
+    assert records
+    for p in records:
+        rec = json.loads(p.read_text())
+        for key in ("config_hash", "seed", "wall_s", "peak_rss_mb", "env", "hparams", "scores_sha256"):
+            assert key in rec, (p, key)
+        assert rec["scores_sha256"] == hashlib.sha256(np.load(p.with_suffix(".npy")).tobytes()).hexdigest()
+
+
+# -------------------------------------------------------------------------------------------- planning
+def test_dry_run_plans_the_default_config(tmp_path):
+    res = snakemake(tmp_path, "--configfile", str(CONFIGS / "default.yaml"), "-n", "--quiet", "rules")
+    assert res.returncode == 0, res.stderr[-4000:]
+    out = res.stdout + res.stderr
+    for rule in ("estimate", "loo", "loo_merge", "train", "curate", "bounds", "cleanse", "claims", "paper"):
+        assert rule in out
+
+
+def test_dry_run_plans_the_paper_config(tmp_path):
+    # The whole paper DAG has ~15k jobs and takes minutes to plan; plan every experiment except the E1 grid, plus
+    # the E1 evaluation of one 20 Newsgroups run with its 8 LOO shards (the download happens only at run time).
+    targets = ["results/metrics/E2_detection.csv", "results/metrics/E3_curation.csv", "results/metrics/E4_coreset.csv",
+               "results/metrics/E5_bounds.csv", "results/metrics/fidelity/20ng/tfidf20/mlp8/ep38/seed5.csv"]
+    res = snakemake(tmp_path, *targets, "--configfile", str(CONFIGS / "paper.yaml"), "-n", "--quiet", "rules",
+                    timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    out = res.stdout + res.stderr
+    for rule in ("estimate", "loo", "loo_merge", "curate", "bounds", "cleanse", "deletion"):
+        assert rule in out
+
+
+def test_slurm_profile_plans_without_a_cluster(tmp_path):
+    res = snakemake(tmp_path, "--profile", str(REPO / "experiments" / "profiles" / "slurm"), "--executor", "slurm",
+                    "--dry-run", "--configfile", str(SMOKE))
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "estimate" in res.stdout + res.stderr
+
+
+def test_lint_reports_no_errors(tmp_path):
+    res = snakemake(tmp_path, "--configfile", str(SMOKE), "--lint")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+
+
+def test_unknown_estimator_stops_the_plan_naming_it(tmp_path):
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["experiments"]["fidelity"]["estimators"].append("no_such_estimator")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--configfile", str(path), "-n")
+    assert res.returncode != 0
+    assert "no_such_estimator" in res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------------------------------------- schema
+def _validate(cfg):
+    from snakemake.utils import validate
+
+    validate(cfg, str(CONFIGS / "schema.yaml"))
+
+
+@pytest.mark.parametrize("config", ["smoke", "default", "paper"])
+def test_shipped_configs_are_valid(config):
+    _validate(yaml.safe_load((CONFIGS / f"{config}.yaml").read_text()))
+
+
+def test_schema_rejects_a_wrong_key_naming_it():
+    from snakemake.exceptions import WorkflowError
+
+    cfg = yaml.safe_load(SMOKE.read_text())
+    bad = copy.deepcopy(cfg)
+    bad["models"]["logreg"]["learning_rate"] = 0.1
+    with pytest.raises(WorkflowError, match="learning_rate"):
+        _validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["experimnts"] = {}
+    with pytest.raises(WorkflowError, match="experimnts"):
+        _validate(bad)
+
+
+def test_schema_rejects_a_wrong_type_naming_it():
+    from snakemake.exceptions import WorkflowError
+
+    bad = yaml.safe_load(SMOKE.read_text())
+    bad["models"]["logreg"]["batch_size"] = "twenty"
+    with pytest.raises(WorkflowError, match="twenty"):
+        _validate(bad)
+
+
+def test_workflow_stops_on_a_bad_config_key(tmp_path):
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["loo"]["shardz"] = 2
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--configfile", str(path), "-n")
+    assert res.returncode != 0 and "shardz" in res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------------------------------------- claims
+def _fid(rows):
+    return pd.DataFrame(rows, columns=["dataset", "noise", "model", "epochs", "seed", "estimator", "kendall", "rmse"])
+
+
+def _claim(test, cid="T-1"):
+    return {"id": cid, "paper": "p", "claim": "c", "experiment": "E1", "metric": "m", "criterion": "k", "test": test}
+
+
+COMPARE = {"kind": "compare", "table": "E1_fidelity", "estimator": "acc", "baselines": ["sgd"],
+           "metrics": {"kendall": "higher", "rmse": "lower"}, "group_by": ["dataset", "epochs"], "rule": "most"}
+
+
+def test_compare_verdicts_follow_the_win_fraction():
+    win = _fid([["a", "c", "lr", 2, 0, "acc", 0.9, 0.1], ["a", "c", "lr", 2, 0, "sgd", 0.8, 0.2],
+                ["a", "c", "lr", 4, 0, "acc", 0.9, 0.1], ["a", "c", "lr", 4, 0, "sgd", 0.7, 0.3]])
+    r = evaluate_claim(_claim(COMPARE), {"E1_fidelity": win})
+    assert r["verdict"] == "reproduced" and "4/4" in r["measured"]
+    half = win.copy()
+    half.loc[(half.estimator == "acc") & (half.epochs == 4), ["kendall", "rmse"]] = [0.5, 0.9]
+    assert evaluate_claim(_claim(COMPARE), {"E1_fidelity": half})["verdict"] == "partly"  # 2/4 is not "most"
+    lose = win.copy()
+    lose.loc[lose.estimator == "acc", ["kendall", "rmse"]] = [0.1, 0.9]
+    r = evaluate_claim(_claim(COMPARE), {"E1_fidelity": lose})
+    assert r["verdict"] == "not reproduced" and "0/4" in r["measured"]
+
+
+def test_compare_with_sd_margin_and_min_value():
+    runs = pd.DataFrame({"dataset": ["d"] * 6, "policy": ["lai"] * 3 + ["vanilla"] * 3,
+                         "final_test_acc": [0.80, 0.81, 0.82, 0.70, 0.71, 0.72]})
+    test = {"kind": "compare", "table": "E3", "key": "policy", "estimator": "lai", "baselines": ["vanilla"],
+            "metrics": {"final_test_acc": "higher"}, "group_by": ["dataset"], "margin": "sd", "rule": "all"}
+    assert evaluate_claim(_claim(test), {"E3": runs})["verdict"] == "reproduced"
+    close = runs.assign(final_test_acc=[0.80, 0.75, 0.85, 0.70, 0.78, 0.80])  # within one sd
+    assert evaluate_claim(_claim(test), {"E3": close})["verdict"] == "not reproduced"
+    test2 = dict(test, margin=0.0, min_value=0.9)
+    assert evaluate_claim(_claim(test2), {"E3": runs})["verdict"] == "not reproduced"
+
+
+def test_equal_threshold_growth_checks_and_not_run():
+    fid = _fid([["a", "c", "lr", 1, 0, "acc", 0.9, 0.1], ["a", "c", "lr", 1, 0, "sgd", 0.9, 0.1]])
+    eq = {"kind": "equal", "table": "E1_fidelity", "estimators": ["acc", "sgd"], "metrics": ["kendall", "rmse"],
+          "where": {"epochs": 1}, "tol": 1e-12}
+    assert evaluate_claim(_claim(eq), {"E1_fidelity": fid})["verdict"] == "reproduced"
+    fid.loc[1, "kendall"] = 0.8
+    assert evaluate_claim(_claim(eq), {"E1_fidelity": fid})["verdict"] == "not reproduced"
+
+    thr = {"kind": "threshold", "table": "E3", "metric": "rho", "op": ">=", "value": 0.8}
+    assert evaluate_claim(_claim(thr), {"E3": pd.DataFrame({"rho": [0.85, 0.9]})})["verdict"] == "reproduced"
+    assert evaluate_claim(_claim(thr), {"E3": pd.DataFrame({"rho": [0.5, 0.9]})})["verdict"] == "not reproduced"
+
+    k = np.array([1, 2, 4, 8, 16, 32])
+    grow = {"kind": "growth", "table": "E1_fidelity", "estimator": "diffin", "metric": "rmse", "x": "epochs"}
+    power = pd.DataFrame({"estimator": "diffin", "epochs": k, "rmse": 0.01 * k**1.5})
+    expo = pd.DataFrame({"estimator": "diffin", "epochs": k, "rmse": 0.01 * np.exp(0.3 * k)})
+    assert evaluate_claim(_claim(grow), {"E1_fidelity": power})["verdict"] == "reproduced"
+    assert evaluate_claim(_claim(grow), {"E1_fidelity": expo})["verdict"] == "not reproduced"
+
+    bounds = pd.DataFrame({"name": ["a", "b", "c"], "passed": [True, False, True], "claims": ["T-1", "T-1", "T-2"]})
+    assert evaluate_claim(_claim({"kind": "checks"}, "T-1"), {"E5_bounds": bounds})["verdict"] == "partly"
+    assert evaluate_claim(_claim({"kind": "checks"}, "T-2"), {"E5_bounds": bounds})["verdict"] == "reproduced"
+    assert evaluate_claim(_claim({"kind": "checks"}, "T-3"), {"E5_bounds": bounds})["verdict"] == "not run"
+    both = {"kind": "all", "tests": [{"kind": "checks"}, thr]}
+    r = evaluate_claim(_claim(both, "T-2"), {"E5_bounds": bounds, "E3": pd.DataFrame({"rho": [0.1]})})
+    assert r["verdict"] == "partly"
+    assert evaluate_claim(_claim(COMPARE), {})["verdict"] == "not run"
+
+
+def test_every_shipped_claim_evaluates_to_not_run_without_results():
+    claims = load_claims(REPO / "paper" / "claims.yaml")
+    assert {c["id"] for c in claims} >= {"LAI-1", "LAI-5", "DIFF-1", "DIFF-5", "CG-1", "CG-3", "ACC-1", "ACC-5"}
+    table = evaluate_claims(claims, tables={})
+    assert (table["verdict"] == "not run").all()
