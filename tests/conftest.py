@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
 from influence.models import logistic_regression, mlp
@@ -13,6 +14,9 @@ from influence.train import Schedule, train
 torch.set_num_threads(1)
 # one BLAS thread: small LAPACK calls slow down ~100x when BLAS threads compete for 2 cores
 threadpool_limits(1)
+# property tests draw the same examples on every run (reproducible CI)
+settings.register_profile("repro", derandomize=True, deadline=None)
+settings.load_profile("repro")
 
 
 def make_problem(n: int = 60, n_target: int = 30, d: int = 5, n_classes: int = 2, seed: int = 0):

@@ -99,14 +99,16 @@ def _ratio(res: dict[str, torch.Tensor], tol: torch.Tensor) -> torch.Tensor:
 
 def _tolerance(res: dict[str, torch.Tensor]) -> torch.Tensor:
     eps = torch.finfo(res["ghost"].dtype).eps
-    scale = res["ghost"].abs() + res["lai"].abs()
-    return 64 * eps * scale + 1e-300
+    # rounding in Ghost, LAI *and* the bound itself (norms, a spectral norm): where the bound is attained
+    # (e.g. i = j with one logit) gap and bound agree to a few ulps of the bound
+    scale = res["ghost"].abs() + res["lai"].abs() + res["bound"].abs()
+    return 256 * eps * scale + 1e-300
 
 
 def check_lai_bound(model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *,
                     bias: bool = True) -> Check:
     """The per-layer bound |Ghost_l − LAI_l| ≤ ‖ã_i‖‖ã_j‖‖g_i‖‖g_j‖‖J_iJ_jᵀ − I‖₂ for all pairs, and a zero
-    gap on the last layer, at one parameter vector (tolerance: 64 ε (|Ghost| + |LAI|) per entry)."""
+    gap on the last layer, at one parameter vector (tolerance: 256 ε (|Ghost| + |LAI| + bound) per entry)."""
     res = lai_ghost_gap(model, theta, x, y, bias=bias)
     tol = _tolerance(res)
     viol = res["gap"] > res["bound"] + tol
@@ -116,7 +118,7 @@ def check_lai_bound(model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch
         name="lai_ghost_bound",
         passed=bool(not viol.any()) and last_ok,
         criterion="|Ghost_l - LAI_l| <= |a_i||a_j||g_i||g_j||J_i J_j^T - I|_2 for every pair and layer "
-                  "(+64 eps relative), and gap = 0 on the last layer",
+                  "(+256 eps relative), and gap = 0 on the last layer",
         measured={"max_gap_per_layer": res["gap"].amax((1, 2)).tolist(),
                   "last_layer_max_gap": float(res["gap"][-1].max()),
                   "max_gap_over_bound": float(ratio.max()) if ratio.numel() else 0.0,
