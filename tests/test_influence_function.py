@@ -119,3 +119,14 @@ def test_if_rejects_bad_input(tiny_logreg_run):
         influence_function(None, train_data, target)
     with pytest.raises(ValueError, match="positive definite"):  # H − 5I is indefinite
         influence_function(None, train_data, target, theta=traj.final, model=traj.model, l2=-5.0, damping=0.0)
+
+
+def test_chunked_mlp_hvps_equal_unchunked(tiny_mlp_run):
+    from influence.estimators._grads import loss_hvp
+
+    traj, (X, y), _ = tiny_mlp_run
+    V = torch.randn(9, traj.model.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for method in ("exact", "forward"):
+        whole = loss_hvp(traj.model, traj.final, X, y, V, l2=traj.l2, method=method, chunk=100)
+        parts = loss_hvp(traj.model, traj.final, X, y, V, l2=traj.l2, method=method, chunk=2)
+        torch.testing.assert_close(parts, whole, rtol=1e-12, atol=1e-14)

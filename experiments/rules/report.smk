@@ -131,6 +131,7 @@ rule paper:
         tex=f"{REPO}/paper/report.tex",
         claims=f"{RES}/report/claims.tex",
         figures_tables=ALL_FIGURES_TABLES,
+        e7=E7_TARGETS,
     output:
         PAPER_OUT,
     params:

@@ -285,8 +285,12 @@ def loss_hvp(
     method: str = "exact",
     eps: float = 1e-3,
     g0: torch.Tensor | None = None,
+    chunk: int = 4,
 ) -> torch.Tensor:
     """H V with H = ∇² (1/m) Σ_i f_i(θ) over the rows of (X, y); V (p,) or (k, p) → same shape.
+
+    For MLPs the k directions are processed ``chunk`` at a time (each one holds the activations of all m
+    rows: many at once exhausted memory in E7 Task B).
 
     ``method='exact'``: closed form (1/m) Σ J_iᵀ A_i J_i v + αv for logistic regression, ``jvp`` of
     ``grad`` for MLPs. ``'forward'`` / ``'central'``: finite differences of the mean gradient along
@@ -296,6 +300,11 @@ def loss_hvp(
     _check_method(method)
     theta = theta.detach()
     V, single = _as_matrix(V.to(theta.dtype), model.n_params)
+    if not model.is_linear and V.shape[0] > chunk:
+        check_chunk(chunk)
+        out = torch.cat([loss_hvp(model, theta, X, y, V[s : s + chunk], l2=l2, method=method, eps=eps, g0=g0,
+                                  chunk=chunk) for s in range(0, V.shape[0], chunk)])
+        return out[0] if single else out
     m = X.shape[0]
     if method == "exact":
         if model.is_linear:
