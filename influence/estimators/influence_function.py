@@ -217,8 +217,19 @@ def influence_function(
             )
         S = torch.cholesky_solve(Bt.T, Lc).T  # (k, p)
     elif solver == "cg":
-        S = conjugate_gradient(lambda V: loss_hvp(model, theta, X, y, V, l2=l2) + lam * V, Bt, tol=cg_tol,
-                               maxiter=cg_maxiter)
+        for attempt in range(4):
+            try:
+                S = conjugate_gradient(lambda V, lam=lam: loss_hvp(model, theta, X, y, V, l2=l2) + lam * V, Bt,
+                                       tol=cg_tol, maxiter=cg_maxiter)
+                break
+            except ValueError:
+                # power iteration can underestimate how negative λ_min is (slow convergence when the
+                # spectrum's low end is crowded); with the *default* damping, grow it and say so
+                if damping is not None or attempt == 3:
+                    raise
+                lam = 10 * lam
+                log.warning("influence_function: CG met non-positive curvature; default damping raised to %.4g",
+                            lam)
     else:
         if lissa_scale is None:
             top = top_eigenvalue(lambda v: loss_hvp(model, theta, X, y, v, l2=l2), p, iters=100, seed=seed)
