@@ -24,6 +24,8 @@ E7_TARGETS = (
 
 
 rule peers_task:
+    conda:
+        "../../envs/peers.yaml"
     output:
         table=f"{RES}/peers/task{{task}}.csv",
         cost=f"{RES}/peers/task{{task}}_groundtruth_cost.csv",
@@ -47,6 +49,8 @@ rule peers_task:
 
 
 rule notebook_E7_peers:
+    conda:
+        "../../envs/notebooks.yaml"
     input:
         A=f"{RES}/peers/taskA.csv" if "A" in E7_TASKS else [],
         B=f"{RES}/peers/taskB.csv" if "B" in E7_TASKS else [],
