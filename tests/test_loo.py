@@ -97,3 +97,17 @@ def test_lds_is_high_for_the_true_leave_subset_out_effects(tiny_logreg_run):
     assert score > 0.5  # additive LOO effects predict half-subset retraining well on a convex toy problem
     rand, _ = lds(np.random.default_rng(0).normal(size=per_target.shape), masks, losses)
     assert rand < score - 0.3
+
+
+def test_fixed_hessian_loo_equals_newton_loo(tiny_binary):
+    (X, y), (Xt, yt) = tiny_binary
+    model = logistic_regression(5)
+    idx = [0, 7, 33, 59]
+    fast = loo_to_optimum(model, (X, y), (Xt, yt), 0.02, idx)
+    assert fast.meta["method"] == "loo_to_optimum/fixed_hessian"
+    ref = loo_to_optimum(model, (X, y), (Xt, yt), 0.02, idx, method="newton")
+    # both stop at ‖∇‖ < 1e-10 on an α-strongly convex objective: each within 1e-10/α of the optimum
+    np.testing.assert_allclose(fast.delta_theta, ref.delta_theta, rtol=0, atol=2e-8)
+    np.testing.assert_allclose(fast.loss_change, ref.loss_change, rtol=0, atol=1e-8)
+    with pytest.raises(ValueError, match="binary"):
+        loo_to_optimum(logistic_regression(5, 3), (X, y % 3), (Xt, yt % 3), 0.02, idx, method="fixed_hessian")

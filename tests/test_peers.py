@@ -129,7 +129,7 @@ def test_fast_loo_to_optimum_equals_newton_loo():
     (X, y), (Xt, yt) = make_problem(n=80, n_target=20, d=6, n_classes=2, seed=4)
     model = logistic_regression(6)
     idx = np.array([0, 3, 17, 42, 79])
-    ref = loo_to_optimum(model, (X, y), (Xt, yt), 1e-2, idx)
+    ref = loo_to_optimum(model, (X, y), (Xt, yt), 1e-2, idx, method="newton")
     fast = peers.loo_to_optimum_fast(model, (X, y), (Xt, yt), 1e-2, idx)
     # both stop at ‖∇F^{-j}‖ < 1e-10 and F^{-j} is α-strongly convex (α = 1e-2): each is within
     # 1e-10/α = 1e-8 of the exact optimum, so they differ by at most 2e-8
