@@ -302,6 +302,8 @@ def loss_hvp(
     V, single = _as_matrix(V.to(theta.dtype), model.n_params)
     if not model.is_linear and V.shape[0] > chunk:
         check_chunk(chunk)
+        if method == "forward" and g0 is None:
+            g0 = mean_grad(model, theta, X, y, l2=l2)  # once, not once per chunk
         out = torch.cat([loss_hvp(model, theta, X, y, V[s : s + chunk], l2=l2, method=method, eps=eps, g0=g0,
                                   chunk=chunk) for s in range(0, V.shape[0], chunk)])
         return out[0] if single else out
