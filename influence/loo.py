@@ -115,6 +115,13 @@ def _target_losses(model: Model, thetas: torch.Tensor, Xt: torch.Tensor, yt: tor
     return torch.func.vmap(lambda th: model.losses(th, Xt, yt))(thetas)
 
 
+def _loo_weights(removed: np.ndarray, n: int) -> torch.Tensor:
+    """Replay weights (k, n): all ones except a 0 at sample removed[r] in row r."""
+    W = torch.ones(len(removed), n, dtype=torch.float64)
+    W[torch.arange(len(removed)), torch.as_tensor(removed)] = 0.0
+    return W
+
+
 def trajectory_loo(
     traj: Trajectory,
     train_data: Any,
@@ -152,8 +159,7 @@ def trajectory_loo(
             starts = tqdm(starts, desc="loo", leave=False)
         for s in starts:
             part = idx[s : s + chunk]
-            W = torch.ones(len(part), n, dtype=torch.float64)
-            W[torch.arange(len(part)), torch.as_tensor(part)] = 0.0
+            W = _loo_weights(part, n)
             final = train(model, theta0, (X, y), sched, weights=W, l2=traj.l2, record="final").thetas[-1]
             dtheta.append((final - base).numpy())
             tl.append(_target_losses(model, final, Xt, yt).detach().numpy())
@@ -259,9 +265,7 @@ def loo_to_optimum(
     if method == "fixed_hessian" and not binary:
         raise ValueError("method='fixed_hessian' needs binary logistic regression")
     if method == "fixed_hessian" or (method == "auto" and binary):
-        n_all = as_tensors(train_data, torch.float64)[0].shape[0]
-        idx_all = np.arange(n_all) if indices is None else np.asarray(indices, dtype=int)
-        return _loo_to_optimum_fixed_hessian(model, train_data, target_data, l2, idx_all, theta_opt=theta_opt,
+        return _loo_to_optimum_fixed_hessian(model, train_data, target_data, l2, indices, theta_opt=theta_opt,
                                              tol=tol, max_iter=max_iter)
     X, y = as_tensors(train_data, torch.float64)
     Xt, yt = as_tensors(target_data, torch.float64)
@@ -276,8 +280,7 @@ def loo_to_optimum(
         dtheta, tl, iters = [], [], []
         for s in range(0, len(idx), chunk):
             part = idx[s : s + chunk]
-            W = torch.ones(len(part), n, dtype=torch.float64)
-            W[torch.arange(len(part)), torch.as_tensor(part)] = 0.0
+            W = _loo_weights(part, n)
             th, it, gnorm = _newton(f, opt.expand(len(part), -1).clone(), W, tol, max_iter)
             if gnorm >= tol:
                 raise RuntimeError(f"LOO Newton did not converge for samples {part[:5]}…: ‖∇‖ = {gnorm:.2e}")
@@ -296,7 +299,7 @@ def loo_to_optimum(
 
 
 def _loo_to_optimum_fixed_hessian(
-    model: Model, train_data: Any, target_data: Any, l2: float, indices: np.ndarray, *,
+    model: Model, train_data: Any, target_data: Any, l2: float, indices: Sequence[int] | np.ndarray | None, *,
     theta_opt: torch.Tensor | None = None, tol: float = 1e-10, max_iter: int = 50,
 ) -> LOOResult:
     """Exact LOO-to-optimum for binary L2-logistic regression by a fixed-Hessian Newton iteration.
@@ -311,7 +314,7 @@ def _loo_to_optimum_fixed_hessian(
     X, y = as_tensors(train_data, torch.float64)
     Xt, yt = as_tensors(target_data, torch.float64)
     n = X.shape[0]
-    idx = np.asarray(indices, dtype=int)
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=int)
     with measure() as m:
         opt = fit_optimum(model, (X, y), l2, tol=tol) if theta_opt is None else theta_opt.double()
         Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], 1)  # θ = [w, b]: logits = Xa θ
@@ -324,8 +327,7 @@ def _loo_to_optimum_fixed_hessian(
         L0 = torch.linalg.cholesky(H - (l2 / n) * torch.eye(Xa.shape[1], dtype=X.dtype))
         u = torch.cholesky_solve(xj.T, L0).T  # H_0⁻¹ x̃_j, (k, p)
         denom = 1 - cj * (xj * u).sum(1)
-        W = torch.ones(len(idx), n, dtype=X.dtype)
-        W[torch.arange(len(idx)), torch.as_tensor(idx)] = 0.0
+        W = _loo_weights(idx, n)
         th = opt.expand(len(idx), -1).clone()
         gnorm, it = float("inf"), 0
         for it in range(1, max_iter + 1):  # noqa: B007
