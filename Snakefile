@@ -15,13 +15,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
+# The default configuration, loaded first: it holds the defaults of every key (the schema the rest)
 # (found relative to the Snakefile, so `--directory elsewhere` works too). A `--configfile` given on the command
 # line is laid over it (Snakemake merges nested mappings; lists replace): switch an experiment off with
 # `enabled: false`.
 configfile: os.path.join(workflow.basedir, "experiments/config/default.yaml")
 
-
-validate(config, "experiments/config/schema.yaml")
 
 REPO = workflow.basedir
 # Rule scripts and notebooks import the library from this checkout, with the interpreter running Snakemake
@@ -33,6 +32,14 @@ os.environ.update(
 os.environ.setdefault("MPLBACKEND", "Agg")
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+from influence import estimators  # noqa: E402  (the registry, once the checkout is importable)
+
+# Every registered estimator gets an options entry (no entry, or `name:` with nothing after it, means the
+# defaults), so `validate` fills in the schema's defaults of each (experiments/config/schema.yaml).
+config["estimators"] = {name: opts or {} for name, opts in config["estimators"].items()}
+config["estimators"].update({name: {} for name in estimators.names() if name not in config["estimators"]})
+validate(config, "experiments/config/schema.yaml")
 
 
 include: "experiments/rules/common.smk"
@@ -47,5 +54,4 @@ include: "experiments/rules/report.smk"
 rule all:
     input:
         all_targets(),
-        E7_TARGETS,
     default_target: True

@@ -32,9 +32,11 @@ import psutil
 import torch
 from torch import nn
 
-from influence.estimators.online import batch_scores, capture
+from influence.capture import capture
+from influence.data import as_tensors
+from influence.estimators.online import batch_scores
 from influence.models import Model
-from influence.train import Schedule, StepInfo, Trajectory, as_tensors, train
+from influence.train import Schedule, StepInfo, Trajectory, train
 
 __all__ = ["POLICIES", "Curator", "curate", "summarize"]
 

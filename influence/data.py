@@ -29,9 +29,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Dataset",
@@ -43,6 +46,7 @@ __all__ = [
     "download",
     "md5sum",
     "ADULT_MD5",
+    "as_tensors",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,11 +112,10 @@ class Dataset:
         """Write an ``.npz`` atomically (no pickles)."""
         import json
 
-        from influence.train import _atomic
+        from influence.io import save_npz
 
-        arrays = {"X": self.X, "y": self.y, "n_classes": np.array(self.n_classes), "name": np.array(self.name),
-                  "meta": np.array(json.dumps(self.meta, default=str))}
-        _atomic(Path(path), lambda f: np.savez(f, **arrays))
+        save_npz(path, X=self.X, y=self.y, n_classes=np.array(self.n_classes), name=np.array(self.name),
+                 meta=np.array(json.dumps(self.meta, default=str)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Dataset:
@@ -393,3 +396,19 @@ def make_splits(
     if standardize_features:
         out["train"], out["target"], out["test"] = standardize(out["train"], out["target"], out["test"])
     return out
+
+
+def as_tensors(data: Any, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, y) tensors from a :class:`Dataset`, a pair of arrays or tensors; X in ``dtype`` (float64 by
+    default), y as int64. torch is imported here, so ``influence.data`` itself stays torch-free."""
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
+    X, y = (data.X, data.y) if hasattr(data, "X") else data
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(dtype)
+    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n, d), got shape {tuple(X.shape)}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {tuple(y.shape)}")
+    return X, y

@@ -21,9 +21,12 @@ import numpy as np
 import torch
 from scipy import stats
 
+from influence import linear
+from influence.data import as_tensors
+from influence.io import save_npz
 from influence.models import Model
 from influence.provenance import measure
-from influence.train import Schedule, Trajectory, _atomic, as_tensors, train
+from influence.train import Schedule, Trajectory, train
 
 __all__ = [
     "LOOResult",
@@ -62,7 +65,7 @@ class LOOResult:
         import json
 
         arrays["meta"] = np.array(json.dumps(self.meta, default=str))
-        _atomic(Path(path), lambda f: np.savez(f, **arrays))
+        save_npz(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> LOOResult:
@@ -317,11 +320,11 @@ def _loo_to_optimum_fixed_hessian(
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=int)
     with measure() as m:
         opt = fit_optimum(model, (X, y), l2, tol=tol) if theta_opt is None else theta_opt.double()
-        Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], 1)  # θ = [w, b]: logits = Xa θ
-        sig = torch.sigmoid(Xa @ opt)
-        H = Xa.T @ (Xa * (sig * (1 - sig))[:, None]) / n + l2 * torch.eye(Xa.shape[1], dtype=X.dtype)
+        Xa = linear.augment(X)  # binary: θ = [w, b] in both layouts, logits = Xa θ
+        z = (Xa @ opt)[:, None]
+        H = linear.hessian(Xa, z) / n + l2 * torch.eye(Xa.shape[1], dtype=X.dtype)
         xj = Xa[idx]  # (k, p)
-        cj = sig[idx] * (1 - sig[idx]) / n  # j's loss curvature share: (1/n) c_j x̃_j x̃_jᵀ, plus α/n I below
+        cj = linear.sigmoid_curvature(z[idx, 0]) / n  # j's loss curvature share: (1/n) c_j x̃_j x̃_jᵀ, plus α/n I below
         # M_j = H − (α/n) I − c_j x̃_j x̃_jᵀ. The (α/n) I part is folded in by using H_j0 = H − (α/n) I
         # for all j (one extra Cholesky), then Sherman–Morrison for the rank-one term.
         L0 = torch.linalg.cholesky(H - (l2 / n) * torch.eye(Xa.shape[1], dtype=X.dtype))

@@ -20,7 +20,25 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Model", "logistic_regression", "mlp"]
+from influence import linear
+
+__all__ = ["Model", "logistic_regression", "mlp", "row_losses", "logit_grad", "SmallCNN"]
+
+
+def row_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row loss from logits z (..., o): logistic loss with labels in {0, 1} when o = 1, softmax
+    cross-entropy otherwise; shape z.shape[:-1]."""
+    if z.shape[-1] == 1:
+        return F.binary_cross_entropy_with_logits(z[..., 0], y.to(z.dtype), reduction="none")
+    lead = z.shape[:-1]
+    return F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1).long(), reduction="none").reshape(lead)
+
+
+def logit_grad(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """g = ∂ℓ/∂logits per row of z (m, o): σ(z) − y (o = 1) or softmax(z) − onehot(y)."""
+    if z.shape[-1] == 1:
+        return torch.sigmoid(z) - y.to(z.dtype)[:, None]
+    return torch.softmax(z, -1) - F.one_hot(y.long(), z.shape[-1]).to(z.dtype)
 
 
 @dataclass(frozen=True)
@@ -141,11 +159,10 @@ class Model:
         return self.forward(self.unflatten(theta), x)
 
     def loss_from_logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss ℓ (no L2): logistic loss for binary, cross-entropy otherwise."""
-        if self.n_out == 1:
-            return F.binary_cross_entropy_with_logits(z[..., 0], y.to(z.dtype), reduction="none")
-        lead = z.shape[:-1]
-        return F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1).long(), reduction="none").reshape(lead)
+        """Per-sample loss ℓ (no L2): logistic loss for binary, cross-entropy otherwise (:func:`row_losses`)."""
+        if z.shape[-1] != self.n_out:
+            raise ValueError(f"logits have {z.shape[-1]} columns, the model has {self.n_out} outputs")
+        return row_losses(z, y)
 
     def losses(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample losses ℓ(z_i; θ) for a flat θ, shape (m,)."""
@@ -163,10 +180,10 @@ class Model:
         return float((self.predict(theta, x) == y.long()).double().mean())
 
     def output_grad(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """∂ℓ/∂logits per sample: σ(z) − y (binary, shape (m, 1)) or softmax − onehot (m, C)."""
-        if self.n_out == 1:
-            return torch.sigmoid(z) - y.to(z.dtype)[:, None]
-        return torch.softmax(z, -1) - F.one_hot(y.long(), self.n_out).to(z.dtype)
+        """∂ℓ/∂logits per sample: σ(z) − y (binary, shape (m, 1)) or softmax − onehot (m, C) (:func:`logit_grad`)."""
+        if z.shape[-1] != self.n_out:
+            raise ValueError(f"logits have {z.shape[-1]} columns, the model has {self.n_out} outputs")
+        return logit_grad(z, y)
 
     def batch_grad(
         self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, denom: float, l2: float
@@ -174,18 +191,14 @@ class Model:
         """Gradients of ``Σ_i w_ri f_i(θ_r) / denom`` for k parameter vectors at once.
 
         ``theta`` (k, p), ``w`` (k, m). Returns (grads (k, p), per-sample losses (k, m)). Closed form for
-        logistic regression (two batched matmuls); ``vmap(grad)`` for MLPs.
+        logistic regression (two batched matmuls, :mod:`influence.linear`); ``vmap(grad)`` for MLPs.
         """
         if self.is_linear:
             p = self.unflatten(theta)
-            W, b = p["W0"], p["b0"]  # (k, o, d), (k, o)
-            z = torch.einsum("md,kod->kmo", x, W) + b[:, None, :]
+            z = linear.jvp(p["W0"], p["b0"], x)  # (k, m, o)
             loss = self.loss_from_logits(z, y.expand(z.shape[0], -1))
             r = self.output_grad(z.reshape(-1, z.shape[-1]), y.repeat(z.shape[0])).reshape(z.shape)
-            r = r * (w / denom)[..., None]
-            gW = torch.einsum("kmo,md->kod", r, x)
-            gb = r.sum(1)
-            g = torch.cat([gW.reshape(theta.shape[0], -1), gb], dim=1)
+            g = linear.jt(r * (w / denom)[..., None], x)
         else:
             def obj(th: torch.Tensor, wr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 ls = self.losses(th, x, y)
@@ -230,3 +243,27 @@ def mlp(n_features: int, hidden: tuple[int, ...] | list[int], n_classes: int) ->
     if not hidden:
         raise ValueError("an MLP needs at least one hidden layer; use logistic_regression for none")
     return Model(n_features, n_classes, hidden, name="mlp-" + "-".join(map(str, hidden)))
+
+
+class SmallCNN(torch.nn.Module):
+    """Conv(c→8, 3×3, pad 1) → ReLU → MaxPool 2 → Conv(8→16, 3×3, pad 1) → ReLU → MaxPool 2 → Linear → logits.
+
+    Input (m, c, s, s) with s divisible by 4 (28 for MNIST); used by the tests and the cost benchmark.
+    """
+
+    def __init__(self, in_channels: int = 1, side: int = 28, n_out: int = 10, width: int = 8,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if side % 4:
+            raise ValueError(f"side must be divisible by 4, got {side}")
+        self.side, self.in_channels = side, in_channels
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(in_channels, width, 3, padding=1, dtype=dtype), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(width, 2 * width, 3, padding=1, dtype=dtype), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(2 * width * (side // 4) ** 2, n_out, dtype=dtype),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            x = x.reshape(x.shape[0], self.in_channels, self.side, self.side)
+        return self.net(x)

@@ -8,8 +8,6 @@ Python's allocator, so ``tracemalloc`` would miss most of it; RSS does not.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import resource
 import threading
@@ -22,7 +20,7 @@ import numpy as np
 import psutil
 import torch
 
-__all__ = ["measure", "environment", "config_hash"]
+__all__ = ["measure", "environment"]
 
 
 @contextmanager
@@ -72,8 +70,3 @@ def environment() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
     }
-
-
-def config_hash(config: Any) -> str:
-    """Stable short hash of a JSON-able configuration."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]

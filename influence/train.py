@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from influence.data import as_tensors
+from influence.io import atomic_write, save_json
 from influence.models import Model
 
-__all__ = ["Schedule", "StepInfo", "Trajectory", "train", "as_tensors"]
+__all__ = ["Schedule", "StepInfo", "Trajectory", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,8 @@ class Trajectory:
             "steps": torch.as_tensor(self.steps),
             "losses": torch.as_tensor(self.losses),
         }
-        _atomic(path, lambda f: torch.save(tensors, f))
-        _atomic(Path(str(path) + ".json"), lambda f: f.write(json.dumps(meta, indent=1, default=_jsonable).encode()))
+        atomic_write(path, lambda f: torch.save(tensors, f))
+        save_json(str(path) + ".json", meta, sort_keys=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectory:
@@ -182,39 +183,6 @@ class Trajectory:
             logs=meta["logs"],
             meta=meta["meta"],
         )
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, (np.ndarray, torch.Tensor)):
-        return o.tolist()
-    raise TypeError(f"cannot write {type(o).__name__} to JSON")
-
-
-def _atomic(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder, then rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def as_tensors(data: Any, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    """(X, y) tensors from a :class:`~influence.data.Dataset`, a pair of arrays or tensors."""
-    X, y = (data.X, data.y) if hasattr(data, "X") else data
-    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(dtype)
-    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n, d), got shape {tuple(X.shape)}")
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {tuple(y.shape)}")
-    return X, y
 
 
 Callback = Callable[[StepInfo], "torch.Tensor | np.ndarray | dict | None"]

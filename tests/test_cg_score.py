@@ -9,7 +9,6 @@ from threadpoolctl import threadpool_limits
 
 from influence import estimators, metrics
 from influence.estimators.cg_score import cg_score, complexity_gap, ntk_gram
-from influence.tasks.pruning import classwise_keep
 
 
 @pytest.fixture(autouse=True)
@@ -137,8 +136,8 @@ def test_cg_score_ranks_planted_label_flips_first(n_classes):
     X, y, mask = _planted(n_classes, seed=n_classes)
     fn = estimators.get("cg_score")
     s = fn(None, (X, y), None, rep=2)
-    auc = metrics.auroc(fn.suspicion * s, mask)
-    assert fn.suspicion == 1
+    assert estimators.suspicious("cg_score") == "high"  # declared at registration: high = irregular
+    auc = metrics.auroc(estimators.suspicion("cg_score", s), mask)
     assert auc > 0.85, auc
     # the opposite direction inverts the ranking (no ties)
     assert metrics.auroc(-s, mask) == pytest.approx(1 - auc)
@@ -179,10 +178,3 @@ def test_bad_inputs_raise_clear_errors(rng):
     with pytest.raises(ValueError, match="at least two classes"):
         cg_score(None, (rng.standard_normal((9, 3)), np.zeros(9, int)))
 
-
-def test_classwise_pruning_keeps_highest_scores_per_class():
-    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
-    s = np.array([0.1, 0.9, 0.5, 0.3, 6, 1, 5, 2, 4, 3])
-    np.testing.assert_array_equal(classwise_keep(s, y, 0.5), [1, 2, 4, 6, 8])
-    np.testing.assert_array_equal(classwise_keep(s, y, 0.5, remove="high"), [0, 3, 5, 7, 9])
-    assert len(classwise_keep(s, y, 0.1)) == 2  # at least one per class

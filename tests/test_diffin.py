@@ -7,8 +7,7 @@ import pytest
 import torch
 from conftest import make_problem
 
-from influence import estimators
-from influence.estimators import _grads
+from influence import autodiff, estimators
 from influence.estimators.diffin import diffin, diffin_checkpoints, diffin_direction
 from influence.loo import trajectory_loo
 from influence.metrics import auroc, spearman
@@ -75,7 +74,7 @@ def test_target_form_is_params_form_projected_on_v_with_small_proxy_batches(tiny
     kw = {"form": "full", "hvp": "exact", "checkpoints": [traj.n_steps], "proxy_batch": 16,
           "batches_per_checkpoint": 2, "seed": 7}
     P = diffin(traj, (X, y), None, target="params", **kw)
-    v = _grads.mean_grad(traj.model, traj.final, Xt, yt).numpy()
+    v = autodiff.mean_grad(traj.model, traj.final, Xt, yt).numpy()
     np.testing.assert_allclose(diffin(traj, (X, y), (Xt, yt), **kw), P @ v, rtol=1e-10, atol=1e-14)
     per = diffin(traj, (X, y), (Xt, yt), per_target=True, **kw)
     np.testing.assert_allclose(per.mean(1), P @ v, rtol=1e-10, atol=1e-14)
@@ -106,12 +105,13 @@ def test_finite_difference_hvp_converges_at_predicted_order(n_classes):
     exact = H @ u
     eps = np.array([1e-1, 1e-2, 1e-3])
     for method, order in (("forward", 1), ("central", 2)):
-        err = [float((_grads.loss_hvp(model, th, X, y, u, l2=0.01, method=method, eps=e) - exact).norm()) for e in eps]
+        err = [float((autodiff.loss_hvp(model, th, X, y, u, l2=0.01, method=method, eps=e) - exact).norm())
+               for e in eps]
         slope = np.polyfit(np.log(eps), np.log(err), 1)[0]
         assert abs(slope - order) < 0.2, (method, slope)
         # per-sample FD HVPs converge too (Diff-In's H_z G_B)
-        ps = _grads.per_sample_hvps(model, th, X, y, u, l2=0.01, method=method, eps=1e-4)
-        ref = _grads.per_sample_hvps(model, th, X, y, u, l2=0.01, method="exact")
+        ps = autodiff.per_sample_hvps(model, th, X, y, u, l2=0.01, method=method, eps=1e-4)
+        ref = autodiff.per_sample_hvps(model, th, X, y, u, l2=0.01, method="exact")
         assert float((ps - ref).abs().max()) < (1e-3 if order == 1 else 1e-6)
 
 
@@ -120,8 +120,8 @@ def test_sign_against_trajectory_loo(tiny_mlp_run):
     anti-correlated with it (its a_t < 0 second-order term is a correction, not an estimate)."""
     traj, train_data, target = tiny_mlp_run
     truth = trajectory_loo(traj, train_data, target).loss_change
-    assert spearman(estimators.get("diffin_full")(traj, train_data, target), truth) > 0.5
-    assert spearman(estimators.get("diffin")(traj, train_data, target), truth) < -0.5
+    assert spearman(estimators.get("diffin")(traj, train_data, target), truth) > 0.5
+    assert spearman(estimators.get("diffin_paper")(traj, train_data, target), truth) < -0.5
 
 
 def test_self_influence_suspicious_directions_on_flipped_labels():
@@ -145,9 +145,9 @@ def test_checkpoints_and_bad_input(tiny_logreg_run):
     r1, r2 = diffin_checkpoints(traj, 4, "random", seed=3), diffin_checkpoints(traj, 4, "random", seed=3)
     np.testing.assert_array_equal(r1, r2)
     assert len(np.unique(r1)) == 4 and r1.min() >= 1 and r1.max() <= T
-    a = diffin(traj, train_data, target, proxy_batch=8, seed=1)
-    np.testing.assert_array_equal(a, diffin(traj, train_data, target, proxy_batch=8, seed=1))
-    assert not np.allclose(a, diffin(traj, train_data, target, proxy_batch=8, seed=2))
+    a = diffin(traj, train_data, target, form="paper", proxy_batch=8, seed=1)
+    np.testing.assert_array_equal(a, diffin(traj, train_data, target, form="paper", proxy_batch=8, seed=1))
+    assert not np.allclose(a, diffin(traj, train_data, target, form="paper", proxy_batch=8, seed=2))
     for bad, match in (({"form": "half"}, "form"), ({"target": "x"}, "target"), ({"hvp": "fd"}, "hvp"),
                        ({"eps": 0.0}, "eps"), ({"checkpoints": "odd"}, "checkpoints"),
                        ({"checkpoints": [T + 1]}, "checkpoint"), ({"proxy_batch": 0}, "proxy_batch")):
@@ -155,4 +155,5 @@ def test_checkpoints_and_bad_input(tiny_logreg_run):
             diffin(traj, train_data, target, **bad)
     with pytest.raises(ValueError, match="target data"):
         diffin(traj, train_data, None)
-    assert {"diffin", "diffin_full", "diffin_self"} <= set(estimators.names())
+    assert {"diffin", "diffin_paper", "diffin_self"} <= set(estimators.names())
+    assert "diffin_full" not in estimators.names()

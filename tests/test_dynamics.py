@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
+from influence import estimators
 from influence.estimators.dynamics import (
     early_step,
     el2n,
@@ -20,7 +21,6 @@ from influence.estimators.dynamics import (
     random_scores,
 )
 from influence.models import logistic_regression
-from influence.tasks.detection import suspicion, suspicion_direction
 from influence.train import Schedule, train
 
 
@@ -149,23 +149,26 @@ def test_missing_theta_gives_a_clear_error(tiny_binary):
 
 def test_registered_baselines_declare_high_as_suspicious():
     for name in ("cg_score", "loss", "el2n", "grand", "forgetting", "random"):
-        assert suspicion_direction(name) == 1, name
-    assert suspicion("loss", np.array([1.0, -2.0])).tolist() == [1.0, -2.0]
-
-    def influence_like(traj, train, target):  # no attribute: loss-change convention, most negative = suspicious
-        return np.zeros(1)
-
-    assert suspicion_direction(influence_like) == -1
+        assert estimators.suspicious(name) == "high", name
+    assert estimators.suspicion("loss", np.array([1.0, -2.0])).tolist() == [1.0, -2.0]
+    # loss-change estimates: the most negative (most harmful) sample is the most suspicious
+    for name in ("tracin", "influence_function", "sgd_ie"):
+        assert estimators.suspicious(name) == "low", name
+    assert estimators.suspicion("tracin", np.array([1.0, -2.0])).tolist() == [-1.0, 2.0]
+    # a config override wins over the declared direction
+    assert estimators.suspicious("loss", overrides={"loss": "low"}) == "low"
+    assert estimators.suspicion("loss", np.array([1.0, -2.0]), {"loss": "low"}).tolist() == [-1.0, 2.0]
 
 
 def test_detection_task_runs_end_to_end_and_finds_flips():
-    from influence.tasks.detection import detection_experiment
+    from influence.tasks.e2_detection import detection_experiment
 
     rows = detection_experiment("digits", noise_rates=(0.2,), sizes=(300, 30, 100), epochs=4, batch_size=32,
                                 methods=("cg_score", "el2n", "forgetting", "loss", "random"))
     by = {r["method"]: r for r in rows}
     assert set(by) == {"cg_score", "el2n", "forgetting", "loss", "random"}
     assert all(r["n_noisy"] == 60 for r in rows)
+    assert {r["direction"] for r in rows} == {"high"}  # all five rank high scores first
     assert by["cg_score"]["auroc"] > 0.8  # training-free detection works on real digits
     assert by["loss"]["auroc"] > 0.7
     assert 0.3 < by["random"]["auroc"] < 0.7

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import make_problem
 
-from influence.estimators import _grads
+from influence import autodiff
 from influence.estimators.influence_function import influence_function
 from influence.loo import fit_optimum, loo_to_optimum
 from influence.metrics import spearman
@@ -35,7 +35,7 @@ def _reference(model, theta, X, y, Xt, yt, l2, lam):
 def test_if_equals_direct_dense_solve_with_autograd_hessian(run, request):
     traj, (X, y), (Xt, yt) = request.getfixturevalue(run)
     ref, H = _reference(traj.model, traj.final, X, y, Xt, yt, traj.l2, 0.0)
-    np.testing.assert_allclose(_grads.dense_hessian(traj.model, traj.final, X, y, l2=traj.l2), H, atol=1e-13)
+    np.testing.assert_allclose(autodiff.dense_hessian(traj.model, traj.final, X, y, l2=traj.l2), H, atol=1e-13)
     got = influence_function(traj, (X, y), (Xt, yt))
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(influence_function(traj, (X, y), (Xt, yt), solver="cg"), ref, rtol=1e-7, atol=1e-12)
@@ -56,7 +56,7 @@ def tiny_multiclass_logreg(tiny_multiclass):
 
 def test_cg_if_on_mlp_equals_dense_solve_with_damping(tiny_mlp_run):
     traj, (X, y), (Xt, yt) = tiny_mlp_run
-    H = _grads.dense_hessian(traj.model, traj.final, X, y, l2=traj.l2)
+    H = autodiff.dense_hessian(traj.model, traj.final, X, y, l2=traj.l2)
     lam = max(0.0, -float(torch.linalg.eigvalsh(H)[0])) + 0.05
     ref, _ = _reference(traj.model, traj.final, X, y, Xt, yt, traj.l2, lam)
     got = influence_function(traj, (X, y), (Xt, yt), solver="cg", damping=lam)
@@ -122,7 +122,7 @@ def test_if_rejects_bad_input(tiny_logreg_run):
 
 
 def test_chunked_mlp_hvps_equal_unchunked(tiny_mlp_run):
-    from influence.estimators._grads import loss_hvp
+    from influence.autodiff import loss_hvp
 
     traj, (X, y), _ = tiny_mlp_run
     V = torch.randn(9, traj.model.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

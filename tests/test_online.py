@@ -8,22 +8,18 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from influence import estimators
+from influence.capture import capture, capture_split, set_update_grads
 from influence.estimators.online import (
-    SmallCNN,
     batch_scores,
-    capture,
-    capture_split,
     ghost_inner,
     in_run_ghost,
     in_run_lai,
     in_run_lai_last_layer,
     lai_inner,
-    row_losses,
-    set_update_grads,
 )
 from influence.loo import trajectory_loo
 from influence.metrics import spearman
-from influence.models import logistic_regression, mlp
+from influence.models import SmallCNN, logistic_regression, mlp, row_losses
 from influence.train import Schedule, train
 
 TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-10, atol=1e-12)}

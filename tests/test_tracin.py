@@ -7,8 +7,7 @@ import pytest
 import torch
 from conftest import make_problem
 
-from influence import estimators
-from influence.estimators import _grads
+from influence import autodiff, estimators
 from influence.estimators.tracin import grad_dot, self_influence, tracin
 from influence.loo import trajectory_loo
 from influence.metrics import auroc, spearman
@@ -91,14 +90,14 @@ def test_grad_helpers_equal_autograd_loop(model_kind):
     l2 = 0.05
     G = torch.stack([_grad(model, th, X[i], y[i], l2) for i in range(len(y))])
     V = torch.randn(3, model.n_params, generator=g, dtype=torch.float64)
-    np.testing.assert_allclose(_grads.per_sample_grads(model, th, X, y, l2=l2), G, atol=1e-12)
+    np.testing.assert_allclose(autodiff.per_sample_grads(model, th, X, y, l2=l2), G, atol=1e-12)
     for method in ("auto", "jvp", "vmap"):
-        np.testing.assert_allclose(_grads.grad_dots(model, th, X, y, V, l2=l2, chunk=6, method=method), G @ V.T,
+        np.testing.assert_allclose(autodiff.grad_dots(model, th, X, y, V, l2=l2, chunk=6, method=method), G @ V.T,
                                    atol=1e-12)
-    np.testing.assert_allclose(_grads.grad_sqnorms(model, th, X, y, l2=l2, chunk=6), (G * G).sum(1), rtol=1e-12)
-    np.testing.assert_allclose(_grads.grad_gram(model, th, X, y, X[:5], y[:5], l2=l2, l2_2=l2, chunk=6),
+    np.testing.assert_allclose(autodiff.grad_sqnorms(model, th, X, y, l2=l2, chunk=6), (G * G).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(autodiff.grad_gram(model, th, X, y, X[:5], y[:5], l2=l2, l2_2=l2, chunk=6),
                                G @ G[:5].T, atol=1e-12)
-    np.testing.assert_allclose(_grads.mean_grad(model, th, X, y, l2=l2), G.mean(0), atol=1e-13)
+    np.testing.assert_allclose(autodiff.mean_grad(model, th, X, y, l2=l2), G.mean(0), atol=1e-13)
 
 
 def test_tracin_correlates_positively_with_trajectory_loo(tiny_mlp_run):

@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 CONFIGS = REPO / "experiments" / "config"
 SMOKE = CONFIGS / "smoke.yaml"
+# The notebooks with the figures and tables each writes: the workflow's one list of them.
+NOTEBOOKS = yaml.safe_load((REPO / "experiments" / "notebooks.yaml").read_text())
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed in this environment")
 
@@ -27,6 +29,15 @@ pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not
 def snakemake(workdir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def notebooks_run(config: Path) -> list[str]:
+    """The notebooks a config runs: all but those tied to an experiment the config (laid over default) disables."""
+    experiments = yaml.safe_load((CONFIGS / "default.yaml").read_text())["experiments"]
+    for name, block in (yaml.safe_load(config.read_text()).get("experiments") or {}).items():
+        experiments[name] = {**experiments.get(name, {}), **block}
+    return [nb for nb, spec in NOTEBOOKS.items()
+            if "experiment" not in spec or experiments[spec["experiment"]].get("enabled", True)]
 
 
 def score_files(root: Path) -> dict[str, bytes]:
@@ -46,13 +57,12 @@ def smoke_run(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_workflow_produces_every_declared_output(smoke_run):
     res = smoke_run / "results"
-    figures = ["E1_fidelity_vs_epochs", "E1_agreement", "E2_auroc", "E2_cleansing", "E3_curves", "E4_deletion",
-               "E4_coreset", "E5_bounds", "E6_cost"]
-    tables = ["E1_fidelity", "E2_detection", "E2_cleansing", "E3_curation", "E4_deletion", "E5_bounds", "E6_cost"]
-    expected = [res / "figures" / f"{f}.{x}" for f in figures for x in ("pdf", "png")]
-    expected += [res / "tables" / f"{t}.{x}" for t in tables for x in ("csv", "tex")]
+    run = notebooks_run(SMOKE)
+    assert "E1_fidelity" in run and "E7_peers" not in run  # smoke switches E7 off
+    expected = [res / "figures" / f"{f}.{x}" for nb in run for f in NOTEBOOKS[nb]["figures"] for x in ("pdf", "png")]
+    expected += [res / "tables" / f"{t}.{x}" for nb in run for t in NOTEBOOKS[nb]["tables"] for x in ("csv", "tex")]
     expected += [res / "report" / f"claims.{x}" for x in ("csv", "tex", "md")]
-    expected += [res / "notebooks" / "E1_fidelity.ipynb"]
+    expected += [res / "notebooks" / f"{nb}.ipynb" for nb in run]
     expected += [res / "report" / ("paper.pdf" if shutil.which("latexmk") else "paper_SKIPPED.txt")]
     missing = [str(p) for p in expected if not p.exists() or p.stat().st_size == 0]
     assert not missing, missing
@@ -104,12 +114,23 @@ def test_estimator_provenance_is_recorded(smoke_run):
 
 
 # -------------------------------------------------------------------------------------------- planning
+def test_every_notebook_is_listed_once_with_its_outputs():
+    assert sorted(NOTEBOOKS) == sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
+    outputs = [f"figures/{f}" for spec in NOTEBOOKS.values() for f in spec["figures"]]
+    outputs += [f"tables/{t}" for spec in NOTEBOOKS.values() for t in spec["tables"]]
+    assert len(outputs) == len(set(outputs)), "two notebooks write the same figure or table"
+    for nb, spec in NOTEBOOKS.items():
+        assert set(spec) <= {"inputs", "figures", "tables", "experiment"}, nb
+        assert spec["inputs"] and spec["figures"] and spec["tables"], nb
+
+
 def test_dry_run_plans_the_default_config(tmp_path):
     res = snakemake(tmp_path, "--configfile", str(CONFIGS / "default.yaml"), "-n", "--quiet", "rules")
     assert res.returncode == 0, res.stderr[-4000:]
     out = res.stdout + res.stderr
-    for rule in ("estimate", "loo", "loo_merge", "train", "curate", "bounds", "cleanse", "claims", "paper"):
-        assert rule in out
+    for rule in ("estimate", "loo", "loo_merge", "train", "curate", "bounds", "cleanse", "claims", "paper",
+                 "peers_task", *(f"notebook_{nb}" for nb in notebooks_run(CONFIGS / "default.yaml"))):
+        assert rule in out, rule
 
 
 def test_dry_run_plans_the_paper_config(tmp_path):
@@ -157,6 +178,15 @@ def _validate(cfg):
 @pytest.mark.parametrize("config", ["smoke", "default", "paper"])
 def test_shipped_configs_are_valid(config):
     _validate(yaml.safe_load((CONFIGS / f"{config}.yaml").read_text()))
+
+
+def test_schema_fills_in_the_defaults_of_keys_default_yaml_leaves_out():
+    cfg = yaml.safe_load(SMOKE.read_text())
+    _validate(cfg)
+    assert all(block["enabled"] is (name not in ("curation", "deletion", "peers", "cost"))
+               for name, block in cfg["experiments"].items())
+    assert cfg["estimators"]["sgd_ie"] == {"hparams": {}, "skip_models": [], "mem_mb": 4000, "runtime": 60}
+    assert cfg["experiments"]["peers"]["ours"] is None and cfg["experiments"]["peers"]["A"] == {}
 
 
 def test_schema_rejects_a_wrong_key_naming_it():

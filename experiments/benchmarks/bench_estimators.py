@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import pandas as pd
 import torch
 
 from influence import estimators
+from influence.io import atomic_write, save_text
 from influence.loo import trajectory_loo
 from influence.metrics import jaccard_top, kendall, spearman
 from influence.models import logistic_regression, mlp
@@ -175,14 +174,6 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="results/benchmarks/estimators.csv", help="CSV path (a .md table goes next to it)")
@@ -209,9 +200,9 @@ def main() -> None:
         rows += agreement(names, args.agreement_epochs)
     df = pd.DataFrame(rows)
     out = Path(args.out)
-    write_atomic(out, df.to_csv(index=False))
+    atomic_write(out, df.to_csv(index=False).encode())
     md = markdown(df)
-    write_atomic(out.with_suffix(".md"), md)
+    save_text(out.with_suffix(".md"), md)
     log.info("results\n%s", md)
     log.info("wrote %s and %s", out, out.with_suffix(".md"))
 

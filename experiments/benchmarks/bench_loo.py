@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from influence.data import load_dataset, make_splits
+from influence.io import save_csv
 from influence.loo import trajectory_loo
 from influence.models import logistic_regression, mlp
 from influence.provenance import measure
@@ -78,8 +78,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rows = [run_case(c, CASES[c], args.loop_samples, args.chunk) for c in args.cases]
     df = pd.DataFrame(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
+    save_csv(args.out, df, float_format=None)
     log.info("\n%s\n(total %.1f s, %d torch threads)", df.to_markdown(index=False, floatfmt=".3g"),
              time.perf_counter() - t0, torch.get_num_threads())
 

@@ -50,8 +50,7 @@ METHODS = ("plain", "plain_fwd", "lai", "ghost", "vmap")
 
 
 def build(name: str, dtype: torch.dtype) -> nn.Module:
-    from influence.estimators.online import SmallCNN
-    from influence.models import mlp
+    from influence.models import SmallCNN, mlp
 
     torch.manual_seed(0)
     if name == "mlp-784-128-10":
@@ -67,7 +66,9 @@ def build(name: str, dtype: torch.dtype) -> nn.Module:
 
 def make_step(method: str, module: nn.Module, lr: float = 0.05):
     """A closure performing one training step of ``method`` on (xb, yb, xv, yv); returns scoring bytes."""
-    from influence.estimators.online import batch_scores, capture, capture_split, row_losses, set_update_grads
+    from influence.capture import capture, capture_split, set_update_grads
+    from influence.estimators.online import batch_scores
+    from influence.models import row_losses
 
     params = list(module.parameters())
 
@@ -251,10 +252,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      r["step_ms_median"], r.get("time_ratio_vs_plain", float("nan")), r["extra_peak_mb"],
                      r["scoring_mb"])
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        os.replace(tmp, args.out)
+        from influence.io import save_json
+
+        save_json(args.out, rows, sort_keys=False)
     return rows
 
 

@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +45,7 @@ def _setup_b_checkpoints(dtype: torch.dtype):
     """Task B with the run recorded at the epoch checkpoints only (what TracIn and the peers receive)."""
     from influence.data import load_dataset, make_splits
     from influence.models import mlp
-    from influence.tasks import peers
+    from influence.tasks import e7_peers as peers
     from influence.train import Schedule, train
 
     cfg = peers._merge(peers.TASK_B, {"peer_dtype": str(dtype).replace("torch.", "")})
@@ -64,8 +63,9 @@ def _setup_b_checkpoints(dtype: torch.dtype):
 
 def run_case(case: str, loo_points: int, lds_subsets: int) -> dict:
     from influence.estimators import get
+    from influence.loo import loo_to_optimum
     from influence.provenance import measure
-    from influence.tasks import peers
+    from influence.tasks import e7_peers as peers
 
     info: dict = {"case": case}
     if case.startswith(("if_A", "loo_A")):
@@ -99,12 +99,10 @@ def run_case(case: str, loo_points: int, lds_subsets: int) -> dict:
         info["count"] = loo_points
         if case == "loo_A_ours_fast":
             with measure() as m:
-                peers.loo_to_optimum_fast(s.model, s.train, s.target, s.l2, idx, theta_opt=s.theta_eval)
-        elif case == "loo_A_ours_newton":
-            from influence.loo import loo_to_optimum
-
-            with measure() as m:
                 loo_to_optimum(s.model, s.train, s.target, s.l2, idx, theta_opt=s.theta_eval)
+        elif case == "loo_A_ours_newton":
+            with measure() as m:
+                loo_to_optimum(s.model, s.train, s.target, s.l2, idx, theta_opt=s.theta_eval, method="newton")
         else:
             with measure() as m:
                 _dattri_loo(s, idx)
@@ -158,7 +156,7 @@ def _dattri_lds(m: int) -> None:
     from dattri.model_util.retrain import retrain_lds
 
     from influence.data import load_dataset, make_splits
-    from influence.tasks import peers
+    from influence.tasks import e7_peers as peers
 
     cfg = peers.TASK_B
     sp = make_splits(load_dataset(cfg["dataset"]), cfg["n_train"], cfg["n_target"], 0, seed=cfg["split_seed"])
@@ -214,8 +212,9 @@ def main() -> None:
             log.info("%s", row)
             rows.append(row)
     df = pd.DataFrame(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
+    from influence.io import save_csv
+
+    save_csv(args.out, df, float_format=None)
     print(df.to_string(index=False))
 
 

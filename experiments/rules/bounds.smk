@@ -3,7 +3,7 @@
 
 rule bounds:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(_check_inputs),
     output:
@@ -24,7 +24,7 @@ rule bounds:
 
 rule table_E5:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         expand(f"{RES}/bounds/{{check}}.json", check=list(bound_checks())),
     output:

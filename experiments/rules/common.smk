@@ -1,12 +1,21 @@
 # Shared helpers: the experiment grids of the config turned into the concrete settings the rules build.
+# Every config key has its default in experiments/config/default.yaml (always loaded first) or in
+# experiments/config/schema.yaml (filled in by `validate` in the Snakefile), so the rules read keys by indexing.
 import itertools
-from snakemake.exceptions import WorkflowError
-import re
+import os
 import shutil
 from types import SimpleNamespace
-from pathlib import Path
 
-RES = config.get("results", "results")
+import yaml
+from snakemake.exceptions import WorkflowError
+
+from influence import estimators
+from influence.io import config_hash
+
+RES = config["results"]
+# Conda environments of the rules (`--software-deployment-method conda`), relative to the rule files.
+ENVS = "../../envs"
+CORE_ENV, NOTEBOOKS_ENV, PEERS_ENV = (f"{ENVS}/{name}.yaml" for name in ("core", "notebooks", "peers"))
 # One recorded training run: data setting / noise setting / model recipe / epochs / seed.
 SET = "{dataset}/{noise}/{model}/ep{epochs}/seed{seed}"
 NAME = r"[A-Za-z0-9_]+"
@@ -25,18 +34,18 @@ wildcard_constraints:
     exp=r"E\d",
 
 
+# The lists by which an experiment selects its jobs; a disabled experiment keeps its options but selects nothing.
+SELECTIONS = ("grids", "estimators", "datasets", "policies", "seeds", "checks", "tasks")
+
+
+def exp_on(name):
+    return bool(config["experiments"][name]["enabled"])
+
+
 def exp_cfg(name):
-    """The config block of one experiment ({} when absent); disabled experiments count as absent."""
-    block = config.get("experiments", {}).get(name) or {}
-    return block if block.get("enabled", True) else {}
-
-
-def _registered_estimators():
-    """Names registered with @register("...") in influence/estimators/*.py, found without importing torch."""
-    names = set()
-    for f in Path(REPO, "influence", "estimators").glob("*.py"):
-        names.update(re.findall(r"@register\(\s*[\"']([^\"']+)[\"']", f.read_text()))
-    return names
+    """The config block of one experiment; in a disabled one every selection list (grids, estimators, ...) is empty."""
+    block = config["experiments"][name]
+    return block if exp_on(name) else {**block, **{k: [] for k in SELECTIONS if k in block}}
 
 
 def _check_names(kind, names, known):
@@ -50,7 +59,7 @@ def _check_names(kind, names, known):
 def settings(exp):
     """All settings (dicts with dataset, noise, model, epochs, seed) of an experiment's grids."""
     out = []
-    for g in exp_cfg(exp).get("grids", []):
+    for g in exp_cfg(exp)["grids"]:
         for d, z, m, e, s in itertools.product(g["datasets"], g["noises"], g["models"], g["epochs"], g["seeds"]):
             out.append(dict(dataset=d, noise=z, model=m, epochs=int(e), seed=int(s)))
     seen, uniq = set(), []
@@ -64,16 +73,16 @@ def settings(exp):
 
 def estimators_for(exp, model):
     """The experiment's estimators that apply to a model recipe (``skip_models`` in the estimator config)."""
-    out = []
-    for name in exp_cfg(exp).get("estimators", []):
-        spec = config.get("estimators", {}).get(name) or {}
-        if model not in spec.get("skip_models", []):
-            out.append(name)
-    return out
+    return [name for name in exp_cfg(exp)["estimators"] if model not in est_spec(name)["skip_models"]]
 
 
 def est_spec(name):
-    return config.get("estimators", {}).get(name) or {}
+    """Options of an estimator (every registered name has an entry, with the schema's defaults; see the Snakefile)."""
+    return config["estimators"][name]
+
+
+# Detection directions set in the config (``suspicion:``), overriding the ones declared at registration.
+SUSPICION_OVERRIDES = {name: spec["suspicion"] for name, spec in config["estimators"].items() if "suspicion" in spec}
 
 
 def setting_key(wc):
@@ -83,12 +92,12 @@ def setting_key(wc):
 # ---------------------------------------------------------------------------- checks at planning time
 for _exp in ("fidelity", "detection", "deletion", "cost"):
     for _s in settings(_exp):
-        _check_names("data setting", [_s["dataset"]], config.get("data", {}))
-        _check_names("noise setting", [_s["noise"]], config.get("noise", {}))
-        _check_names("model recipe", [_s["model"]], config.get("models", {}))
-    _check_names("estimator", exp_cfg(_exp).get("estimators", []), _registered_estimators())
-for _d in exp_cfg("curation").get("datasets", []):
-    _check_names("data setting", [_d], config.get("data", {}))
+        _check_names("data setting", [_s["dataset"]], config["data"])
+        _check_names("noise setting", [_s["noise"]], config["noise"])
+        _check_names("model recipe", [_s["model"]], config["models"])
+    _check_names("estimator", exp_cfg(_exp)["estimators"], estimators.names())
+for _d in exp_cfg("curation")["datasets"]:
+    _check_names("data setting", [_d], config["data"])
 
 # Which estimators each setting needs (a setting may belong to several experiments).
 SETTING_ESTIMATORS = {}
@@ -101,7 +110,7 @@ for _exp in ("fidelity", "detection", "deletion", "cost"):
 
 
 def n_shards():
-    return int(config.get("loo", {}).get("shards", 1))
+    return int(config["loo"]["shards"])
 
 
 def loo_shards(wc):
@@ -136,20 +145,18 @@ def all_targets():
     ]
 
 
-def config_digest(wc):
-    """Short hash of everything that determines a score file (the same as influence.provenance.config_hash)."""
-    import hashlib
-    import json
-
-    cfg = {
-        "data": config["data"][wc.dataset],
-        "noise": config["noise"][wc.noise],
-        "model": config["models"][wc.model],
-        "epochs": int(wc.epochs),
-        "seed": int(wc.seed),
-        "estimator": {"name": wc.estimator, "hparams": est_spec(wc.estimator).get("hparams", {})},
-    }
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def score_config_hash(wc):
+    """Short hash of everything that determines a score file (recorded in its provenance)."""
+    return config_hash(
+        {
+            "data": config["data"][wc.dataset],
+            "noise": config["noise"][wc.noise],
+            "model": config["models"][wc.model],
+            "epochs": int(wc.epochs),
+            "seed": int(wc.seed),
+            "estimator": {"name": wc.estimator, "hparams": est_spec(wc.estimator)["hparams"]},
+        }
+    )
 
 
 def _scores_or_none(wc):
@@ -170,9 +177,9 @@ def _per_setting(exp, pattern, extra=None):
 
 
 def cleanse_estimators(model):
-    """Estimators used for cleansing (``cleanse_estimators``, default all detection estimators) + baselines."""
+    """Estimators used for cleansing (``cleanse_estimators``; null: all detection estimators) + baselines."""
     ests = estimators_for("detection", model)
-    chosen = exp_cfg("detection").get("cleanse_estimators")
+    chosen = exp_cfg("detection")["cleanse_estimators"]
     if chosen is not None:
         ests = [e for e in ests if e in chosen]
     return ests + ["oracle", "random_removal"]
@@ -185,7 +192,7 @@ def _detection_settings():
 def bound_checks():
     """The E5 checks by name (a list in the config, so a config laid over another replaces it whole)."""
     checks = {}
-    for c in exp_cfg("bounds").get("checks", []):
+    for c in exp_cfg("bounds")["checks"]:
         if c["name"] in checks:
             raise WorkflowError(f"config: bound check name {c['name']!r} appears twice")
         checks[c["name"]] = c
@@ -198,46 +205,25 @@ def _check_spec(wc):
 
 def _check_inputs(wc):
     """A check that reads a recorded run (``run:`` in its config) depends on that run and its data."""
-    run = bound_checks().get(wc.check, {}).get("run")
+    run = bound_checks()[wc.check].get("run")
     if not run:
         return {}
     w = SimpleNamespace(**{k: run[k] for k in ("dataset", "noise", "model", "epochs", "seed")})
     return dict(splits_of(w), run=f"{RES}/runs/{setting_key(w)}/run.pt")
 
 
-# Inputs (metric tables) and named outputs of every notebook.
-NB = {
-    "E1_fidelity": dict(
-        inputs={"fidelity": f"{RES}/metrics/E1_fidelity.csv"},
-        figures=["E1_fidelity_vs_epochs", "E1_agreement"],
-        tables=["E1_fidelity"],
-    ),
-    "E2_detection": dict(
-        inputs={"detection": f"{RES}/metrics/E2_detection.csv", "cleansing": f"{RES}/metrics/E2_cleansing.csv"},
-        figures=["E2_auroc", "E2_cleansing"],
-        tables=["E2_detection", "E2_cleansing"],
-    ),
-    "E3_curation": dict(
-        inputs={"runs": f"{RES}/metrics/E3_curation.csv", "curves": f"{RES}/metrics/E3_curves.csv"},
-        figures=["E3_curves"],
-        tables=["E3_curation"],
-    ),
-    "E4_deletion": dict(
-        inputs={"deletion": f"{RES}/metrics/E4_deletion.csv", "coreset": f"{RES}/metrics/E4_coreset.csv"},
-        figures=["E4_deletion", "E4_coreset"],
-        tables=["E4_deletion"],
-    ),
-    "E5_bounds": dict(
-        inputs={"bounds": f"{RES}/metrics/E5_bounds.csv"},
-        figures=["E5_bounds"],
-        tables=["E5_bounds"],
-    ),
-    "E6_cost": dict(
-        inputs={"cost": f"{RES}/metrics/E6_cost.csv"},
-        figures=["E6_cost"],
-        tables=["E6_cost"],
-    ),
-}
+# The notebooks: tables read, figures and tables written (experiments/notebooks.yaml; one rule each, in report.smk).
+with open(os.path.join(REPO, "experiments", "notebooks.yaml")) as _f:
+    NB = yaml.safe_load(_f)
+# Named inputs of each notebook; an included rule file may leave out some of them (e7_peers.smk does).
+NB_INPUTS = {nb: {k: f"{RES}/{p}" for k, p in spec["inputs"].items()} for nb, spec in NB.items()}
+# The experiment tables (metrics/*.csv) the notebooks draw, which the claims table reads.
+METRIC_TABLES = [f"{RES}/{p}" for spec in NB.values() for p in spec["inputs"].values() if p.startswith("metrics/")]
+
+
+def nb_on(nb):
+    """A notebook tied to an experiment (``experiment:``) runs while it is enabled; the others always."""
+    return "experiment" not in NB[nb] or exp_on(NB[nb]["experiment"])
 
 
 def nb_outputs(nb):
@@ -252,8 +238,35 @@ def nb_outputs(nb):
     return out
 
 
+def notebook_rule(nb):
+    """Define the rule notebook_<nb> (called from report.smk, once e7_peers.smk has set the E7 inputs).
+
+    A function, not a loop body: the notebook path is evaluated again when the job runs, by when a loop
+    variable would hold the last notebook.
+    """
+
+    rule:
+        name:
+            f"notebook_{nb}"
+        conda:
+            NOTEBOOKS_ENV
+        input:
+            **NB_INPUTS[nb],
+        output:
+            **nb_outputs(nb),
+        log:
+            notebook=f"{RES}/notebooks/{nb}.ipynb",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        notebook:
+            f"../../notebooks/{nb}.ipynb"
+
+
+# Every figure and table of the notebooks that run in this configuration.
 ALL_FIGURES_TABLES = [
-    p for nb in NB for p in (
+    p for nb in NB if nb_on(nb) for p in (
         [f"{RES}/figures/{f}.{x}" for f in NB[nb]["figures"] for x in ("pdf", "png")]
         + [f"{RES}/tables/{t}.{x}" for t in NB[nb]["tables"] for x in ("csv", "tex")]
     )

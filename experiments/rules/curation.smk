@@ -3,14 +3,14 @@
 
 rule curate:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     output:
         f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
     params:
         spec=lambda wc: config["data"][wc.dataset],
-        run=exp_cfg("curation").get("run", {}),
-        noise_rate=exp_cfg("curation").get("noise_rate", 0.4),
-        probe_every=exp_cfg("curation").get("probe_every", 0),
+        run=exp_cfg("curation")["run"],
+        noise_rate=exp_cfg("curation")["noise_rate"],
+        probe_every=exp_cfg("curation")["probe_every"],
     log:
         f"{RES}/logs/curate/{{dataset}}/{{policy}}/seed{{seed}}.log",
     benchmark:
@@ -25,13 +25,13 @@ rule curate:
 
 rule table_E3:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         expand(
             f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
-            dataset=exp_cfg("curation").get("datasets", []),
-            policy=exp_cfg("curation").get("policies", []),
-            seed=exp_cfg("curation").get("seeds", []),
+            dataset=exp_cfg("curation")["datasets"],
+            policy=exp_cfg("curation")["policies"],
+            seed=exp_cfg("curation")["seeds"],
         ),
     output:
         runs=f"{RES}/metrics/E3_curation.csv",

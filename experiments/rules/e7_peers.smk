@@ -1,6 +1,7 @@
-# E7: side by side with dattri, Captum, kronfluence and traker (Task A and Task B of spec/peers.md).
-# Self-contained: include it from the Snakefile after common.smk and add E7_TARGETS to `rule all`.
-# Config block (optional; defaults in influence.tasks.peers.TASK_A / TASK_B):
+# E7: side by side with dattri, Captum, kronfluence and traker (Task A: 1-vs-7 logistic regression vs LOO-to-optimum; Task B: MLP, LDS).
+# Include it from the Snakefile after common.smk and before report.smk (which makes the notebook rule
+# notebook_E7_peers from experiments/notebooks.yaml; its figures and tables are targets while E7 is enabled).
+# Config block (defaults in default.yaml and schema.yaml; task settings in influence.tasks.e7_peers.TASK_A / TASK_B):
 #   experiments:
 #     peers:
 #       enabled: true
@@ -8,32 +9,29 @@
 #       A: {n_loo: 200}                  # any key of TASK_A
 #       B: {lds_m: 50, lds_seeds: [0, 1, 2]}
 #       ours: null                       # restrict our estimators (null: the whole registry)
-#       peers: null                      # restrict peer methods (null: all of influence.tasks.peers.PEERS)
+#       peers: null                      # restrict peer methods (null: all of influence.tasks.e7_peers.PEERS)
 # Needs the `peers` extra installed; a peer that fails is recorded in the table, not fatal.
 
 E7 = exp_cfg("peers")
-E7_TASKS = E7.get("tasks", ["A", "B"]) if E7 else []
-E7_FIGURES = ["E7_peers"]
-E7_TABLES = ["E7_peers_A", "E7_peers_B", "E7_peers_cost"]
-E7_TARGETS = (
-    [f"{RES}/figures/{f}.{x}" for f in E7_FIGURES for x in ("pdf", "png")]
-    + [f"{RES}/tables/{t}.{x}" for t in E7_TABLES for x in ("csv", "tex")]
-    if E7
-    else []
-)
+E7_TASKS = E7["tasks"]
+# The notebook reads the tables of the configured tasks only (input keys A, cost_A for task A, B, cost_B for B).
+NB_INPUTS["E7_peers"] = {
+    key: path if key.rpartition("_")[2] in E7_TASKS else []
+    for key, path in NB_INPUTS["E7_peers"].items()
+}
 
 
 rule peers_task:
     conda:
-        "../../envs/peers.yaml"
+        PEERS_ENV
     output:
         table=f"{RES}/peers/task{{task}}.csv",
         cost=f"{RES}/peers/task{{task}}_groundtruth_cost.csv",
         versions=f"{RES}/peers/task{{task}}_versions.json",
     params:
-        cfg=lambda wc: E7.get(wc.task, {}),
-        ours=E7.get("ours"),
-        peers=E7.get("peers"),
+        cfg=lambda wc: E7[wc.task],
+        ours=E7["ours"],
+        peers=E7["peers"],
     wildcard_constraints:
         task="A|B",
     log:
@@ -46,24 +44,3 @@ rule peers_task:
         runtime=60,
     script:
         "../scripts/e7_peers.py"
-
-
-rule notebook_E7_peers:
-    conda:
-        "../../envs/notebooks.yaml"
-    input:
-        A=f"{RES}/peers/taskA.csv" if "A" in E7_TASKS else [],
-        B=f"{RES}/peers/taskB.csv" if "B" in E7_TASKS else [],
-        cost_A=f"{RES}/peers/taskA_groundtruth_cost.csv" if "A" in E7_TASKS else [],
-        cost_B=f"{RES}/peers/taskB_groundtruth_cost.csv" if "B" in E7_TASKS else [],
-    output:
-        **{f"{f}_{x}": f"{RES}/figures/{f}.{x}" for f in E7_FIGURES for x in ("pdf", "png")},
-        **{f"{t}_{x}": f"{RES}/tables/{t}.{x}" for t in E7_TABLES for x in ("csv", "tex")},
-    log:
-        notebook=f"{RES}/notebooks/E7_peers.ipynb",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    notebook:
-        "../../notebooks/E7_peers.ipynb"

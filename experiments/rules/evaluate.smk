@@ -3,14 +3,14 @@
 
 rule evaluate_fidelity:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(scores_of),
         loo=f"{RES}/loo/{SET}/loo.npz",
     output:
         f"{RES}/metrics/fidelity/{SET}.csv",
     params:
-        ps=config.get("jaccard_percents", [10, 30, 50, 70]),
+        ps=config["jaccard_percents"],
     log:
         f"{RES}/logs/evaluate_fidelity/{SET}.log",
     threads: 1
@@ -23,14 +23,14 @@ rule evaluate_fidelity:
 
 rule evaluate_detection:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(scores_of),
         mask=f"{RES}/data/{{dataset}}/seed{{seed}}/{{noise}}/mask.npy",
     output:
         f"{RES}/metrics/detection/{SET}.csv",
     params:
-        directions={k: v["suspicion"] for k, v in config.get("estimators", {}).items() if v and "suspicion" in v},
+        directions=SUSPICION_OVERRIDES,
     log:
         f"{RES}/logs/evaluate_detection/{SET}.log",
     threads: 1
@@ -43,7 +43,7 @@ rule evaluate_detection:
 
 rule cleanse:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(splits_of),
         scores=_scores_or_none,
@@ -51,8 +51,8 @@ rule cleanse:
         f"{RES}/cleansing/{SET}/{{estimator}}.csv",
     params:
         spec=lambda wc: config["models"][wc.model],
-        fractions=exp_cfg("detection").get("cleanse_fractions", [0.5, 1.0]),
-        directions={k: v["suspicion"] for k, v in config.get("estimators", {}).items() if v and "suspicion" in v},
+        fractions=exp_cfg("detection")["cleanse_fractions"],
+        directions=SUSPICION_OVERRIDES,
     log:
         f"{RES}/logs/cleanse/{SET}/{{estimator}}.log",
     benchmark:
@@ -67,7 +67,7 @@ rule cleanse:
 
 rule deletion:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(splits_of),
         scores=_scores_or_none,
@@ -76,8 +76,8 @@ rule deletion:
         coreset=f"{RES}/coreset/{SET}/{{estimator}}.csv",
     params:
         spec=lambda wc: config["models"][wc.model],
-        ks=exp_cfg("deletion").get("ks", [10, 40]),
-        keep_fractions=exp_cfg("deletion").get("keep_fractions", [0.5, 0.9]),
+        ks=exp_cfg("deletion")["ks"],
+        keep_fractions=exp_cfg("deletion")["keep_fractions"],
     log:
         f"{RES}/logs/deletion/{SET}/{{estimator}}.log",
     benchmark:
@@ -92,7 +92,7 @@ rule deletion:
 
 rule table_E1:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         table=_per_setting("fidelity", f"{RES}/metrics/fidelity/{SET}.csv"),
     output:
@@ -109,7 +109,7 @@ rule table_E1:
 
 rule table_E2:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         detection=[f"{RES}/metrics/detection/{SET}.csv".format(**s) for s in _detection_settings()],
         cleansing=[
@@ -132,7 +132,7 @@ rule table_E2:
 
 rule table_E4:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         deletion=_per_setting("deletion", f"{RES}/deletion/{SET}/{{estimator}}.csv"),
         coreset=_per_setting("deletion", f"{RES}/coreset/{SET}/{{estimator}}.csv", ["random_removal"]),
@@ -151,7 +151,7 @@ rule table_E4:
 
 rule table_E6:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         provenance=_per_setting("cost", f"{RES}/scores/{SET}/{{estimator}}.json")
         + _per_setting("fidelity", f"{RES}/scores/{SET}/{{estimator}}.json"),

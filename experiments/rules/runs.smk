@@ -3,7 +3,7 @@
 
 rule prepare_data:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     output:
         train=f"{RES}/data/{{dataset}}/seed{{seed}}/train.npz",
         target=f"{RES}/data/{{dataset}}/seed{{seed}}/target.npz",
@@ -22,7 +22,7 @@ rule prepare_data:
 
 rule inject_noise:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         train=f"{RES}/data/{{dataset}}/seed{{seed}}/train.npz",
     output:
@@ -42,7 +42,7 @@ rule inject_noise:
 
 rule train:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(splits_of),
     output:
@@ -65,7 +65,7 @@ rule train:
 
 rule estimate:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(splits_of),
         run=f"{RES}/runs/{SET}/run.pt",
@@ -73,23 +73,23 @@ rule estimate:
         scores=f"{RES}/scores/{SET}/{{estimator}}.npy",
         provenance=f"{RES}/scores/{SET}/{{estimator}}.json",
     params:
-        hparams=lambda wc: est_spec(wc.estimator).get("hparams", {}),
-        config_hash=lambda wc: config_digest(wc),
+        hparams=lambda wc: est_spec(wc.estimator)["hparams"],
+        config_hash=score_config_hash,
     log:
         f"{RES}/logs/estimate/{SET}/{{estimator}}.log",
     benchmark:
         f"{RES}/benchmarks/estimate/{SET}/{{estimator}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wc: int(est_spec(wc.estimator).get("mem_mb", 4000)),
-        runtime=lambda wc: int(est_spec(wc.estimator).get("runtime", 60)),
+        mem_mb=lambda wc: int(est_spec(wc.estimator)["mem_mb"]),
+        runtime=lambda wc: int(est_spec(wc.estimator)["runtime"]),
     script:
         "../scripts/estimate.py"
 
 
 rule loo:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         unpack(splits_of),
         run=f"{RES}/runs/{SET}/run.pt",
@@ -97,8 +97,8 @@ rule loo:
         f"{RES}/loo/{SET}/shard{{shard}}.npz",
     params:
         n_shards=n_shards(),
-        subset=config.get("loo", {}).get("subset"),
-        chunk=config.get("loo", {}).get("chunk", 128),
+        subset=config["loo"]["subset"],
+        chunk=config["loo"]["chunk"],
     log:
         f"{RES}/logs/loo/{SET}/shard{{shard}}.log",
     benchmark:
@@ -113,7 +113,7 @@ rule loo:
 
 rule loo_merge:
     conda:
-        "../../envs/core.yaml"
+        CORE_ENV
     input:
         loo_shards,
     output:

@@ -6,9 +6,10 @@ Positional arguments come from the check's ``args`` list (``traj``, ``train``, `
 
 import importlib
 
-from wfio import setup, write_json
+from wfio import setup
 
 from influence.bounds import Check
+from influence.io import save_json
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -37,6 +38,6 @@ for c in checks:
     if not isinstance(c, Check):
         raise TypeError(f"{spec['function']} returned {type(c).__name__}, expected influence.bounds.Check")
 records = [{"check": sm.wildcards.check, "claims": spec.get("claims", []), **c.to_dict()} for c in checks]
-write_json(sm.output[0], records)
+save_json(sm.output[0], records)
 for r in records:
     log.info("%s: %s (%s)", r["name"], "PASS" if r["passed"] else "FAIL", r["criterion"])

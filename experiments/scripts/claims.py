@@ -3,18 +3,19 @@
 import datetime
 from pathlib import Path
 
-from wfio import setup, write_csv, write_text
+from wfio import setup
 
 from influence.claims import evaluate_claims, to_latex, to_markdown
+from influence.io import save_csv, save_text
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
 table = evaluate_claims(sm.input.claims, metrics_dir=Path(sm.input.tables[0]).parent)
-write_csv(sm.output.csv, table)
-write_text(sm.output.tex, to_latex(table))
+save_csv(sm.output.csv, table)
+save_text(sm.output.tex, to_latex(table))
 stamp = datetime.date.today().isoformat()
 counts = table["verdict"].value_counts().to_dict()
 header = (f"Claims table generated {stamp} from the `{sm.params.config_name}` configuration "
           f"({', '.join(f'{v} {k}' for k, v in counts.items())}).\n\n")
-write_text(sm.output.md, header + to_markdown(table))
+save_text(sm.output.md, header + to_markdown(table))
 log.info("claims: %s", counts)

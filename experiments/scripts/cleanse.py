@@ -4,10 +4,12 @@ Baselines: ``oracle`` removes truly corrupted samples first, ``random_removal`` 
 """
 
 import numpy as np
-from wfio import setup, write_csv
+from wfio import setup
 
 from influence.data import Dataset
-from influence.tasks.fidelity import cleanse, suspicion
+from influence.estimators import suspicion
+from influence.io import save_csv
+from influence.tasks.e2_detection import cleanse
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -25,5 +27,5 @@ table = cleanse(sm.params.spec, train, train.n_classes, int(wc.epochs), int(wc.s
                 list(sm.params.fractions), noisy=mask)
 for k, v in wc.items():
     table.insert(0, k, v)
-write_csv(sm.output[0], table)
+save_csv(sm.output[0], table)
 log.info("cleansing:\n%s", table.to_string())

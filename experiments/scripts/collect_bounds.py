@@ -3,7 +3,9 @@
 import json
 
 import pandas as pd
-from wfio import setup, write_csv
+from wfio import setup
+
+from influence.io import save_csv
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -15,5 +17,5 @@ for p in sm.input:
                      "measured": json.dumps(r["measured"], sort_keys=True, default=str),
                      "predicted": json.dumps(r["predicted"], sort_keys=True, default=str)})
 cols = ["check", "name", "passed", "criterion", "claims", "measured", "predicted"]
-write_csv(sm.output[0], pd.DataFrame(rows, columns=cols))
+save_csv(sm.output[0], pd.DataFrame(rows, columns=cols))
 log.info("%d checks, %d passed", len(rows), sum(r["passed"] for r in rows))

@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 import pandas as pd
-from wfio import setup, write_csv
+from wfio import setup
+
+from influence.io import save_csv
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -19,6 +21,6 @@ for p in sm.input:
     runs.append(row)
     for e, acc in zip(r["epochs"], r["test_acc"], strict=True):
         curves.append({"dataset": r["dataset"], "policy": r["policy"], "seed": r["seed"], "epoch": e, "test_acc": acc})
-write_csv(sm.output.runs, pd.DataFrame(runs))
-write_csv(sm.output.curves, pd.DataFrame(curves))
+save_csv(sm.output.runs, pd.DataFrame(runs))
+save_csv(sm.output.curves, pd.DataFrame(curves))
 log.info("%d curation runs", len(runs))

@@ -1,20 +1,23 @@
 """Rule curate: one online-curation run (policy × dataset × seed) on cyclic label noise (E3)."""
 
-from wfio import setup, write_json
+from wfio import setup
 
-from influence.tasks.e3_curation import noisy_splits, run_policy
+from influence.io import save_json
+from influence.tasks.common import noisy_splits
+from influence.tasks.e3_curation import run_policy
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
 wc = sm.wildcards
 spec = sm.params.spec
 splits = noisy_splits(spec["source"], n_train=int(spec["n_train"]), n_target=int(spec["n_target"]),
-                      n_test=int(spec["n_test"]), noise_rate=float(sm.params.noise_rate), seed=int(wc.seed))
+                      n_test=int(spec["n_test"]), noise="cyclic", noise_rate=float(sm.params.noise_rate),
+                      seed=int(wc.seed))
 run = dict(sm.params.run)
 if "hidden" in run:
     run["hidden"] = tuple(run["hidden"])
 probe = int(sm.params.probe_every) if wc.policy == "vanilla" else 0
 out = run_policy(splits, wc.policy, seed=int(wc.seed), probe_every=probe, **run)
 out.update(dataset=wc.dataset, source=spec["source"], noise_rate=float(sm.params.noise_rate))
-write_json(sm.output[0], out)
+save_json(sm.output[0], out)
 log.info("%s %s seed %s: final test accuracy %.4f", wc.dataset, wc.policy, wc.seed, out["final_test_acc"])

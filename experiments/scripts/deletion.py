@@ -3,10 +3,11 @@ helpful / harmful samples) and coresets (keep the least suspicious fraction and 
 
 import numpy as np
 import pandas as pd
-from wfio import setup, write_csv
+from wfio import setup
 
 from influence.data import Dataset
-from influence.tasks.fidelity import coreset_table, deletion_table
+from influence.io import save_csv
+from influence.tasks.e4_deletion import coreset_table, deletion_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -27,6 +28,6 @@ coreset = coreset_table(sm.params.spec, train, train.n_classes, int(wc.epochs), 
 for table in (deletion, coreset):
     for k, v in wc.items():
         table.insert(0, k, v)
-write_csv(sm.output.deletion, deletion)
-write_csv(sm.output.coreset, coreset)
+save_csv(sm.output.deletion, deletion)
+save_csv(sm.output.coreset, coreset)
 log.info("deletion:\n%s\ncoreset:\n%s", deletion.to_string(), coreset.to_string())

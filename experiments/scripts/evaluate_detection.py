@@ -1,9 +1,10 @@
 """Rule evaluate_detection: AUROC / AP / recall@k of every estimator for the corrupted samples of one run."""
 
 import numpy as np
-from wfio import setup, write_csv
+from wfio import setup
 
-from influence.tasks.fidelity import detection_table
+from influence.io import save_csv
+from influence.tasks.e2_detection import detection_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -12,5 +13,5 @@ scores = {k: np.load(v) for k, v in sm.input.items() if k != "mask"}
 table = detection_table(scores, mask, overrides=dict(sm.params.directions))
 for k, v in sm.wildcards.items():
     table.insert(0, k, v)
-write_csv(sm.output[0], table)
+save_csv(sm.output[0], table)
 log.info("detection:\n%s", table[["estimator", "direction", "auroc", "ap"]].to_string())

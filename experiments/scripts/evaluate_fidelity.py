@@ -1,10 +1,11 @@
 """Rule evaluate_fidelity: agreement of every estimator of one run with its trajectory LOO."""
 
 import numpy as np
-from wfio import setup, write_csv
+from wfio import setup
 
+from influence.io import save_csv
 from influence.loo import LOOResult
-from influence.tasks.fidelity import agreement_table
+from influence.tasks.e1_fidelity import agreement_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -15,5 +16,5 @@ table = agreement_table(scores, loo.scores(n), ps=tuple(sm.params.ps))
 for k, v in sm.wildcards.items():
     table.insert(0, k, v)
 table["loo_wall_s"] = loo.meta.get("wall_s", np.nan)
-write_csv(sm.output[0], table)
+save_csv(sm.output[0], table)
 log.info("agreement with LOO:\n%s", table[["estimator", "kendall", "spearman", "rmse"]].to_string())

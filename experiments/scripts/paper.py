@@ -8,7 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from wfio import setup, write_text
+from wfio import setup
+
+from influence.io import atomic_write, save_text
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -28,12 +30,10 @@ if out.suffix != ".pdf" or latexmk is None:
            "To build the PDF: `make paper` (installs texlive-latex-base texlive-latex-recommended "
            "texlive-fonts-recommended latexmk lmodern from Debian, then reruns this rule).\n")
     log.warning(msg)
-    write_text(out, msg)
+    save_text(out, msg)
 else:
     cmd = [latexmk, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "report.tex"]
     with open(sm.log[0], "a") as fh:
         subprocess.run(cmd, cwd=build, check=True, stdout=fh, stderr=subprocess.STDOUT)
-    tmp = out.with_name("." + out.name + ".tmp")
-    shutil.copyfile(build / "report.pdf", tmp)
-    tmp.replace(out)
+    atomic_write(out, (build / "report.pdf").read_bytes())
     log.info("wrote %s", out)

@@ -1,10 +1,11 @@
 """Rule train: one recorded SGD run (float64, every step recorded) of a model recipe."""
 
-from wfio import setup, write_json
+from wfio import setup
 
 from influence.data import Dataset
+from influence.io import save_json
 from influence.provenance import environment, measure
-from influence.tasks.fidelity import evaluate_model, train_setting
+from influence.tasks.common import evaluate_model, train_setting
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
@@ -21,5 +22,5 @@ for part in ("train", "target", "test"):
     data = train if part == "train" else Dataset.load(sm.input[part])
     for k, v in evaluate_model(traj.model, traj.final, data).items():
         summary[f"{part}_{k}"] = v
-write_json(sm.output.summary, summary)
+save_json(sm.output.summary, summary)
 log.info("trained %s: test accuracy %.4f in %.2f s", dict(wc.items()), summary["test_accuracy"], m["wall_s"])

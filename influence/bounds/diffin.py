@@ -1,4 +1,4 @@
-"""Numerical checks of Diff-In's theory (Tan et al., 2025; see ``shared/spec/diffin.md``).
+"""Numerical checks of Diff-In's theory (Tan et al., 2025).
 
 * :func:`error_growth` — error of Diff-In (paper and full form) and of first-order estimators against
   exact trajectory LOO as training gets longer, with power-law (log-log) and exponential (semi-log)
@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from influence.autodiff import grad_sqnorms, loss_hvp, top_eigenvalue
 from influence.bounds import Check
-from influence.estimators._grads import grad_sqnorms, loss_hvp, top_eigenvalue
+from influence.data import as_tensors
 from influence.models import Model
-from influence.train import Schedule, as_tensors, train
+from influence.train import Schedule, train
 
 __all__ = ["fit_growth", "smoothness", "gradient_bound", "fd_hvp_error", "error_growth"]
 
@@ -82,7 +83,7 @@ def fd_hvp_error(
     """Finite-difference HVP error vs ε against the exact HVP (float64).
 
     For ``n_dirs`` random unit directions u, relative error ‖H_fd u − H u‖/‖H u‖ of the forward and
-    central schemes of :func:`~influence.estimators._grads.loss_hvp`, averaged over directions; slope
+    central schemes of :func:`~influence.autodiff.loss_hvp`, averaged over directions; slope
     of log(error) against log(ε). Passes if |slope_fwd − 1| ≤ slope_tol[0] and |slope_cen − 2| ≤
     slope_tol[1]. Keep ε well above the rounding floor (≈ 1e-16/ε resp. 1e-16/ε for float64); the
     default range 1e-1..1e-3 is. ReLU kinks crossed within ε break the Taylor expansion, so the
@@ -114,7 +115,7 @@ def fd_hvp_error(
 
 def _first_order_params(traj, X, y) -> torch.Tensor:
     """Σ_{t: j∈S_t} (η_t/|S_t|) ∇f_j(θ_t) for every j — the first-order (Hessian-free) LOO shift."""
-    from influence.estimators._grads import per_sample_grads
+    from influence.autodiff import per_sample_grads
 
     out = torch.zeros(X.shape[0], traj.model.n_params, dtype=torch.float64)
     for t, (S, eta) in enumerate(zip(traj.batches(), traj.lrs(), strict=True)):
@@ -139,7 +140,8 @@ def error_growth(
     """Error of Diff-In vs trajectory LOO as the number of epochs K grows (claim DIFF-2).
 
     For each K: train (same θ₀, seeded schedule), exact trajectory LOO for every sample (float64), and
-    the estimators ``diffin`` (paper form), ``diffin_full``, ``tracin`` (checkpoints at epoch ends) and
+    the estimators ``diffin_paper`` (second-order term alone), ``diffin`` (full form), ``tracin``
+    (checkpoints at epoch ends) and
     ``tracin_ideal`` (first order along the run: Σ_{t∈O_j} η_t/|S_t| ⟨∇f_j, ∇L⟩ — the SGD-IE
     recursion without Hessian terms). Errors: mean |estimate − truth| of the target-loss change
     (and the parameter error ‖Î_θ − Δθ‖ mean over j for Diff-In's parameter forms and the first-order
@@ -161,7 +163,7 @@ def error_growth(
     Xt, yt = as_tensors(target_data, torch.float64)
     n = X.shape[0]
     kw = {"hvp": "forward", "m": 5, "seed": seed, **(diffin_kw or {})}
-    names = ("diffin", "diffin_full", "tracin", "tracin_ideal")
+    names = ("diffin_paper", "diffin", "tracin", "tracin_ideal")
     rows: list[dict[str, Any]] = []
     for K in epochs:
         sched = Schedule(n=n, batch_size=batch_size, epochs=int(K), lr=lr, seed=seed)
@@ -169,14 +171,14 @@ def error_growth(
         loo = trajectory_loo(traj, (X, y), (Xt, yt))
         truth, dtheta = loo.loss_change, loo.delta_theta
         est = {
-            "diffin": diffin(traj, (X, y), (Xt, yt), form="paper", **kw),
-            "diffin_full": diffin(traj, (X, y), (Xt, yt), form="full", **kw),
+            "diffin_paper": diffin(traj, (X, y), (Xt, yt), form="paper", **kw),
+            "diffin": diffin(traj, (X, y), (Xt, yt), form="full", **kw),
             "tracin": tracin(traj, (X, y), (Xt, yt)),
             "tracin_ideal": tracin(traj, (X, y), (Xt, yt), checkpoints="ideal", include_l2=True),
         }
         par = {
-            "diffin": diffin(traj, (X, y), None, form="paper", target="params", **kw),
-            "diffin_full": diffin(traj, (X, y), None, form="full", target="params", **kw),
+            "diffin_paper": diffin(traj, (X, y), None, form="paper", target="params", **kw),
+            "diffin": diffin(traj, (X, y), None, form="full", target="params", **kw),
             "tracin_ideal": _first_order_params(traj, X, y).numpy(),
         }
         Lmax = max(smoothness(model, traj.thetas[s], X, y, l2=l2) for s in np.linspace(0, sched.n_steps, 5).astype(int))
@@ -199,7 +201,7 @@ def error_growth(
     Ts = [r["T"] for r in rows]
     fits = {f"{k}_abs_err": fit_growth(Ts, [r[f"{k}_abs_err"] for r in rows]) for k in names}
     fits.update({f"{k}_param_err": fit_growth(Ts, [r[f"{k}_param_err"] for r in rows]) for k in par})
-    main = fits["diffin_abs_err"]
+    main = fits["diffin_paper_abs_err"]
     C_needed = {k: max(r[f"{k}_abs_err"] / r["bound"] for r in rows) for k in names}
     return Check(
         name="diffin_error_growth",
@@ -207,9 +209,9 @@ def error_growth(
         criterion="R² of log-log (power-law) fit ≥ R² of semi-log (exponential) fit for Diff-In's (paper form) "
         "mean |estimate − LOO| vs T",
         measured={
-            "diffin_power_r2": main["power"]["r2"],
-            "diffin_exp_r2": main["exponential"]["r2"],
-            "diffin_exponent": main["power"]["exponent"],
+            "diffin_paper_power_r2": main["power"]["r2"],
+            "diffin_paper_exp_r2": main["exponential"]["r2"],
+            "diffin_paper_exponent": main["power"]["exponent"],
             "better": {k: f["better"] for k, f in fits.items()},
         },
         predicted={"growth": "polynomial", "bound": "C·T²·η²·L·G²/N", "C_needed": C_needed},

@@ -26,10 +26,12 @@ import torch
 from torch.func import grad, jacrev, vmap
 
 from influence.bounds import Check
-from influence.estimators.online import batch_scores, capture, ghost_inner, lai_inner
+from influence.capture import capture
+from influence.data import as_tensors
+from influence.estimators.online import batch_scores, ghost_inner, lai_inner
 from influence.metrics import pearson, spearman
 from influence.models import Model
-from influence.train import Trajectory, as_tensors
+from influence.train import Trajectory
 
 __all__ = ["lai_ghost_gap", "check_lai_bound", "check_lai_bound_over_training", "step_shapley",
            "check_lai_shapley"]

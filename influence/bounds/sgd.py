@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from influence.bounds import Check
+from influence.data import as_tensors
 from influence.estimators.sgd_ie import acc_sgd_ie, acc_sgd_ie_params, sgd_ie, sgd_ie_params
 from influence.models import Model, logistic_regression
-from influence.train import Schedule, Trajectory, as_tensors, train
+from influence.train import Schedule, Trajectory, train
 
 __all__ = [
     "check_one_epoch_identity",

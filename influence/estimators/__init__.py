@@ -5,33 +5,120 @@ the estimated change of the target loss when the sample is removed, ``L(θ^{-j})
 (positive = the sample helps). Each module registers its public functions with :func:`register`;
 the modules of this package are imported on first use of :data:`REGISTRY` / :func:`get`.
 
-Detection direction: a registered function may carry ``fn.suspicion`` = +1 ("high score =
-suspicious": CG-score, loss, EL2N, GraNd, forgetting, self-influence, random) or −1 (the default: a
-loss-change estimate, where the most *negative* = most harmful sample is the most suspicious).
-:func:`suspicion` turns scores into "higher = more suspicious" for :mod:`influence.metrics`.
+Detection direction: every estimator declares at registration which end of its scores is suspicious
+(``@register("cg_score", suspicious="high")``): ``"high"`` for difficulty / irregularity scores
+(CG-score, loss, EL2N, GraNd, forgetting, self-influence, random), ``"low"`` for loss-change estimates
+(the most *negative* = most harmful sample is the most suspicious), or a function of the
+hyperparameters. :func:`suspicion` turns scores into "higher = more suspicious" for
+:mod:`influence.metrics`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["REGISTRY", "register", "get", "names", "run", "suspicion_direction", "suspicion"]
+__all__ = [
+    "REGISTRY", "SUSPICIOUS", "RENAMED", "register", "check_inputs", "get", "names", "run", "suspicious", "suspicion",
+]
 
 REGISTRY: dict[str, Callable] = {}
+# Which end of an estimator's scores is suspicious: "high", "low", or a function of the hyperparameters
+# returning one of them. Declared once, at registration.
+SUSPICIOUS: dict[str, str | Callable[[Mapping[str, Any]], str]] = {}
+_DIRECTIONS = ("high", "low")
+# Registry names that differ from the function's name, with the reason.
+RENAMED: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[Callable], Callable]:
-    """Decorator: ``@register("tracin")`` adds the function to :data:`REGISTRY` under ``name``."""
+def register(
+    name: str, *, suspicious: str | Callable[[Mapping[str, Any]], str], renamed: str | None = None
+) -> Callable[[Callable], Callable]:
+    """Decorator: ``@register("cg_score", suspicious="high")`` adds the function to :data:`REGISTRY`.
+
+    ``suspicious`` says which end of the scores flags a suspicious (e.g. mislabeled) sample: ``"low"``
+    for loss-change estimates (most negative = most harmful), ``"high"`` for difficulty / irregularity
+    scores, or a function ``hparams -> "high" | "low"`` when it depends on a hyperparameter.
+    ``renamed`` is required when the registry name differs from the function's name: the reason.
+
+    The registered function is wrapped by :func:`check_inputs` (the same for every estimator): the
+    training and target data are validated before the estimator runs; the result is unchanged.
+    """
+    if not callable(suspicious) and suspicious not in _DIRECTIONS:
+        raise ValueError(f"suspicious must be 'high', 'low' or a function of the hyperparameters, got {suspicious!r}")
 
     def deco(fn: Callable) -> Callable:
-        if name in REGISTRY and REGISTRY[name] is not fn:
+        if fn.__name__ != name and not renamed:
+            raise ValueError(f"estimator {name!r} is the function {fn.__name__!r}: give the reason (renamed=...)")
+        if name in REGISTRY and REGISTRY[name].__wrapped__ is not fn:
             raise ValueError(f"estimator name {name!r} registered twice")
-        REGISTRY[name] = fn
-        return fn
+
+        @functools.wraps(fn)
+        def estimator(traj: Any, train_data: Any, target_data: Any = None, *args: Any, **hparams: Any) -> Any:
+            check_inputs(name, traj, train_data, target_data)
+            return fn(traj, train_data, target_data, *args, **hparams)
+
+        REGISTRY[name] = estimator
+        SUSPICIOUS[name] = suspicious
+        if fn.__name__ != name:
+            RENAMED[name] = renamed
+        return estimator
 
     return deco
+
+
+def _shape(data: Any, what: str) -> tuple[tuple[int, ...], tuple[int, ...], Any]:
+    """Shapes of X and y of a ``Dataset`` or an ``(X, y)`` pair (arrays or tensors), and X itself."""
+    if hasattr(data, "X") and hasattr(data, "y"):
+        X, y = data.X, data.y
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        X, y = data
+    else:
+        raise TypeError(f"{what} must be a Dataset or an (X, y) pair, got {type(data).__name__}")
+    return tuple(getattr(X, "shape", ())), tuple(getattr(y, "shape", ())), X
+
+
+def check_inputs(name: str, traj: Any, train_data: Any, target_data: Any = None) -> None:
+    """Validate an estimator's data (every registered estimator runs this first).
+
+    ``train_data`` / ``target_data``: a ``Dataset`` or an ``(X, y)`` pair with X (n, d), y (n,),
+    n ≥ 1, finite X; the target must have the training set's d; with a recorded run, the training set
+    must have the run's n and the model's d. Each error names the estimator and the argument.
+    """
+    import numpy as np
+
+    shapes = {}
+    for what, data in (("train_data", train_data), ("target_data", target_data)):
+        if data is None:
+            if what == "train_data":
+                raise ValueError(f"{name}: train_data is required")
+            continue
+        xs, ys, X = _shape(data, what)
+        if len(xs) != 2:
+            raise ValueError(f"{name}: {what} X must be 2-D (n, d), got shape {xs}")
+        if ys != (xs[0],):
+            raise ValueError(f"{name}: {what} y must have shape ({xs[0]},) to match X, got {ys}")
+        if xs[0] == 0:
+            raise ValueError(f"{name}: {what} is empty")
+        Xn = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
+        if Xn.dtype.kind in "fc" and not np.isfinite(Xn).all():
+            raise ValueError(f"{name}: {what} X contains NaN or inf")
+        shapes[what] = xs
+    if "target_data" in shapes and shapes["target_data"][1] != shapes["train_data"][1]:
+        raise ValueError(
+            f"{name}: target_data has {shapes['target_data'][1]} features, train_data has "
+            f"{shapes['train_data'][1]}"
+        )
+    model, schedule = getattr(traj, "model", None), getattr(traj, "schedule", None)
+    if model is not None and shapes["train_data"][1] != model.n_features:
+        raise ValueError(f"{name}: train_data has {shapes['train_data'][1]} features, the model expects "
+                         f"{model.n_features}")
+    if schedule is not None and shapes["train_data"][0] != schedule.n:
+        raise ValueError(f"{name}: train_data has {shapes['train_data'][0]} samples but the run was trained on "
+                         f"{schedule.n}")
 
 
 def _load_all() -> None:
@@ -55,7 +142,7 @@ def get(name: str) -> Callable:
         raise KeyError(f"unknown estimator {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
-def run(name: str, *args, **hparams):
+def run(name: str, *args: Any, **hparams: Any) -> tuple[Any, dict]:
     """Call estimator ``name`` and return ``(scores, record)``; the record holds the hyperparameters,
     wall time, peak memory and library versions (the provenance kept next to every score file)."""
     import numpy as np
@@ -71,18 +158,31 @@ def run(name: str, *args, **hparams):
     return scores, {"estimator": name, "hparams": hparams, **m, "env": environment()}
 
 
-def suspicion_direction(estimator) -> int:
-    """+1 if high scores of this estimator are suspicious, −1 otherwise (its ``suspicion`` attribute;
-    default −1, the loss-change sign convention)."""
-    fn = get(estimator) if isinstance(estimator, str) else estimator
-    d = int(getattr(fn, "suspicion", -1))
-    if d not in (-1, 1):
-        raise ValueError(f"estimator {estimator!r} has suspicion={d}; must be +1 or -1")
+def suspicious(
+    name: str, hparams: Mapping[str, Any] | None = None, overrides: Mapping[str, str] | None = None
+) -> str:
+    """``"high"`` or ``"low"``: which end of estimator ``name``'s scores is suspicious.
+
+    ``overrides`` (a config's ``{name: "high" | "low"}``) wins over the direction declared at
+    registration; a declared function is called with ``hparams``.
+    """
+    get(name)  # a clear error for an unknown name
+    d = (overrides or {}).get(name)
+    if d is None:
+        d = SUSPICIOUS[name]
+        if callable(d):
+            d = d(dict(hparams or {}))
+    if d not in _DIRECTIONS:
+        raise ValueError(f"suspicious direction of {name!r} must be 'high' or 'low', got {d!r}")
     return d
 
 
-def suspicion(estimator, scores):
-    """Scores turned into a suspicion (higher = more suspicious) for :mod:`influence.metrics`."""
+def suspicion(
+    name: str, scores: Any, overrides: Mapping[str, str] | None = None, hparams: Mapping[str, Any] | None = None
+):
+    """Scores turned into a suspicion (higher = more suspicious) for :mod:`influence.metrics`:
+    ``scores`` if :func:`suspicious` is ``"high"``, ``−scores`` if it is ``"low"``."""
     import numpy as np
 
-    return suspicion_direction(estimator) * np.asarray(scores, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    return s if suspicious(name, hparams, overrides) == "high" else -s

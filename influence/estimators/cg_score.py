@@ -12,10 +12,9 @@ factorisation gives every C(i).
 **Direction (not the project's loss-change sign).** CG-score is a *suspicion / irregularity* score:
 high = the sample is hard to fit given the others (atypical or likely mislabeled); low = redundant.
 Detection ranks by ``+score`` (descending); pruning removes low scores first. The direction is
-machine-readable as the function attribute ``cg_score.suspicion = +1``: every registered estimator of
-this project can carry ``fn.suspicion`` (+1: rank by score descending; −1: rank by −score descending,
-the default for estimators that follow the loss-change convention, where the most harmful = most
-negative). See :func:`influence.tasks.detection.suspicion_direction`.
+declared at registration, ``@register("cg_score", suspicious="high")``; estimators that follow the
+loss-change convention declare ``"low"`` (the most harmful = most negative). See
+:func:`influence.estimators.suspicion`.
 
 Multiclass (the authors' stochastic version, ``mode='stochastic'``): for every class c, all class-c
 samples are labelled +1 and ``min(int(n_c · unbalance_ratio), n_other)`` samples drawn at random
@@ -38,8 +37,8 @@ import psutil
 import scipy.linalg
 from scipy.linalg import lapack
 
+from influence.data import as_tensors
 from influence.estimators import register
-from influence.train import as_tensors
 
 __all__ = ["cg_score", "ntk_gram", "complexity_gap", "normalize_rows", "gram_memory_bytes"]
 
@@ -193,7 +192,7 @@ def _labels_and_x(train_data: Any) -> tuple[np.ndarray, np.ndarray]:
     return X.numpy(), y.numpy()
 
 
-@register("cg_score")
+@register("cg_score", suspicious="high")
 def cg_score(
     traj: Any,
     train_data: Any,
@@ -229,7 +228,7 @@ def cg_score(
 
     Returns
     -------
-    scores : (n,) array, C(i) ≥ 0; **high = irregular / likely mislabeled** (``cg_score.suspicion = +1``).
+    scores : (n,) array, C(i) ≥ 0; **high = irregular / likely mislabeled** (declared ``suspicious="high"``).
         This is *not* the project's loss-change sign convention.
 
     Notes
@@ -297,5 +296,3 @@ def cg_score(
         "max_ridge": max(p["ridge"] for p in passes),
     }
 
-
-cg_score.suspicion = +1  # high = irregular / likely mislabeled: rank by +score

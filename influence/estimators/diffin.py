@@ -1,6 +1,7 @@
 """Diff-In (Tan et al., 2025): second-order telescoped LOO differences with finite-difference HVPs.
 
-See ``shared/spec/diffin.md``. The LOO parameter shift I^T(z) = θ^T_{−z} − θ^T is written as
+Tan et al., "Diff-In: Data Influence Estimation with Differential Approximation" (2025). The LOO
+parameter shift I^T(z) = θ^T_{−z} − θ^T is written as
 Σ_t (I^{t+1} − I^t); each difference is approximated to second order and every Hessian product is a
 finite difference of first-order gradients, so the cost stays near TracIn's.
 """
@@ -13,8 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from influence.estimators import register
-from influence.estimators._grads import (
+from influence.autodiff import (
     HVP_METHODS,
     check_chunk,
     grad_dots,
@@ -24,9 +24,11 @@ from influence.estimators._grads import (
     per_sample_hvp_dots,
     per_sample_hvps,
 )
-from influence.train import Trajectory, as_tensors
+from influence.data import as_tensors
+from influence.estimators import register
+from influence.train import Trajectory
 
-__all__ = ["diffin", "diffin_full", "diffin_self", "diffin_checkpoints", "diffin_direction"]
+__all__ = ["diffin", "diffin_paper", "diffin_self", "diffin_checkpoints", "diffin_direction"]
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,13 @@ def diffin_direction(
     return HBG + HzGB
 
 
-@register("diffin")
+@register("diffin", suspicious="low")
 def diffin(
     traj: Trajectory,
     train_data: Any,
     target_data: Any,
     *,
-    form: str = "paper",
+    form: str = "full",
     target: str = "target",
     hvp: str = "forward",
     eps: float = 1e-3,
@@ -99,7 +101,12 @@ def diffin(
     seed: int = 0,
     chunk: int = 256,
 ) -> np.ndarray:
-    """Diff-In (Tan et al., 2025), paper form by default.
+    """Diff-In (Tan et al., 2025): the telescoping LOO estimate, first- plus second-order term by default.
+
+    Registered as ``diffin`` (``form='full'``, the estimate of the LOO change) and ``diffin_paper``
+    (``form='paper'``, the second-order term alone as in the authors' code). The names keep a table
+    reader from mistaking the paper's correction term, which is anti-correlated with LOO, for the
+    estimator.
 
     Parameters
     ----------
@@ -235,14 +242,21 @@ def diffin(
     return out.numpy()
 
 
-@register("diffin_full")
-def diffin_full(traj: Trajectory, train_data: Any, target_data: Any, **hparams: Any) -> np.ndarray:
-    """Diff-In with the first-order term (``diffin(..., form='full')``); other options as :func:`diffin`."""
-    hparams.setdefault("form", "full")
+@register("diffin_paper", suspicious="low")
+def diffin_paper(traj: Trajectory, train_data: Any, target_data: Any, **hparams: Any) -> np.ndarray:
+    """Diff-In as published (``diffin(..., form='paper')``): the second-order term Σ a_t⟨v_t, D_t(z)⟩
+    alone, no first-order term. It correlates *negatively* with trajectory LOO (see :func:`diffin`,
+    Notes); other options as :func:`diffin`."""
+    hparams.setdefault("form", "paper")
     return diffin(traj, train_data, target_data, **hparams)
 
 
-@register("diffin_self")
+def _self_suspicious(hparams: dict) -> str:
+    """Paper form: most negative = suspicious; full form: highest = suspicious (see :func:`diffin_self`)."""
+    return "high" if hparams.get("form", "paper") == "full" else "low"
+
+
+@register("diffin_self", suspicious=_self_suspicious)
 def diffin_self(traj: Trajectory, train_data: Any, target_data: Any = None, **hparams: Any) -> np.ndarray:
     """Diff-In self-influence I(z, z) (``diffin(..., target='self')``, paper form by default).
 
@@ -253,4 +267,5 @@ def diffin_self(traj: Trajectory, train_data: Any, target_data: Any = None, **hp
     as for TracIn self-influence). Scores are returned unconverted, in the sign of the formula.
     """
     hparams.setdefault("target", "self")
+    hparams.setdefault("form", "paper")
     return diffin(traj, train_data, target_data, **hparams)

@@ -1,11 +1,10 @@
 """Training-dynamics baselines: final loss, EL2N, GraNd, forgetting events, random.
 
 These are *difficulty / suspicion* scores, not loss-change estimates: **high = hard, atypical or
-likely mislabeled**. Each registered function carries the machine-readable attribute
-``fn.suspicion = +1`` ("rank by +score, descending, to find suspicious samples"). Estimators that
-follow the project's loss-change sign (positive = helpful) are ranked by −score (most harmful first):
-they carry ``fn.suspicion = −1`` or nothing (−1 is the default of
-:func:`influence.tasks.detection.suspicion_direction`).
+likely mislabeled**. Each is registered with ``suspicious="high"`` ("rank by +score, descending, to
+find suspicious samples"). Estimators that follow the project's loss-change sign (positive = helpful)
+are registered with ``suspicious="low"`` and ranked by −score (most harmful first); see
+:func:`influence.estimators.suspicion`.
 
 =============  ============================================================================  =========
 name           score of training sample i                                                     needs
@@ -32,9 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from influence.data import as_tensors
 from influence.estimators import register
 from influence.models import Model
-from influence.train import StepInfo, Trajectory, as_tensors
+from influence.train import StepInfo, Trajectory
 
 __all__ = [
     "final_loss",
@@ -93,7 +93,7 @@ def _probs_two_class(model: Model, z: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------- estimators
-@register("loss")
+@register("loss", suspicious="high", renamed="`loss` names loss values throughout the code")
 def final_loss(
     traj: Trajectory | None, train_data: Any, target_data: Any = None, *, epoch: int | None = None
 ) -> np.ndarray:
@@ -101,7 +101,7 @@ def final_loss(
 
     Returns
     -------
-    (n,) losses (no L2). Suspicious direction: **high** (``final_loss.suspicion = +1``).
+    (n,) losses (no L2). Suspicious direction: **high** (declared at registration).
     """
     traj = _need_traj(traj, "loss")
     X, y = as_tensors(train_data, traj.thetas.dtype)
@@ -110,7 +110,7 @@ def final_loss(
         return traj.model.losses(theta, X, y).double().numpy()
 
 
-@register("el2n")
+@register("el2n", suspicious="high")
 def el2n(
     traj: Trajectory | None,
     train_data: Any,
@@ -130,7 +130,7 @@ def el2n(
     Returns
     -------
     (n,) scores in [0, √2]. For one-logit binary models p = (1 − σ(z), σ(z)), so the score is
-    √2 |σ(z) − y|. Suspicious direction: **high** (``el2n.suspicion = +1``).
+    √2 |σ(z) − y|. Suspicious direction: **high** (declared at registration).
     """
     traj = _need_traj(traj, "el2n")
     X, y = as_tensors(train_data, traj.thetas.dtype)
@@ -145,7 +145,7 @@ def el2n(
     return out / len(runs)
 
 
-@register("grand")
+@register("grand", suspicious="high")
 def grand(
     traj: Trajectory | None,
     train_data: Any,
@@ -248,7 +248,7 @@ def forgetting_callback(model: Model) -> Callable[[StepInfo], dict]:
     return cb
 
 
-@register("forgetting")
+@register("forgetting", suspicious="high")
 def forgetting(
     traj: Trajectory | None,
     train_data: Any,
@@ -273,7 +273,7 @@ def forgetting(
 
     Returns
     -------
-    (n,) counts. Suspicious direction: **high** (``forgetting.suspicion = +1``).
+    (n,) counts. Suspicious direction: **high** (declared at registration).
     """
     traj = _need_traj(traj, "forgetting")
     X, y = as_tensors(train_data, traj.thetas.dtype)
@@ -296,12 +296,9 @@ def forgetting(
     return forgetting_counts(batches, correct, len(y), never_learned=never_learned)
 
 
-@register("random")
+@register("random", suspicious="high", renamed="`random` would shadow the standard-library module")
 def random_scores(traj: Trajectory | None, train_data: Any, target_data: Any = None, *, seed: int = 0) -> np.ndarray:
     """Uniform random scores U(0, 1), seeded (the chance baseline). ``traj`` is ignored."""
     _, y = as_tensors(train_data)
     return np.random.default_rng(seed).random(len(y))
 
-
-for _fn in (final_loss, el2n, grand, forgetting, random_scores):
-    _fn.suspicion = +1  # high = suspicious

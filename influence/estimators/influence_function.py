@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from influence.estimators import register
-from influence.estimators._grads import (
+from influence.autodiff import (
     dense_hessian,
     grad_dots,
     loss_hvp,
@@ -18,8 +17,10 @@ from influence.estimators._grads import (
     per_sample_grads,
     top_eigenvalue,
 )
+from influence.data import as_tensors
+from influence.estimators import register
 from influence.models import Model
-from influence.train import Trajectory, as_tensors
+from influence.train import Trajectory
 
 __all__ = ["influence_function", "conjugate_gradient", "lissa", "default_damping"]
 
@@ -119,7 +120,7 @@ def lissa(
     return out / repeats
 
 
-@register("influence_function")
+@register("influence_function", suspicious="low")
 def influence_function(
     traj: Trajectory | None,
     train_data: Any,

@@ -39,9 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from influence import linear
+from influence.data import as_tensors
 from influence.estimators import register
 from influence.models import Model
-from influence.train import Trajectory, as_tensors
+from influence.train import Trajectory
 
 __all__ = ["sgd_ie", "acc_sgd_ie", "sgd_ie_params", "acc_sgd_ie_params"]
 
@@ -55,21 +57,20 @@ _NONE = torch.empty(0, dtype=torch.long)
 class _LogregStep:
     """Curvature and gradients of one batch for logistic regression, in closed form.
 
-    Works in the internal layout θ = vec([W, b]) of shape (o, d+1) (see ``_setup``), so that the logits
-    are z_i = Θ x̃_i with x̃ = [x, 1]. For directions U (k, p): dz = U X̃_Sᵀ, and the contraction
+    Works in the internal layout θ = vec([W, b]) of shape (o, d+1) (:mod:`influence.linear`), so that
+    the logits are z_i = Θ x̃_i with x̃ = [x, 1]. For directions U (k, p): dz = U X̃_Sᵀ, and the contraction
     U ← (I − η H^{(−·)}) U is one in-place GEMM: U ← (1 − η α') U − (η/m) (Λ dz) X̃_S, with Λ_i the
     logit Hessian of sample i and column j's own term of the batch dropped (weight 1 − c).
     """
 
     def __init__(self, model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
         self.o, self.m = model.n_out, x.shape[0]
-        self.xa = torch.cat([x, torch.ones(self.m, 1, dtype=x.dtype)], dim=1)  # (m, d+1)
+        self.xa = linear.augment(x)  # (m, d+1)
         self.d1 = self.xa.shape[1]
         z = self.xa @ theta.view(self.o, self.d1).T  # (m, o)
         self.r = model.output_grad(z, y)  # (m, o) = ∂ℓ/∂z
         if self.o == 1:
-            s = torch.sigmoid(z)
-            self.lam = (s * (1 - s)).T  # (1, m)
+            self.lam = linear.sigmoid_curvature(z).T  # (1, m)
         else:
             self.pi = torch.softmax(z, -1).T  # (o, m)
 
@@ -162,11 +163,7 @@ def _layout(model: Model) -> np.ndarray | None:
     """Permutation ``perm`` with internal = flat[perm] (logistic regression: rows [W_c, b_c]); None = identity."""
     if not model.is_linear:
         return None
-    o, d = model.n_out, model.n_features
-    perm = np.empty((o, d + 1), dtype=np.int64)
-    perm[:, :d] = np.arange(o * d).reshape(o, d)
-    perm[:, d] = o * d + np.arange(o)
-    return perm.ravel()
+    return linear.internal_order(model.n_features, model.n_out)
 
 
 # ------------------------------------------------------------------------------------------ set-up
@@ -362,7 +359,7 @@ def _to_flat(ctx: dict, A: torch.Tensor) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ public API
-@register("sgd_ie")
+@register("sgd_ie", suspicious="low")
 def sgd_ie(
     traj: Trajectory, train_data: Any, target_data: Any, *, vmap_chunk: int = 64
 ) -> np.ndarray:
@@ -401,7 +398,7 @@ def sgd_ie(
     return _backward(ctx, idx, u_T, s=0, c=0.0, extra_l2=0.0, chunk=1, vmap_chunk=vmap_chunk)
 
 
-@register("acc_sgd_ie")
+@register("acc_sgd_ie", suspicious="low")
 def acc_sgd_ie(
     traj: Trajectory,
     train_data: Any,

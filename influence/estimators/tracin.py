@@ -1,7 +1,7 @@
 """TracIn-CP, Grad-Dot and TracIn self-influence (Pruthi et al., NeurIPS 2020; Charpiat et al., 2019).
 
 All three are sums of per-sample gradient inner products at recorded parameters. Per-sample gradients
-come from :mod:`influence.estimators._grads` (closed form for logistic regression, forward-mode
+come from :mod:`influence.autodiff` (closed form for logistic regression, forward-mode
 ``jvp`` / chunked ``vmap(grad)`` for MLPs); no n × p matrix is formed.
 """
 
@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from influence.autodiff import grad_dots, grad_gram, grad_sqnorms, mean_grad
+from influence.data import as_tensors
 from influence.estimators import register
-from influence.estimators._grads import grad_dots, grad_gram, grad_sqnorms, mean_grad
-from influence.train import Trajectory, as_tensors
+from influence.train import Trajectory
 
 __all__ = ["tracin", "grad_dot", "self_influence", "checkpoint_steps"]
 
@@ -79,7 +80,7 @@ def _sum_over(traj: Trajectory, X, y, Xt, yt, steps, etas, per_target: bool, l2:
     return out.numpy()
 
 
-@register("tracin")
+@register("tracin", suspicious="low")
 def tracin(
     traj: Trajectory,
     train_data: Any,
@@ -148,7 +149,7 @@ def _tracin_ideal(traj: Trajectory, X, y, Xt, yt, per_target: bool, l2: float) -
     return out.numpy()
 
 
-@register("grad_dot")
+@register("grad_dot", suspicious="low")
 def grad_dot(
     traj: Trajectory,
     train_data: Any,
@@ -176,7 +177,7 @@ def grad_dot(
     return _sum_over(traj, X, y, Xt, yt, [int(traj.steps[-1])], [1.0], per_target, l2, chunk)
 
 
-@register("self_influence")
+@register("self_influence", suspicious="high")
 def self_influence(
     traj: Trajectory,
     train_data: Any,
@@ -216,5 +217,3 @@ def self_influence(
         out += eta * grad_sqnorms(traj.model, traj.theta_at(int(c)), X, y, l2=l2, chunk=chunk)
     return out.numpy()
 
-
-self_influence.suspicion = +1  # high self-influence = suspicious (see its Notes)

@@ -1,1 +1,14 @@
-"""Experiment functions (E1–E7): the science behind each workflow rule, callable from Python."""
+"""Experiment functions (E1–E7): the science behind each workflow rule, callable from Python.
+
+One module per experiment, plus the helpers several of them share:
+
+* :mod:`~influence.tasks.common`: model recipes, training, evaluation, retraining on a subset, noisy splits.
+* :mod:`~influence.tasks.e1_fidelity`: agreement of every estimator with trajectory LOO.
+* :mod:`~influence.tasks.e2_detection`: noisy-sample detection and cleansing.
+* :mod:`~influence.tasks.e3_curation`: online curation under label noise.
+* :mod:`~influence.tasks.e4_deletion`: deletion task and coresets / pruning.
+* :mod:`~influence.tasks.e6_cost`: wall time and peak memory from the provenance records.
+* :mod:`~influence.tasks.e7_peers`: side by side with the peer libraries.
+
+(E5, the bounds, lives in :mod:`influence.bounds`.)
+"""

@@ -16,32 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from influence.capture import capture
 from influence.curation import POLICIES, Curator, summarize
-from influence.estimators.online import batch_scores, capture
+from influence.data import as_tensors
+from influence.estimators.online import batch_scores
 from influence.metrics import spearman
 from influence.models import Model, mlp
-from influence.train import Schedule, StepInfo, as_tensors, train
+from influence.tasks.common import noisy_splits
+from influence.train import Schedule, StepInfo, train
 
-__all__ = ["noisy_splits", "run_policy", "run_e3"]
+__all__ = ["run_policy", "run_e3"]
 
 log = logging.getLogger(__name__)
-
-
-def noisy_splits(dataset: str, *, n_train: int, n_target: int, n_test: int, noise_rate: float = 0.4,
-                 seed: int = 0) -> dict[str, Any]:
-    """Splits of ``load_dataset(dataset)`` with ``cyclic_noise`` on the training labels only.
-
-    Returns {'train', 'target', 'test': Dataset, 'noise_mask': (n_train,) bool, 'clean_y': (n_train,)}.
-    """
-    from influence.data import load_dataset, make_splits
-    from influence.noise import cyclic_noise
-
-    ds = load_dataset(dataset)
-    sp = make_splits(ds, n_train, n_target, n_test, seed=seed)
-    clean = sp["train"].y.copy()
-    y_noisy, mask = cyclic_noise(clean, noise_rate, ds.n_classes, seed=seed)
-    sp["train"] = sp["train"].replace(y=y_noisy, noise="cyclic", noise_rate=noise_rate)
-    return {**sp, "noise_mask": np.asarray(mask, dtype=bool), "clean_y": clean}
 
 
 def _n_classes(data: Any, *others: Any) -> int:
@@ -154,7 +140,8 @@ def run_e3(dataset: str = "mnist1d", *, policies: tuple[str, ...] = POLICIES, se
     runs = []
     for seed in seeds:
         sp = splits if splits is not None else noisy_splits(dataset, n_train=n_train, n_target=n_target,
-                                                            n_test=n_test, noise_rate=noise_rate, seed=seed)
+                                                            n_test=n_test, noise="cyclic",
+                                                            noise_rate=noise_rate, seed=seed)
         for p in policies:
             r = run_policy(sp, p, seed=seed, hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
                            warmup_epochs=warmup_epochs, target_size=target_size, dtype=dtype,

@@ -8,7 +8,8 @@ passed in: ``∇F = (1/m) Σ_i ∇f_i`` and ``H = (1/m) Σ_i ∇²f_i``.
 Logistic regression (``model.is_linear``) uses closed forms: the logits are linear in θ, so the
 Jacobian-vector product of sample i is ``J_i v = model.logits(v, x_i)``, ``∇ℓ_i = J_iᵀ r_i`` with
 ``r_i = ∂ℓ/∂logits`` and ``∇²ℓ_i = J_iᵀ A_i J_i`` with ``A_i`` the Hessian of ℓ w.r.t. the logits
-(σ(1−σ) for binary, diag(p) − ppᵀ for softmax). Nothing of size n × p is built for these models.
+(σ(1−σ) for binary, diag(p) − ppᵀ for softmax), all from :mod:`influence.linear`. Nothing of size
+n × p is built for these models.
 MLPs use ``torch.func``: ``vmap(grad)`` for per-sample gradients (chunked; at most ``chunk × p`` in
 memory), ``jvp`` (forward mode) for per-sample directional derivatives ⟨∇ℓ_i, v⟩ and nested ``jvp``
 for per-sample curvatures ⟨v, ∇²ℓ_i u⟩, ``jvp`` of ``grad`` (forward-over-reverse) for exact HVPs.
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.func import grad, jvp, vmap
 
+from influence import linear
 from influence.models import Model
 
 __all__ = [
@@ -82,31 +84,10 @@ def _as_matrix(V: torch.Tensor, p: int, what: str = "vectors") -> tuple[torch.Te
     return V, single
 
 
-def _logit_hessian(model: Model, z: torch.Tensor) -> torch.Tensor:
-    """A_i = ∂²ℓ/∂logits² per sample, (m, o, o)."""
-    if model.n_out == 1:
-        s = torch.sigmoid(z)
-        return (s * (1 - s))[:, :, None]
-    p = torch.softmax(z, -1)
-    return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-
-
-def _jvp_linear(model: Model, V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """J_i v for every sample and every row of V (k, p): (k, m, o). Logits are linear in θ."""
+def _jvp(model: Model, V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """J_i v for every sample and every row of V (k, p) of a linear model: (k, m, o)."""
     P = model.unflatten(V)
-    return torch.einsum("md,kod->kmo", X, P["W0"]) + P["b0"][:, None, :]
-
-
-def _jt_linear(model: Model, S: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """Σ_i J_iᵀ s_i for S (k, m, o): (k, p)."""
-    gW = torch.einsum("kmo,md->kod", S, X)
-    return torch.cat([gW.reshape(S.shape[0], -1), S.sum(1)], dim=1)
-
-
-def _per_sample_linear(model: Model, S: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """Rows J_iᵀ s_i for S (m, o): (m, p)."""
-    gW = S[:, :, None] * X[:, None, :]
-    return torch.cat([gW.reshape(X.shape[0], -1), S], dim=1)
+    return linear.jvp(P["W0"], P["b0"], X)
 
 
 def _single_loss(model: Model) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -137,7 +118,7 @@ def _psg(model: Model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, l2
     """Per-sample gradients without detaching θ (so that ``jvp`` can differentiate through them)."""
     if model.is_linear:
         r = model.output_grad(model.logits(theta, X), y)
-        G = _per_sample_linear(model, r, X)
+        G = linear.per_sample(r, X)
     else:
         G = vmap(grad(_single_loss(model)), in_dims=(None, 0, 0))(theta, X, y)
     return G + l2 * theta if l2 else G
@@ -188,7 +169,7 @@ def grad_dots(
         xc, yc = X[sl], y[sl]
         if model.is_linear and method == "auto":
             r = model.output_grad(model.logits(theta, xc), yc)  # (c, o)
-            out[sl] = (r[None] * _jvp_linear(model, V, xc)).sum(-1).T
+            out[sl] = (r[None] * _jvp(model, V, xc)).sum(-1).T
         elif use_jvp:
             f = lambda th: model.losses(th, xc, yc)  # noqa: E731
             out[sl] = vmap(lambda v: jvp(f, (theta,), (v,))[1])(V).T
@@ -311,9 +292,9 @@ def loss_hvp(
     if method == "exact":
         if model.is_linear:
             z = model.logits(theta, X)
-            A = _logit_hessian(model, z)  # (m, o, o)
-            JV = _jvp_linear(model, V, X)  # (k, m, o)
-            out = _jt_linear(model, torch.einsum("mab,kmb->kma", A, JV), X) / m + l2 * V
+            A = linear.logit_hessian(z)  # (m, o, o)
+            JV = _jvp(model, V, X)  # (k, m, o)
+            out = linear.jt(torch.einsum("mab,kmb->kma", A, JV), X) / m + l2 * V
         else:
             out = hvp(lambda th: model.loss(th, X, y) + 0.5 * l2 * th.dot(th), theta, V)
     else:
@@ -353,9 +334,9 @@ def per_sample_hvps(
         raise ValueError(f"u must have shape {tuple(theta.shape)}, got {tuple(u.shape)}")
     if method == "exact":
         if model.is_linear:
-            A = _logit_hessian(model, model.logits(theta, X))
-            Ju = _jvp_linear(model, u[None], X)[0]
-            out = _per_sample_linear(model, torch.einsum("mab,mb->ma", A, Ju), X)
+            A = linear.logit_hessian(model.logits(theta, X))
+            Ju = _jvp(model, u[None], X)[0]
+            out = linear.per_sample(torch.einsum("mab,mb->ma", A, Ju), X)
         else:
             f = lambda th: _psg(model, th, X, y, 0.0)  # noqa: E731
             out = jvp(f, (theta,), (u,))[1]
@@ -403,9 +384,9 @@ def per_sample_hvp_dots(
             sl = slice(s, min(s + chunk, X.shape[0]))
             xc, yc = X[sl], y[sl]
             if model.is_linear:
-                A = _logit_hessian(model, model.logits(theta, xc))
-                Ju = _jvp_linear(model, u[None], xc)[0]  # (c, o)
-                out[sl] = torch.einsum("kma,mab,mb->mk", _jvp_linear(model, V, xc), A, Ju)
+                A = linear.logit_hessian(model.logits(theta, xc))
+                Ju = _jvp(model, u[None], xc)[0]  # (c, o)
+                out[sl] = torch.einsum("kma,mab,mb->mk", _jvp(model, V, xc), A, Ju)
             else:
                 f = lambda th: model.losses(th, xc, yc)  # noqa: E731
 
@@ -435,8 +416,8 @@ def dense_hessian(
 ) -> torch.Tensor:
     """Dense Hessian ∇² (1/m) Σ_i f_i(θ), (p, p).
 
-    Logistic regression: closed form (1/m) Σ_i J_iᵀ A_i J_i + αI built from matrix products of the
-    augmented inputs x̃ = [x, 1] (binary: X̃ᵀ diag(σ(1−σ)) X̃ / m). MLPs: ``torch.func.hessian`` (only
+    Logistic regression: closed form (1/m) Σ_i J_iᵀ A_i J_i + αI (:func:`influence.linear.hessian`,
+    binary: X̃ᵀ diag(σ(1−σ)) X̃ / m with x̃ = [x, 1]). MLPs: ``torch.func.hessian`` (only
     for small p).
     """
     theta = theta.detach()
@@ -444,27 +425,7 @@ def dense_hessian(
     if not model.is_linear:
         H = torch.func.hessian(lambda th: model.loss(th, X, y))(theta)
     else:
-        d, o = model.n_features, model.n_out
-        Xa = torch.cat([X, torch.ones(m, 1, dtype=X.dtype)], dim=1)  # (m, d+1)
-        z = model.logits(theta, X)
-        if o == 1:
-            s = torch.sigmoid(z[:, 0])
-            Ht = Xa.T @ (Xa * (s * (1 - s))[:, None])  # (d+1, d+1), same order as θ = [w, b]
-            H = Ht
-        else:
-            P = torch.softmax(z, -1)  # (m, o)
-            M = (P[:, :, None] * Xa[:, None, :]).reshape(m, o * (d + 1))
-            Ht = -(M.T @ M)
-            for c in range(o):
-                blk = slice(c * (d + 1), (c + 1) * (d + 1))
-                Ht[blk, blk] += Xa.T @ (Xa * P[:, c : c + 1])
-            # reorder (class, feature-or-bias) → θ = [W (o, d) row-major, b (o)]
-            perm = torch.cat([
-                (torch.arange(o)[:, None] * (d + 1) + torch.arange(d)[None]).reshape(-1),
-                torch.arange(o) * (d + 1) + d,
-            ])
-            H = Ht[perm][:, perm]
-        H = H / m
+        H = linear.hessian(linear.augment(X), model.logits(theta, X)) / m
     if l2:
         H = H + l2 * torch.eye(p, dtype=H.dtype)
     return H.detach()

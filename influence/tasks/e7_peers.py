@@ -1,7 +1,8 @@
-"""E7: side by side with dattri, Captum, kronfluence and traker on the two MNIST tasks of ``peers.md``.
+"""E7: side by side with dattri, Captum, kronfluence and traker on two MNIST tasks (A and B below).
 
 Every method, ours and the peers', sees the same data, the same model, the same parameters and the same
-checkpoints. Peers are called through their public APIs with the calling conventions of ``peers.md``; each
+checkpoints. Peers are called through their public APIs with their documented calling conventions
+(loss reductions, sign and orientation of the returned matrices; see each wrapper's docstring); each
 call runs inside ``try/except`` and a failure is recorded as found (status ``failed: <error>``), never
 worked around silently.
 
@@ -18,7 +19,7 @@ subsets retrained with 3 seeds (θ₀ and batch order from each seed; losses ave
 
 Sign: every attribution returned here is ``L(θ^{-j}) − L(θ)`` estimated per target sample (positive =
 helpful). dattri IF/TracIn/TRAK, Captum proponents, kronfluence and traker use the same orientation
-(``peers.md``); no flips.
+(positive = the training sample lowers the target loss); no flips.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ import torch
 from scipy import stats
 
 from influence import estimators
-from influence.data import Dataset, load_dataset, make_splits
-from influence.loo import LOOResult, fit_optimum, lds, lds_ground_truth, lds_subsets, loo_to_optimum, trajectory_loo
+from influence.data import Dataset, as_tensors, load_dataset, make_splits
+from influence.loo import fit_optimum, lds, lds_ground_truth, lds_subsets, loo_to_optimum, trajectory_loo
 from influence.models import Model, logistic_regression, mlp
 from influence.provenance import measure
-from influence.train import Schedule, Trajectory, as_tensors, train
+from influence.train import Schedule, Trajectory, train
 
 __all__ = [
     "TASK_A",
@@ -55,7 +56,6 @@ __all__ = [
     "setup_task_b",
     "ground_truth_a",
     "ground_truth_b",
-    "loo_to_optimum_fast",
     "run_ours",
     "run_peers",
     "evaluate_a",
@@ -88,9 +88,9 @@ TASK_B: dict[str, Any] = {
     "skip": {"self_influence": "self-influence, not a target estimator",
              "diffin_self": "self-influence, not a target estimator",
              "acc_sgd_ie": "one adjoint per training sample: n = 4000 HVPs per step x 630 steps on an MLP with "
-                           "p = 50890; not run on 2 shared CPU cores"},
+                           "p = 50890; not run by default"},
     # estimators without a per-target mode are called once per target sample only if listed here (sgd_ie:
-    # one backward per target; 100 targets took > 18 min on the shared 2-core machine, so not by default)
+    # one backward pass per target sample and step, i.e. 100x its mean-target cost, so not by default)
     "per_target_loop": [],
     "hparams": {"influence_function": {"solver": "cg", "damping": 1e-2, "cg_maxiter": 10}},
 }
@@ -195,19 +195,11 @@ def ground_truth_a(s: PeerSetup) -> dict:
     cfg = s.cfg
     rng = np.random.default_rng(cfg["loo_seed"])
     idx = np.sort(rng.choice(len(s.train), cfg["n_loo"], replace=False))
-    opt = loo_to_optimum_fast(s.model, s.train, s.target, s.l2, idx, theta_opt=s.theta_eval)
+    opt = loo_to_optimum(s.model, s.train, s.target, s.l2, idx, theta_opt=s.theta_eval)
     traj = trajectory_loo(s.traj, s.train, s.target, idx)
     return {"indices": idx, "loo_opt": opt, "traj_loo": traj,
             "cost": [{"task": "A", "what": f"LOO-to-optimum ({len(idx)} points)", **_cost(opt.meta)},
                      {"task": "A", "what": f"trajectory LOO ({len(idx)} points)", **_cost(traj.meta)}]}
-
-
-def loo_to_optimum_fast(model: Model, train_data: Any, target_data: Any, l2: float, indices: np.ndarray, *,
-                        theta_opt: torch.Tensor | None = None, tol: float = 1e-10, max_iter: int = 50) -> LOOResult:
-    """Task A's ground truth: :func:`influence.loo.loo_to_optimum` (its fixed-Hessian method for binary
-    logistic regression)."""
-    return loo_to_optimum(model, train_data, target_data, l2, indices, theta_opt=theta_opt, tol=tol,
-                          max_iter=max_iter)
 
 
 def ground_truth_b(s: PeerSetup) -> dict:
@@ -323,8 +315,8 @@ def _last_layer(module: torch.nn.Sequential) -> list[str]:
 def dattri_if(s: PeerSetup, solver: str = "explicit") -> tuple[np.ndarray, str]:
     """dattri IFAttributorExplicit / IFAttributorCG at θ_eval; (n, t) / n in our scale.
 
-    The training objective handed to dattri is the batch mean loss + (α/2)‖θ‖² (``peers.md``: a sum
-    silently rescales the Hessian), the target function the plain mean loss, and the full training set
+    The training objective handed to dattri is the batch mean loss + (α/2)‖θ‖² (a sum would silently
+    rescale the Hessian by n), the target function the plain mean loss, and the full training set
     is cached as **one** batch (dattri sums inverse-HVPs over the batches of the cached loader)."""
     from dattri.algorithm.influence_function import IFAttributorCG, IFAttributorExplicit
     from dattri.task import AttributionTask

@@ -1,0 +1,213 @@
+"""Hook capture: what each layer of a network sees in one pass, for ghost-factorised inner products.
+
+One forward (+ optional backward) pass over m rows with forward hooks on every ``nn.Linear`` /
+``nn.Conv2d`` records, per layer l, the input a^l (unfolded to (m, L, k) positions for convolutions)
+and the gradient b^l = ∂ℓ_row/∂(layer output), (m, L, o). The per-sample weight gradient of row i is
+then Σ_τ b_iτ a_iτᵀ, so gradient inner products factorise as Σ_{τ,τ'} ⟨a_iτ, a_jτ'⟩⟨b_iτ, b_jτ'⟩
+(the "ghost" dot product, Wang et al., ICLR 2025) without forming a per-sample gradient.
+
+* :func:`capture` runs the pass; the output gradients come from ``torch.autograd.grad`` of the *sum* of
+  the row losses w.r.t. the layer outputs (the parameters' ``.grad`` is left untouched). Rows of one
+  pass must therefore not interact (no BatchNorm in training mode).
+* :func:`capture_split` is the forward-only variant LAI uses (autograd on the training rows only).
+* :func:`set_update_grads` writes the training-rows-only update gradient from a capture.
+
+The row losses and the logit gradient g = ∂ℓ/∂logits are those of :mod:`influence.models`
+(logistic loss for one logit, cross-entropy otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from influence.models import logit_grad, row_losses
+
+__all__ = [
+    "LayerCapture",
+    "Capture",
+    "capture",
+    "capture_split",
+    "trainable_layers",
+    "set_update_grads",
+]
+
+
+@dataclass
+class LayerCapture:
+    """What one hooked layer saw in a pass over m rows.
+
+    ``inp`` is the layer input as given (Linear: (m, …, k), Conv2d: (m, C, H, W)); ``a`` its unfolded
+    form (m, L, k) with L positions (L = 1 for a Linear layer on 2-D input); ``b`` the gradient of the
+    row loss w.r.t. the layer output, (m, L, o), or None when the pass had no backward.
+    """
+
+    name: str
+    module: nn.Module
+    inp: torch.Tensor
+    b: torch.Tensor | None = None
+    _a: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def has_bias(self) -> bool:
+        return getattr(self.module, "bias", None) is not None
+
+    @property
+    def a(self) -> torch.Tensor:
+        if self._a is None:
+            self._a = _unfold(self.module, self.inp)
+        return self._a
+
+    @property
+    def a_flat(self) -> torch.Tensor:
+        """The layer input flattened per row, (m, D): the ``vec(a^l)`` of LAI."""
+        return self.inp.reshape(self.inp.shape[0], -1)
+
+
+@dataclass
+class Capture:
+    """Result of :func:`capture`: per-layer captures (forward order), logits, row losses and
+    ``g`` = ∂ℓ/∂logits (closed form: σ(z) − y for one logit, softmax − onehot otherwise)."""
+
+    layers: list[LayerCapture]
+    logits: torch.Tensor
+    losses: torch.Tensor
+    g: torch.Tensor
+
+    def nbytes(self) -> int:
+        """Bytes held by the captured tensors (inputs, unfolded inputs, output gradients, logits)."""
+        ts = [self.logits, self.g]
+        for lc in self.layers:
+            ts.append(lc.inp)
+            if lc._a is not None and lc._a.data_ptr() != lc.inp.data_ptr():
+                ts.append(lc._a)
+            if lc.b is not None:
+                ts.append(lc.b)
+        return int(sum(t.numel() * t.element_size() for t in ts))
+
+
+def _unfold(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    if isinstance(module, nn.Linear):
+        return inp.reshape(inp.shape[0], -1, inp.shape[-1])
+    if isinstance(module, nn.Conv2d):
+        cols = F.unfold(inp, module.kernel_size, dilation=module.dilation, padding=module.padding,
+                        stride=module.stride)  # (m, k, L)
+        return cols.transpose(1, 2)
+    raise TypeError(f"cannot unfold the input of {type(module).__name__}")
+
+
+def _check_layer(name: str, m: nn.Module) -> None:
+    if isinstance(m, nn.Conv2d):
+        if m.groups != 1:
+            raise ValueError(f"layer {name!r}: grouped convolutions (groups={m.groups}) are not supported")
+        if isinstance(m.padding, str) or m.padding_mode != "zeros":
+            raise ValueError(f"layer {name!r}: use integer zero padding (got padding={m.padding!r}, "
+                             f"padding_mode={m.padding_mode!r})")
+
+
+def trainable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The ``nn.Linear`` / ``nn.Conv2d`` submodules, in registration (= forward for Sequential) order."""
+    out = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not out:
+        raise ValueError("the module has no nn.Linear or nn.Conv2d layer to hook")
+    for n, m in out:
+        _check_layer(n, m)
+    return out
+
+
+def capture(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backward: bool = True, keep_graph: bool = False
+) -> Capture:
+    """One forward (and, if ``backward``, one backward) pass over the rows ``x`` with hooks.
+
+    Parameters
+    ----------
+    module : network mapping (m, …) inputs to (m, n_out) logits, built from ``nn.Linear`` /
+        ``nn.Conv2d`` and row-wise operations.
+    x, y : rows (training batch and target batch concatenated by the caller) and labels.
+    backward : also compute ``b`` = ∂ℓ_row/∂(layer output) for every layer (Ghost needs it, LAI does
+        not). Uses ``torch.autograd.grad`` w.r.t. the layer outputs, so parameter ``.grad`` is unchanged.
+    keep_graph : run the forward with autograd enabled and keep the graph, so that the caller can
+        backpropagate a (weighted) loss of the training rows afterwards (``cap.losses`` carries it).
+
+    Returns
+    -------
+    Capture with detached layer inputs, ``b`` (if requested), logits, row losses and ``g``.
+    """
+    layers = trainable_layers(module)
+    caps: list[LayerCapture] = []
+    outs: list[torch.Tensor] = []
+
+    def hook(name: str):
+        def fn(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            caps.append(LayerCapture(name, mod, args[0].detach()))
+            outs.append(out)
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    try:
+        with torch.set_grad_enabled(backward or keep_graph):
+            z = module(x)
+            if z.ndim != 2:
+                raise ValueError(f"logits must be 2-D (m, n_out), got shape {tuple(z.shape)}")
+            losses = row_losses(z, y)
+    finally:
+        for h in handles:
+            h.remove()
+    if len(caps) != len(layers):
+        raise ValueError(f"expected each of the {len(layers)} layers to run once in the forward pass, "
+                         f"saw {len(caps)} calls (shared or unused layers are not supported)")
+    if backward:
+        grads = torch.autograd.grad(losses.sum(), outs, retain_graph=keep_graph)
+        for lc, gr in zip(caps, grads, strict=True):
+            if isinstance(lc.module, nn.Conv2d):
+                lc.b = gr.reshape(gr.shape[0], gr.shape[1], -1).transpose(1, 2)
+            else:
+                lc.b = gr.reshape(gr.shape[0], -1, gr.shape[-1])
+    zd = z.detach()
+    return Capture(caps, zd, losses if keep_graph else losses.detach(), logit_grad(zd, y))
+
+
+def capture_split(
+    module: nn.Module, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor
+) -> Capture:
+    """Forward-only capture for LAI over [training batch; target batch] without autograd on the targets.
+
+    The training rows run with autograd on (``cap.losses[:len(xb)]`` keeps the graph, so the caller can
+    backpropagate the weighted batch loss for the update); the target rows run under ``no_grad`` (LAI only
+    needs their layer inputs and logit gradients). Same result as ``capture(module, cat, backward=False)``.
+    """
+    ct = capture(module, xb, yb, backward=False, keep_graph=True)
+    cv = capture(module, xv, yv, backward=False)
+    layers = [LayerCapture(a.name, a.module, torch.cat([a.inp, b.inp])) for a, b in zip(ct.layers, cv.layers,
+                                                                                         strict=True)]
+    return Capture(layers, torch.cat([ct.logits, cv.logits]), torch.cat([ct.losses, cv.losses]),
+                   torch.cat([ct.g, cv.g]))
+
+
+
+def set_update_grads(
+    cap: Capture, n_train: int, weights: torch.Tensor | None = None, denom: float | None = None
+) -> None:
+    """Write ∇_θ Σ_{i<n_train} w_i ℓ_i / denom into the hooked layers' ``.grad`` from the capture.
+
+    Only the first ``n_train`` rows (the training batch) contribute; the target rows never do.
+    ``denom`` defaults to ``n_train`` (batch mean, dropped samples still counted). Requires a capture with
+    ``backward=True``; existing ``.grad`` is overwritten.
+    """
+    w = cap.logits.new_ones(n_train) if weights is None else torch.as_tensor(weights).to(cap.logits)
+    if w.shape != (n_train,):
+        raise ValueError(f"weights must have shape ({n_train},), got {tuple(w.shape)}")
+    denom = float(n_train if denom is None else denom)
+    for lc in cap.layers:
+        if lc.b is None:
+            raise ValueError("set_update_grads needs a capture with backward=True")
+        bw = lc.b[:n_train] * (w / denom)[:, None, None]
+        gW = torch.einsum("nlo,nlk->ok", bw, lc.a[:n_train])
+        lc.module.weight.grad = gW.reshape(lc.module.weight.shape).clone()
+        if lc.has_bias:
+            lc.module.bias.grad = bw.sum((0, 1))

@@ -1,0 +1,163 @@
+"""Shared helpers of the report notebooks: palette, table reading, figure and table output.
+
+The notebooks only draw: they read the metric tables written by the workflow with :func:`read` and write
+the figures and tables named by their Snakemake rule with :func:`savefig`, :func:`placeholder` and
+:func:`savetable`. Every file goes through :func:`influence.io.atomic_write`.
+
+Matplotlib and seaborn are imported only when a function needs them; the module never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+
+from influence.io import atomic_write, read_json, save_csv, save_text
+
+__all__ = [
+    "COLUMN_WIDTH",
+    "PALETTE",
+    "color",
+    "palette",
+    "set_theme",
+    "read",
+    "savefig",
+    "placeholder",
+    "ascii_tex",
+    "savetable",
+]
+
+#: Width of one paper column, in inches.
+COLUMN_WIDTH = 3.4
+
+# fmt: off
+# seaborn's "colorblind", then its "dark" and "pastel" palettes (10 colours each), as hex.
+_COLORS = (
+    "#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9",
+    "#001c7f", "#b1400d", "#12711c", "#8c0800", "#591e71", "#592f0d", "#a23582", "#3c3c3c", "#b8850a", "#006374",
+    "#a1c9f4", "#ffb482", "#8de5a1", "#ff9f9b", "#d0bbff", "#debb9b", "#fab0e4", "#cfcfcf", "#fffea3", "#b9f2f0",
+)
+
+# Estimators, then curation policies and baselines; the position gives the colour.
+_ORDER = (
+    "sgd_ie", "acc_sgd_ie", "diffin_paper", "diffin", "diffin_self", "tracin", "grad_dot", "influence_function",
+    "ghost", "lai", "lai_last_layer", "self_influence", "cg_score", "loss", "el2n", "grand", "forgetting",
+    "random", "oracle", "random_removal", "trajectory_loo", "vanilla", "small_loss",
+)
+
+# E7 colours its bars by library; those names never share a figure with the names above.
+_LIBRARIES = ("ours", "dattri", "captum", "kronfluence", "traker")
+
+#: Fixed colour (hex) of every known estimator, policy, baseline and peer library name.
+PALETTE: Mapping[str, str] = MappingProxyType(
+    {**{n: _COLORS[i] for i, n in enumerate(_ORDER)}, **{n: _COLORS[i] for i, n in enumerate(_LIBRARIES)}}
+)
+
+# TeX for the non-ASCII characters of table cells and captions; other ones are transliterated.
+_TEX = {
+    "±": r"$\pm$", "≤": r"$\le$", "≥": r"$\ge$", "‖": r"$\|$", "θ": r"$\theta$", "η": r"$\eta$",
+    "Δ": r"$\Delta$", "τ": r"$\tau$", "ε": r"$\epsilon$", "∇": r"$\nabla$", "−": "-", "×": r"$\times$",
+    "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "λ": r"$\lambda$", "μ": r"$\mu$", "σ": r"$\sigma$",
+    "ρ": r"$\rho$", "≈": r"$\approx$", "∞": r"$\infty$", "→": r"$\to$",
+}
+# fmt: on
+
+
+def color(name: str) -> str:
+    """Colour (hex) of one name.
+
+    Known names get their entry of :data:`PALETTE`; any other name a colour picked by a hash of the name,
+    the same in every process and figure.
+    """
+    if name in PALETTE:
+        return PALETTE[name]
+    return _COLORS[int(hashlib.sha256(str(name).encode()).hexdigest(), 16) % len(_COLORS)]
+
+
+def palette(names: Iterable[str]) -> dict[str, str]:
+    """``{name: colour}`` for the distinct ``names``, e.g. a seaborn ``palette=`` argument."""
+    return {n: color(n) for n in dict.fromkeys(names)}
+
+
+def set_theme() -> None:
+    """Seaborn style of every report figure (paper context, white grid)."""
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
+
+
+def read(path: str | os.PathLike | None) -> pd.DataFrame:
+    """A metric table (CSV, or JSON records); empty when the experiment was not run in this configuration.
+
+    A missing, empty or unset (``None``, ``""``, ``[]``) path gives an empty DataFrame.
+    """
+    if not path:
+        return pd.DataFrame()
+    try:
+        if Path(path).suffix == ".json":
+            return pd.DataFrame(read_json(path))
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, FileNotFoundError):
+        return pd.DataFrame()
+
+
+def savefig(fig: Any, out: Mapping[str, str], name: str) -> None:
+    """Write ``fig`` to ``out[f"{name}_pdf"]`` and ``out[f"{name}_png"]`` (160 dpi), then close it."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(out[f"{name}_pdf"], lambda f: fig.savefig(f, format="pdf", bbox_inches="tight"))
+    atomic_write(out[f"{name}_png"], lambda f: fig.savefig(f, format="png", dpi=160, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def placeholder(out: Mapping[str, str], name: str, message: str) -> None:
+    """Write a figure holding only ``message`` (an experiment not run in this configuration)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 1.0))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    savefig(fig, out, name)
+
+
+def ascii_tex(tex: str) -> str:
+    """Math symbols to LaTeX math, other non-ASCII characters transliterated (plain pdflatex compiles it)."""
+    return "".join(
+        c if ord(c) < 128 else _TEX.get(c) or unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
+        for c in tex
+    )
+
+
+def savetable(
+    df: pd.DataFrame, out: Mapping[str, str], name: str, caption: str, tex_df: pd.DataFrame | None = None
+) -> None:
+    """Write ``df`` to ``out[f"{name}_csv"]`` and a bare LaTeX tabular to ``out[f"{name}_tex"]``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The full table; CSV without index, floats as ``%.6g``.
+    out : mapping
+        Output paths by key (``snakemake.output``).
+    name : str
+        Table name; the keys are ``{name}_csv`` and ``{name}_tex``.
+    caption : str
+        First line of the TeX file as a comment (the report sets the caption), or the note written
+        instead of the tabular when the table is empty.
+    tex_df : DataFrame, optional
+        A compact version of ``df`` for the TeX file (floats as ``%.3g``, missing values as ``--``).
+    """
+    save_csv(out[f"{name}_csv"], df, float_format="%.6g")
+    t = df if tex_df is None else tex_df
+    if len(t):
+        tex = f"% {caption}\n" + t.to_latex(index=False, float_format="%.3g", escape=True, na_rep="--")
+    else:
+        tex = "\\emph{" + caption + ": not run in this configuration.}\n"
+    save_text(out[f"{name}_tex"], ascii_tex(tex))

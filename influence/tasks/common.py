@@ -1,0 +1,131 @@
+"""Helpers shared by several experiments: model recipes, training, evaluation, retraining, noisy splits.
+
+* :func:`build_model`, :func:`schedule_for`, :func:`train_setting`: a named model recipe (architecture,
+  L2, batch size, step size, decay, init) + data + epochs + seed → a recorded
+  :class:`~influence.train.Trajectory` (E1, E2, E4, E6 runs of the workflow).
+* :func:`evaluate_model`: accuracy and mean loss of parameters on a data set.
+* :func:`retrain_subset`: retrain a recipe on kept samples and evaluate (E2 cleansing, E4 deletion and
+  coresets).
+* :func:`noisy_splits`: seeded train / target / test splits with label noise on the training split only
+  (E2 :func:`~influence.tasks.e2_detection.detection_experiment`, E3 curation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from influence.data import as_tensors
+from influence.models import Model, logistic_regression, mlp
+from influence.train import Schedule, Trajectory, train
+
+__all__ = [
+    "RECIPE_DEFAULTS",
+    "build_model",
+    "schedule_for",
+    "train_setting",
+    "evaluate_model",
+    "retrain_subset",
+    "noisy_splits",
+]
+
+#: Keys of a model recipe (``config['models'][name]``) with their defaults.
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "hidden": [],
+    "l2": 0.0,
+    "batch_size": 100,
+    "lr": 0.1,
+    "decay": "constant",
+    "init": "default",
+}
+
+
+def _recipe(spec: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(spec) - set(RECIPE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown model recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_DEFAULTS)}")
+    return {**RECIPE_DEFAULTS, **spec}
+
+
+def build_model(spec: Mapping[str, Any], n_features: int, n_classes: int) -> Model:
+    """Logistic regression when ``spec['hidden']`` is empty, else a ReLU MLP with those widths."""
+    hidden = tuple(int(h) for h in _recipe(spec)["hidden"])
+    return logistic_regression(n_features, n_classes) if not hidden else mlp(n_features, hidden, n_classes)
+
+
+def schedule_for(spec: Mapping[str, Any], n: int, epochs: int, seed: int) -> Schedule:
+    """The SGD schedule of a recipe for ``n`` samples (batch order seeded by ``seed``)."""
+    r = _recipe(spec)
+    return Schedule(n, int(r["batch_size"]), int(epochs), float(r["lr"]), int(seed), str(r["decay"]))
+
+
+def train_setting(
+    spec: Mapping[str, Any], train_data: Any, n_classes: int, epochs: int, seed: int, *, record: str = "all"
+) -> Trajectory:
+    """Train a recipe on ``train_data`` in float64 and return the recorded run.
+
+    θ₀ = ``model.init(seed, scheme=spec['init'])``; the schedule from :func:`schedule_for`.
+    """
+    r = _recipe(spec)
+    X, y = as_tensors(train_data, torch.float64)
+    model = build_model(r, X.shape[1], n_classes)
+    theta0 = model.init(int(seed), torch.float64, scheme=str(r["init"]))
+    sched = schedule_for(r, X.shape[0], epochs, seed)
+    return train(model, theta0, (X, y), sched, l2=float(r["l2"]), record=record)
+
+
+def evaluate_model(model: Model, theta: torch.Tensor, data: Any) -> dict[str, float]:
+    """Accuracy and mean loss (no L2) of parameters ``theta`` on ``data``."""
+    X, y = as_tensors(data, theta.dtype)
+    with torch.no_grad():
+        return {"accuracy": float(model.accuracy(theta, X, y)), "loss": float(model.loss(theta, X, y))}
+
+
+def retrain_subset(
+    spec: Mapping[str, Any], train_data: Any, n_classes: int, epochs: int, seed: int, keep: np.ndarray,
+    eval_sets: Mapping[str, Any],
+) -> dict[str, float]:
+    """Retrain the recipe on the kept samples (boolean mask or indices) and evaluate on ``eval_sets``.
+
+    Same batch size, step sizes, epochs and seed as the original run; the batches are those of a fresh
+    schedule over the kept samples (removal changes the batch composition, as in the papers' retraining).
+    """
+    X, y = as_tensors(train_data, torch.float64)
+    keep = np.asarray(keep)
+    idx = np.flatnonzero(keep) if keep.dtype == bool else np.sort(keep.astype(int))
+    if idx.size == 0:
+        raise ValueError("cannot retrain on an empty subset")
+    traj = train_setting(spec, (X[idx], y[idx]), n_classes, epochs, seed, record="final")
+    out: dict[str, float] = {"n_kept": int(idx.size)}
+    for split, data in eval_sets.items():
+        for k, v in evaluate_model(traj.model, traj.final, data).items():
+            out[f"{split}_{k}"] = v
+    return out
+
+
+def noisy_splits(
+    dataset: str, *, n_train: int, n_target: int, n_test: int, noise: str, noise_rate: float, seed: int
+) -> dict[str, Any]:
+    """Seeded splits of ``load_dataset(dataset)`` with label noise on the training split only.
+
+    ``noise``: ``'symmetric'`` (:func:`influence.noise.symmetric_noise`: ⌊r·n⌋ labels flipped to a
+    uniformly drawn other class) or ``'cyclic'`` (:func:`influence.noise.cyclic_noise`: y → y + k mod C).
+    ``seed`` seeds both the split and the noise; the target and test splits stay clean.
+
+    Returns {'train', 'target', 'test': Dataset, 'noise_mask': (n_train,) bool, 'clean_y': (n_train,)}.
+    """
+    from influence.data import load_dataset, make_splits
+    from influence.noise import cyclic_noise, symmetric_noise
+
+    kinds = {"symmetric": symmetric_noise, "cyclic": cyclic_noise}
+    if noise not in kinds:
+        raise ValueError(f"noise must be one of {sorted(kinds)}, got {noise!r}")
+    ds = load_dataset(dataset)
+    sp = make_splits(ds, n_train, n_target, n_test, seed=seed)
+    clean = sp["train"].y.copy()
+    y_noisy, mask = kinds[noise](clean, noise_rate, ds.n_classes, seed=seed)
+    sp["train"] = sp["train"].replace(y=y_noisy, noise=noise, noise_rate=noise_rate)
+    return {**sp, "noise_mask": np.asarray(mask, dtype=bool), "clean_y": clean}

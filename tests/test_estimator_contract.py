@@ -1,0 +1,123 @@
+"""The estimator contract, checked for every registered estimator (like scikit-learn's
+``parametrize_with_checks``): a new estimator joins these tests by registering itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_problem
+
+from influence import estimators
+from influence.data import Dataset
+from influence.models import logistic_regression, mlp
+from influence.train import Schedule, train
+
+NAMES = estimators.names()
+# Small, fast settings for the estimators whose defaults are sized for real runs.
+HPARAMS: dict[str, dict] = {
+    "diffin": {"m": 2, "proxy_batch": 8},
+    "diffin_paper": {"m": 2, "proxy_batch": 8},
+    "diffin_self": {"m": 2, "proxy_batch": 8},
+    "random": {"seed": 3},
+}
+
+
+def _run(model_kind: str):
+    (X, y), (Xt, yt) = make_problem(n=24, n_target=10, d=3, seed=2)
+    model = logistic_regression(3) if model_kind == "logreg" else mlp(3, (4,), 2)
+    traj = train(model, model.init(0), (X, y), Schedule(24, 8, 2, 0.3, seed=1), l2=0.01)
+    train_ds = Dataset(X.numpy(), y.numpy(), 2, "train")
+    target_ds = Dataset(Xt.numpy(), yt.numpy(), 2, "target")
+    return traj, train_ds, target_ds
+
+
+@pytest.fixture(scope="module", params=["logreg", "mlp"])
+def setting(request):
+    return _run(request.param)
+
+
+def test_every_estimator_is_registered_and_the_list_is_not_empty():
+    assert len(NAMES) >= 15
+    assert {"sgd_ie", "acc_sgd_ie", "diffin", "diffin_paper", "cg_score", "lai", "ghost", "tracin"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_returns_finite_float_scores_one_per_training_sample(name, setting):
+    traj, train_ds, target_ds = setting
+    scores, record = estimators.run(name, traj, train_ds, target_ds, **HPARAMS.get(name, {}))
+    assert isinstance(scores, np.ndarray) and scores.dtype == np.float64
+    assert scores.shape == (len(train_ds),)
+    assert np.isfinite(scores).all()
+    assert record["hparams"] == HPARAMS.get(name, {})
+    assert record["estimator"] == name and record["wall_s"] >= 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_and_same_for_dataset_and_array_pair(name, setting):
+    traj, train_ds, target_ds = setting
+    fn, hp = estimators.get(name), HPARAMS.get(name, {})
+    a = np.asarray(fn(traj, train_ds, target_ds, **hp))
+    b = np.asarray(fn(traj, train_ds, target_ds, **hp))
+    np.testing.assert_array_equal(a, b)
+    c = np.asarray(fn(traj, (train_ds.X, train_ds.y), (target_ds.X, target_ds.y), **hp))
+    np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rejects_bad_data_with_an_error_naming_the_argument(name, setting):
+    traj, train_ds, target_ds = setting
+    fn = estimators.get(name)
+    wide = (np.hstack([target_ds.X, target_ds.X[:, :1]]), target_ds.y)
+    with pytest.raises(ValueError, match="target_data has 4 features"):
+        fn(traj, train_ds, wide)
+    with pytest.raises(ValueError, match="target_data y must have shape"):
+        fn(traj, train_ds, (target_ds.X, target_ds.y[:-1]))
+    bad = train_ds.X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="train_data X contains NaN"):
+        fn(traj, (bad, train_ds.y), target_ds)
+    with pytest.raises(ValueError, match="train_data has 23 samples"):
+        fn(traj, train_ds.subset(np.arange(23)), target_ds)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declares_which_end_of_its_scores_is_suspicious(name):
+    declared = estimators.SUSPICIOUS[name]
+    assert callable(declared) or declared in ("high", "low")
+    assert estimators.suspicious(name) in ("high", "low")
+    s = np.array([1.0, -2.0])
+    expected = s if estimators.suspicious(name) == "high" else -s
+    np.testing.assert_array_equal(estimators.suspicion(name, s), expected)
+    # a config override wins over the declaration
+    flipped = "low" if estimators.suspicious(name) == "high" else "high"
+    assert estimators.suspicious(name, overrides={name: flipped}) == flipped
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_name_is_the_function_name_or_the_reason_is_given(name):
+    fn = estimators.get(name)
+    assert fn.__name__ == name or len(estimators.RENAMED[name]) > 10
+    assert fn.__wrapped__.__name__ == fn.__name__
+
+
+def test_register_refuses_a_rename_without_reason_and_an_undeclared_direction():
+    with pytest.raises(ValueError, match="renamed"):
+        estimators.register("contract_probe_x", suspicious="low")(lambda traj, train_data, target_data=None: None)
+    with pytest.raises(ValueError, match="suspicious"):
+        estimators.register("contract_probe_y", suspicious="up")
+    with pytest.raises(TypeError):
+        estimators.register("contract_probe_z")  # the direction is required
+    assert not {"contract_probe_x", "contract_probe_y", "contract_probe_z"} & set(estimators.REGISTRY)
+
+
+def test_direction_declared_by_a_function_of_the_hyperparameters():
+    assert estimators.suspicious("diffin_self") == "low"
+    assert estimators.suspicious("diffin_self", {"form": "full"}) == "high"
+    assert estimators.suspicious("diffin_self", {"form": "paper"}) == "low"
+
+
+def test_unknown_estimator_name_is_a_clear_error():
+    with pytest.raises(KeyError, match="unknown estimator 'nope'; known: "):
+        estimators.get("nope")
+    with pytest.raises(KeyError, match="unknown estimator"):
+        estimators.suspicious("nope")
