@@ -30,6 +30,10 @@ os.environ.update(
     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
 )
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The notebook directive probes `papermill --version` and, failing, executes with jupyter-nbconvert (a dependency;
+# papermill is not): without papermill, bash printed "papermill: command not found" for every notebook job. Where
+# none is installed, a silent stand-in that fails is defined instead (bash's default prefix kept).
+shell.prefix("set -euo pipefail; command -v papermill >/dev/null || papermill() {{ return 127; }}; ")
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 

@@ -33,6 +33,14 @@ Test kinds (keys besides ``kind`` in brackets):
 ``none`` [reason]
     Not run by this workflow.
 A missing table, or one without the rows the test selects, gives ``not run``.
+
+**Invalid runs.** A recorded run that diverged never reaches a table (training stops with an error).
+One that did not learn (:func:`influence.tasks.common.run_health`: test accuracy not above the
+majority-class rate, or the training loss not below its start) is passed in ``runs``; a claim whose
+evidence includes a row of such a run (matched on dataset, noise, model, epochs and seed; E5 checks
+through ``check_runs``) gets the verdict ``invalid run``, with the reason in ``measured``. A claim whose
+evidence does not depend on what the model learned (a timing, an algebraic identity) says so with
+``needs_learned_runs: false`` and the reason in a comment.
 """
 
 from __future__ import annotations
@@ -53,7 +61,8 @@ __all__ = ["VERDICTS", "load_claims", "evaluate_claim", "evaluate_claims", "to_m
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
+VERDICTS = ("reproduced", "partly", "not reproduced", "not run", "invalid run")
+SETTING_KEYS = ("dataset", "noise", "model", "epochs", "seed")
 REQUIRED = ("id", "paper", "claim", "experiment", "metric", "criterion", "test")
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
@@ -281,10 +290,69 @@ def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]
     return verdict, measured
 
 
-def evaluate_claim(claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> dict[str, Any]:
-    """Verdict and measured value of one claim (``not run`` when its data are absent)."""
+def _evidence(test: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any] | None, bool]]:
+    """(table, where, is_checks) of every table a test reads."""
+    kind = test.get("kind")
+    if kind == "all":
+        return [e for t in test["tests"] for e in _evidence(t)]
+    if kind == "checks":
+        return [(test.get("table", "E5_bounds"), None, True)]
+    if kind == "none" or "table" not in test:
+        return []
+    return [(test["table"], test.get("where"), False)]
+
+
+def _invalid_evidence(
+    test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str,
+    invalid: Sequence[Mapping[str, Any]], check_runs: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
+    """Reasons for every run that did not learn and contributes rows to the claim's evidence."""
+    found: dict[str, str] = {}
+    for name, where, is_checks in _evidence(test):
+        df = tables.get(name)
+        if df is None or len(df) == 0:
+            continue
+        try:
+            df = _where(df, where)
+        except _NotRun:
+            continue
+        if is_checks:
+            tagged = df[df["claims"].fillna("").astype(str).str.split(";").apply(lambda ids: cid in ids)]
+            settings = [check_runs[c] for c in tagged.get("check", pd.Series(dtype=str)).astype(str)
+                        if c in check_runs]
+        else:
+            settings = None
+        for run in invalid:
+            s = run["setting"]
+            key = "/".join(f"{k}={s[k]}" for k in SETTING_KEYS if k in s)
+            if settings is not None:
+                hit = any(all(str(c.get(k)) == str(s.get(k)) for k in SETTING_KEYS) for c in settings)
+            else:
+                cols = {k: k if k in df else f"setting_{k}" for k in SETTING_KEYS}
+                cols = {k: c for k, c in cols.items() if c in df}
+                if not cols:
+                    continue
+                mask = np.ones(len(df), dtype=bool)
+                for k, c in cols.items():
+                    mask &= (df[c].astype(str) == str(s.get(k))).to_numpy()
+                hit = bool(mask.any())
+            if hit:
+                found[key] = run["reason"]
+    return [f"run {k} did not learn ({r})" for k, r in sorted(found.items())]
+
+
+def evaluate_claim(
+    claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None],
+    invalid: Sequence[Mapping[str, Any]] = (), check_runs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Verdict and measured value of one claim (``not run`` when its data are absent, ``invalid run``
+    when its evidence includes a run in ``invalid`` — dicts with ``setting`` and ``reason``)."""
     row = {k: claim[k] for k in ("id", "paper", "claim", "experiment", "metric", "criterion")}
     verdict, measured = _run_test(claim["test"], tables, claim["id"])
+    if verdict != "not run" and invalid and claim.get("needs_learned_runs", True):
+        reasons = _invalid_evidence(claim["test"], tables, claim["id"], invalid, check_runs or {})
+        if reasons:
+            verdict, measured = "invalid run", "; ".join(reasons) + f" [measured on it: {measured}]"
     row.update(measured=measured, verdict=verdict)
     return row
 
@@ -302,19 +370,25 @@ def evaluate_claims(
     claims: Sequence[Mapping[str, Any]] | str | os.PathLike,
     metrics_dir: str | os.PathLike | None = None,
     tables: Mapping[str, pd.DataFrame | None] | None = None,
+    runs: Sequence[Mapping[str, Any]] = (),
+    check_runs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """The claims table: one row per claim with ``measured`` and ``verdict``.
 
     ``tables`` maps table names (``E1_fidelity`` …) to data frames; by default every ``*.csv`` of
-    ``metrics_dir`` is read.
+    ``metrics_dir`` is read. ``runs``: the run summaries (``runs/.../summary.json``: ``setting`` and
+    ``health``); those that did not learn invalidate the claims resting on them. ``check_runs`` maps
+    an E5 check name to the setting of the run it reads.
     """
+    invalid = [{"setting": r["setting"], "reason": r["health"]["reason"]} for r in runs
+               if not r.get("health", {}).get("learned", True)]
     if not isinstance(claims, Sequence) or isinstance(claims, str):
         claims = load_claims(claims)
     if tables is None:
         if metrics_dir is None:
             raise ValueError("give metrics_dir or tables")
         tables = {p.stem: _read(p) for p in sorted(Path(metrics_dir).glob("*.csv"))}
-    return pd.DataFrame([evaluate_claim(c, tables) for c in claims])
+    return pd.DataFrame([evaluate_claim(c, tables, invalid, check_runs) for c in claims])
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -6,6 +6,12 @@ would give it (``0o666`` minus the process umask, not ``mkstemp``'s ``0o600``) a
 with ``os.replace``. On any failure the temporary file is removed, so an interrupted job never leaves a
 half-written file that Snakemake would take as complete.
 
+A process killed mid-write (SIGKILL, power loss) cannot remove its temporary file: an orphan
+``.<name>.<8 random characters>.tmp`` stays in the target's folder. Nothing reads those (the workflow names
+its files exactly, and no reader globs a pattern such a name matches: they start with a dot and end in
+``.tmp``), and the next write of the same target removes its orphans older than :data:`STALE_TMP_AGE_S`
+(an hour: far longer than any write, so a concurrent writer's file is never touched).
+
 This module imports neither torch nor pandas, so the Snakefile can use :func:`config_hash` at plan time.
 """
 
@@ -15,8 +21,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +41,13 @@ __all__ = [
     "save_text",
     "read_json",
     "config_hash",
+    "sha256_file",
+    "STALE_TMP_AGE_S",
 ]
+
+#: Age (seconds since the last modification) after which :func:`atomic_write` removes an orphaned temporary
+#: file of the target it writes.
+STALE_TMP_AGE_S = 3600.0
 
 _UMASK_LOCK = threading.Lock()
 
@@ -53,6 +67,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], An
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())
@@ -68,6 +83,36 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], An
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_stale_tmp(path: Path, max_age: float | None = None) -> None:
+    """Remove ``path``'s orphaned temporaries (``.<name>.<8 characters>.tmp``, as ``mkstemp`` names them
+    in :func:`atomic_write`) last modified more than ``max_age`` seconds ago (default
+    :data:`STALE_TMP_AGE_S`). Other files, and other targets' temporaries, are left alone."""
+    max_age = STALE_TMP_AGE_S if max_age is None else max_age
+    pattern = re.compile(r"\." + re.escape(path.name) + r"\.[a-z0-9_]{8}\.tmp")
+    now = time.time()
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for e in entries:
+        if not pattern.fullmatch(e.name):
+            continue
+        try:
+            if e.is_file(follow_symlinks=False) and now - e.stat(follow_symlinks=False).st_mtime > max_age:
+                os.unlink(e.path)
+        except OSError:  # removed meanwhile, or not ours to remove
+            pass
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def jsonable(o: Any) -> Any:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,16 +24,21 @@ from scipy import stats
 
 from influence import linear
 from influence.data import as_tensors
-from influence.io import save_npz
+from influence.io import read_json, save_json, save_npz
 from influence.models import Model
-from influence.provenance import measure
+from influence.provenance import environment, measure
 from influence.train import Schedule, Trajectory, train
+from influence.validation import check_data
 
 __all__ = [
     "LOOResult",
     "trajectory_loo",
     "shard_indices",
     "merge_loo",
+    "MEASURED_KEYS",
+    "sidecar",
+    "read_provenance",
+    "merge_provenance",
     "fit_optimum",
     "loo_to_optimum",
     "lds_subsets",
@@ -43,13 +49,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+#: The keys :func:`influence.provenance.measure` adds to ``LOOResult.meta``: how long and how much memory the
+#: computation took. They vary from run to run, so :meth:`LOOResult.save` keeps them out of the ``.npz`` (whose
+#: bytes then depend on the inputs only) and :meth:`LOOResult.save_provenance` writes them to a JSON sidecar.
+MEASURED_KEYS = ("wall_s", "peak_rss_mb", "rss_before_mb", "peak_delta_mb", "max_rss_lifetime_mb")
+
+
 @dataclass
 class LOOResult:
     """Leave-one-out outcome for the removed samples ``indices``.
 
     ``loss_change[r] = L(θ^{-j}) − L(θ)`` for j = indices[r] (target loss without L2; positive = j
     helps), ``delta_theta[r] = θ^{-j} − θ``, ``target_losses[r]`` the per-target-sample losses at
-    θ^{-j}, ``base_target_losses`` those at θ.
+    θ^{-j}, ``base_target_losses`` those at θ. ``meta``: the method and its settings, plus (in memory,
+    fresh from a computation) the measurements of :data:`MEASURED_KEYS`.
     """
 
     indices: np.ndarray
@@ -59,18 +72,27 @@ class LOOResult:
     base_target_losses: np.ndarray
     meta: dict = field(default_factory=dict)
 
+    def provenance(self) -> dict:
+        """The run-dependent part of ``meta``: the measurements (:data:`MEASURED_KEYS`) it holds."""
+        return {k: self.meta[k] for k in MEASURED_KEYS if k in self.meta}
+
     def save(self, path: str | Path) -> None:
+        """The arrays and the deterministic part of ``meta`` (measurements left out) as an ``.npz``: the same
+        inputs give the same bytes."""
         arrays = {k: getattr(self, k) for k in ("indices", "delta_theta", "loss_change", "target_losses",
                                                 "base_target_losses")}
-        import json
-
-        arrays["meta"] = np.array(json.dumps(self.meta, default=str))
+        meta = {k: v for k, v in self.meta.items() if k not in MEASURED_KEYS}
+        arrays["meta"] = np.array(json.dumps(meta, default=str, sort_keys=True))
         save_npz(path, **arrays)
+
+    def save_provenance(self, path: str | Path, **extra: Any) -> None:
+        """The JSON sidecar of a saved result (by convention ``<result>.npz.json``, see :func:`sidecar`): the
+        measurements, the library versions (:func:`influence.provenance.environment`) and ``extra``."""
+        save_json(path, {**self.provenance(), "n_loo": len(self.indices), "env": environment(), **extra})
 
     @classmethod
     def load(cls, path: str | Path) -> LOOResult:
-        import json
-
+        """Read a result written by :meth:`save` (its sidecar is not read: :func:`read_provenance`)."""
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
         meta = json.loads(str(d.pop("meta")))
@@ -81,6 +103,34 @@ class LOOResult:
         out = np.full(n, np.nan)
         out[self.indices] = self.loss_change
         return out
+
+
+def sidecar(path: str | Path) -> Path:
+    """Where the provenance of the LOO result ``path`` lives: ``path`` + ``.json`` (``loo.npz.json``)."""
+    return Path(str(path) + ".json")
+
+
+def read_provenance(path: str | Path) -> dict:
+    """The provenance record (:meth:`LOOResult.save_provenance`) of the LOO result ``path``, from its sidecar."""
+    return read_json(sidecar(path))
+
+
+def merge_provenance(records: Sequence[dict]) -> dict:
+    """Provenance of merged shards: total ``wall_s`` (the shards' sum, as if run one after the other), the
+    largest of each memory figure, the shard count and the shards' own records under ``shard_records``."""
+    if not records:
+        raise ValueError("nothing to merge")
+    out: dict[str, Any] = {"wall_s": float(sum(r.get("wall_s", 0.0) for r in records))}
+    for k in MEASURED_KEYS[1:]:
+        vals = [r[k] for r in records if r.get(k) is not None]
+        if vals:
+            out[k] = float(max(vals))
+    out["n_loo"] = int(sum(r.get("n_loo", 0) for r in records))
+    out["shards"] = len(records)
+    if "env" in records[0]:
+        out["env"] = records[0]["env"]
+    out["shard_records"] = list(records)
+    return out
 
 
 def shard_indices(n: int, n_shards: int, shard: int, subset: int | None = None, seed: int = 0) -> np.ndarray:
@@ -107,8 +157,9 @@ def merge_loo(parts: Sequence[LOOResult]) -> LOOResult:
         raise ValueError("LOO shards overlap")
     order = np.argsort(idx)
     cat = lambda k: np.concatenate([getattr(p, k) for p in parts])[order]  # noqa: E731
-    meta = dict(parts[0].meta)
-    meta["wall_s"] = float(sum(p.meta.get("wall_s", 0.0) for p in parts))
+    meta = {k: v for k, v in parts[0].meta.items() if k not in MEASURED_KEYS and k != "shard"}
+    if all("wall_s" in p.meta for p in parts):  # fresh computations (a loaded .npz holds no measurements)
+        meta["wall_s"] = float(sum(p.meta["wall_s"] for p in parts))
     meta["shards"] = len(parts)
     return LOOResult(idx[order], cat("delta_theta"), cat("loss_change"), cat("target_losses"), base, meta)
 
@@ -142,6 +193,8 @@ def trajectory_loo(
     same way (not read from the trajectory) so both sides share the arithmetic.
     """
     model, sched = traj.model, traj.schedule
+    _, d = check_data(train_data, "train_data", "trajectory_loo", model=model, n=sched.n)
+    check_data(target_data, "target_data", "trajectory_loo", model=model, n_features=d)
     X, y = as_tensors(train_data, torch.float64)
     Xt, yt = as_tensors(target_data, torch.float64)
     n = X.shape[0]
@@ -229,6 +282,7 @@ def fit_optimum(
         raise ValueError("fit_optimum needs a convex model (logistic regression); MLPs have no unique optimum")
     if l2 <= 0:
         raise ValueError("fit_optimum needs l2 > 0 (otherwise the optimum may not exist on separable data)")
+    check_data(train_data, "train_data", "fit_optimum", model=model)
     X, y = as_tensors(train_data, torch.float64)
     f = _objective(model, X, y, l2)
     th = torch.zeros(1, model.n_params, dtype=torch.float64) if theta0 is None else theta0.double()[None].clone()
@@ -264,6 +318,8 @@ def loo_to_optimum(
     """
     if method not in ("auto", "newton", "fixed_hessian"):
         raise ValueError(f"method must be 'auto', 'newton' or 'fixed_hessian', got {method!r}")
+    _, d = check_data(train_data, "train_data", "loo_to_optimum", model=model)
+    check_data(target_data, "target_data", "loo_to_optimum", model=model, n_features=d)
     binary = model.is_linear and model.n_out == 1
     if method == "fixed_hessian" and not binary:
         raise ValueError("method='fixed_hessian' needs binary logistic regression")
@@ -379,6 +435,8 @@ def lds_ground_truth(
     Each run is (θ₀, schedule); default: the recorded run's own θ₀ and schedule (trajectory-specific
     LDS). Samples outside a subset get weight 0 (batch denominators unchanged, as in LOO).
     """
+    _, d = check_data(train_data, "train_data", "lds_ground_truth", model=traj.model, n=traj.schedule.n)
+    check_data(target_data, "target_data", "lds_ground_truth", model=traj.model, n_features=d)
     X, y = as_tensors(train_data, torch.float64)
     Xt, yt = as_tensors(target_data, torch.float64)
     masks = np.asarray(masks, dtype=bool)
@@ -403,8 +461,14 @@ def lds(attributions: np.ndarray, masks: np.ndarray, target_losses: np.ndarray) 
     """
     A = np.asarray(attributions, dtype=np.float64)
     masks = np.asarray(masks, dtype=bool)
+    target_losses = np.asarray(target_losses, dtype=np.float64)
     if A.ndim == 1:
         A = A[:, None]
+    if masks.ndim != 2 or masks.shape[0] < 2:
+        raise ValueError(f"lds: masks must have shape (m, n) with m >= 2 subsets, got {masks.shape}")
+    for what, arr in (("attributions", A), ("target_losses", target_losses)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"lds: {what} contain NaN or inf")
     if A.shape[0] != masks.shape[1] or target_losses.shape != (masks.shape[0], A.shape[1]):
         raise ValueError(
             f"shapes do not match: attributions {A.shape}, masks {masks.shape}, target losses {target_losses.shape}"

@@ -109,10 +109,16 @@ def read(path: str | os.PathLike | None) -> pd.DataFrame:
 
 
 def savefig(fig: Any, out: Mapping[str, str], name: str) -> None:
-    """Write ``fig`` to ``out[f"{name}_pdf"]`` and ``out[f"{name}_png"]`` (160 dpi), then close it."""
+    """Write ``fig`` to ``out[f"{name}_pdf"]`` and ``out[f"{name}_png"]`` (160 dpi), then close it.
+
+    Both are reproducible: the same figure gives the same bytes. The PDF gets no ``CreationDate`` (its only
+    time-dependent field; ``Producer`` names the matplotlib version); the PNG already has none (its
+    ``Software`` text names the matplotlib version).
+    """
     import matplotlib.pyplot as plt
 
-    atomic_write(out[f"{name}_pdf"], lambda f: fig.savefig(f, format="pdf", bbox_inches="tight"))
+    atomic_write(out[f"{name}_pdf"], lambda f: fig.savefig(f, format="pdf", bbox_inches="tight",
+                                                           metadata={"CreationDate": None}))
     atomic_write(out[f"{name}_png"], lambda f: fig.savefig(f, format="png", dpi=160, bbox_inches="tight"))
     plt.close(fig)
 

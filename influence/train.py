@@ -28,8 +28,9 @@ import torch
 from influence.data import as_tensors
 from influence.io import atomic_write, save_json
 from influence.models import Model
+from influence.validation import check_data
 
-__all__ = ["Schedule", "StepInfo", "Trajectory", "train"]
+__all__ = ["Schedule", "StepInfo", "Trajectory", "TrainingDiverged", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -150,29 +151,59 @@ class Trajectory:
         return self.thetas[pos]
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``path`` (tensors, torch.save) and ``path + '.json'`` (metadata), atomically."""
+        """Write ``path`` (tensors, torch.save) and then ``path + '.json'`` (metadata), each atomically.
+
+        The JSON holds the SHA-256 of the tensor file (``tensors_sha256``), so a pair left mismatched by a
+        kill between the two renames (new tensors, old JSON) is refused by :meth:`load`.
+        """
+        import hashlib
+        import io
+
         path = Path(path)
+        tensors = {
+            "thetas": self.thetas,
+            "steps": torch.as_tensor(self.steps),
+            "losses": torch.as_tensor(self.losses),
+        }
+        buf = io.BytesIO()
+        torch.save(tensors, buf)
+        data = buf.getvalue()
         meta = {
             "model": self.model.describe(),
             "schedule": asdict(self.schedule),
             "l2": self.l2,
             "logs": self.logs,
             "meta": self.meta,
+            "tensors_sha256": hashlib.sha256(data).hexdigest(),
         }
-        tensors = {
-            "thetas": self.thetas,
-            "steps": torch.as_tensor(self.steps),
-            "losses": torch.as_tensor(self.losses),
-        }
-        atomic_write(path, lambda f: torch.save(tensors, f))
+        atomic_write(path, data)
         save_json(str(path) + ".json", meta, sort_keys=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectory:
-        """Load a trajectory written by :meth:`save` (``weights_only=True``: no code runs)."""
+        """Load a trajectory written by :meth:`save` (``weights_only=True``: no code runs).
+
+        Raises ``ValueError`` naming both files when the tensor file is not the one the JSON was written
+        for (its SHA-256 differs from ``tensors_sha256``). A JSON without the checksum (written before it
+        was recorded) loads with a warning.
+        """
+        import hashlib
+        import io
+
         path = Path(path)
-        meta = json.loads(Path(str(path) + ".json").read_text())
-        t = torch.load(path, weights_only=True)
+        meta_path = Path(str(path) + ".json")
+        meta = json.loads(meta_path.read_text())
+        data = path.read_bytes()
+        expected = meta.get("tensors_sha256")
+        if expected is None:
+            log.warning("%s records no checksum of %s; loading the pair unchecked", meta_path, path)
+        elif hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError(
+                f"trajectory files do not match: {path} is not the tensor file {meta_path} was written for "
+                f"(SHA-256 {hashlib.sha256(data).hexdigest()[:12]}…, expected {expected[:12]}…); an interrupted "
+                "save left a mismatched pair: delete both and rerun the training job"
+            )
+        t = torch.load(io.BytesIO(data), weights_only=True)
         return cls(
             model=Model.from_description(meta["model"]),
             schedule=Schedule(**meta["schedule"]),
@@ -183,6 +214,10 @@ class Trajectory:
             logs=meta["logs"],
             meta=meta["meta"],
         )
+
+
+class TrainingDiverged(FloatingPointError):
+    """SGD diverged: a non-finite loss or parameter, or a loss far above its start (see :func:`train`)."""
 
 
 Callback = Callable[[StepInfo], "torch.Tensor | np.ndarray | dict | None"]
@@ -199,6 +234,7 @@ def train(
     callback: Callback | None = None,
     record: str | list[int] | np.ndarray = "all",
     progress: bool = False,
+    max_loss_growth: float | None = 100.0,
 ) -> Trajectory:
     """Run (or replay) SGD and record it.
 
@@ -214,15 +250,24 @@ def train(
         per-sample weights for the batch (multiplied into ``weights``), a dict (appended to
         ``logs``; its key ``"weights"`` is used as weights), or None.
     record : ``'all'`` (θ after every step), ``'final'`` (θ_0 and θ_T), or a list of steps.
+    max_loss_growth : divergence guard: the run stops with :class:`TrainingDiverged` when a batch loss
+        exceeds this factor times max(ℓ_0, 0.01), ℓ_0 the first step's batch loss (None: no guard).
+        An SGD run that learns never comes near 100× its initial loss; one whose step size is too large
+        gets there within a few steps, long before its losses overflow.
 
     Raises
     ------
-    FloatingPointError if a batch loss or the parameters become NaN/inf (the message names the step).
+    TrainingDiverged (a ``FloatingPointError``) if a batch loss or the parameters become NaN/inf or the
+    loss grows beyond ``max_loss_growth``; the message names the step and the fix. ``ValueError`` for
+    bad data (:func:`influence.validation.check_data`: shapes, NaN, labels outside the model's classes).
     """
+    check_data(data, "data", "train", model=model, n=schedule.n, n_source="the schedule was made for")
+    if not bool(torch.isfinite(theta0).all()):
+        raise ValueError("train: theta0 contains NaN or inf")
+    if max_loss_growth is not None and not max_loss_growth > 1:
+        raise ValueError(f"train: max_loss_growth must be > 1 or None, got {max_loss_growth}")
     X, y = as_tensors(data, theta0.dtype)
     n = X.shape[0]
-    if n != schedule.n:
-        raise ValueError(f"data has {n} samples but the schedule was made for {schedule.n}")
     if theta0.shape != (model.n_params,):
         raise ValueError(f"theta0 must have shape ({model.n_params},), got {tuple(theta0.shape)}")
     if l2 < 0:
@@ -235,6 +280,8 @@ def train(
         if W.ndim not in (1, 2) or W.shape[-1] != n:
             raise ValueError(f"weights must have shape ({n},) or (k, {n}), got {tuple(W.shape)}")
         W = W.to(theta0.dtype).reshape(-1, n)
+        if not bool(torch.isfinite(W).all()):
+            raise ValueError("train: weights contain NaN or inf")
     if callback is not None and W.shape[0] != 1:
         raise ValueError("a callback can only be used with a single run (weights of shape (n,))")
 
@@ -278,10 +325,17 @@ def train(
         g, ls = model.batch_grad(theta, xb, yb, wb, float(len(S)), l2)
         batch_losses[t] = float((wb[0] * ls[0].detach()).sum() / len(S))
         theta = theta - float(lrs[t]) * g.detach()
+        where = f"step {t} (epoch {t // schedule.steps_per_epoch})"
         if not (math.isfinite(batch_losses[t]) and bool(torch.isfinite(theta).all())):
-            raise FloatingPointError(
-                f"training diverged at step {t} (epoch {t // schedule.steps_per_epoch}): non-finite loss or "
-                f"parameters; lower the learning rate (lr={lrs[t]:.3g}) or add L2"
+            raise TrainingDiverged(
+                f"training diverged at {where}: non-finite loss or parameters; lower the learning rate "
+                f"(lr={lrs[t]:.3g}) or add L2"
+            )
+        if max_loss_growth is not None and batch_losses[t] > max_loss_growth * max(batch_losses[0], 0.01):
+            raise TrainingDiverged(
+                f"training diverged at {where}: batch loss {batch_losses[t]:.3g} is more than "
+                f"{max_loss_growth:g}× the first step's {batch_losses[0]:.3g}; lower the learning rate "
+                f"(lr={lrs[t]:.3g}) or add L2 (max_loss_growth sets the factor)"
             )
         if t + 1 in keep_set:
             saved.append(theta.clone())

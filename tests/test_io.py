@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -40,6 +41,31 @@ def test_failed_write_leaves_neither_file_nor_temporary(tmp_path):
         io.atomic_write(target, boom)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+
+
+def test_next_write_removes_the_stale_temporaries_of_a_killed_write_only(tmp_path, monkeypatch):
+    target = tmp_path / "run.pt"
+    stale = tmp_path / ".run.pt.ab3_x9zq.tmp"  # what a SIGKILL mid-write of run.pt leaves
+    fresh = tmp_path / ".run.pt.k2j4h5g6.tmp"  # a write of run.pt still in progress
+    other = tmp_path / ".run.pt.json.ab3_x9zq.tmp"  # another target's temporary
+    unrelated = tmp_path / ".run.pt.notes.tmp"
+    for p in (stale, fresh, other, unrelated):
+        p.write_bytes(b"partial")
+    old = time.time() - 2 * io.STALE_TMP_AGE_S
+    for p in (stale, other, unrelated):
+        os.utime(p, (old, old))
+    io.atomic_write(target, b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (target, fresh, other, unrelated))
+    monkeypatch.setattr(io, "STALE_TMP_AGE_S", -1.0)
+    io.atomic_write(target, b"y")
+    assert not fresh.exists() and other.exists() and target.read_bytes() == b"y"
+
+
+def test_sha256_file(tmp_path):
+    import hashlib
+
+    p = io.save_text(tmp_path / "a.txt", "abc" * 1000)
+    assert io.sha256_file(p) == hashlib.sha256(("abc" * 1000).encode()).hexdigest()
 
 
 def test_json_format_and_numpy_values(tmp_path):

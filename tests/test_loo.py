@@ -49,6 +49,45 @@ def test_loo_shards_merge_to_the_full_result(tiny_logreg_run, tmp_path):
         merge_loo([parts[0], parts[0]])
 
 
+def test_saved_loo_holds_results_only_and_its_sidecar_the_measurements(tiny_logreg_run, tmp_path):
+    import hashlib
+    import json
+
+    from influence.loo import MEASURED_KEYS, merge_provenance, read_provenance, sidecar
+    from influence.tasks.e6_cost import cost_table
+
+    traj, train_data, target = tiny_logreg_run
+    digests, shards = [], []
+    for rep in range(2):  # the same computation twice: different timings, the same bytes
+        res = trajectory_loo(traj, train_data, target, indices=shard_indices(60, 2, 0))
+        assert set(MEASURED_KEYS) <= set(res.meta)
+        path = tmp_path / f"rep{rep}" / "shard0.npz"
+        res.save(path)
+        res.save_provenance(sidecar(path), shard=0)
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        loaded = LOOResult.load(path)
+        assert loaded.meta["method"] == "trajectory_loo" and not set(MEASURED_KEYS) & set(loaded.meta)
+        rec = read_provenance(path)
+        assert rec["wall_s"] == res.meta["wall_s"] and rec["shard"] == 0 and rec["n_loo"] == 30
+        assert "torch" in rec["env"]
+        shards.append(rec)
+    assert digests[0] == digests[1]
+    # merged provenance: total time, largest peak; E6 reads the LOO cost from the sidecar
+    merged = merge_provenance(shards)
+    assert merged["wall_s"] == pytest.approx(shards[0]["wall_s"] + shards[1]["wall_s"])
+    assert merged["peak_rss_mb"] == max(r["peak_rss_mb"] for r in shards) and merged["shards"] == 2
+    loo = tmp_path / "bc" / "clean" / "logreg" / "ep2" / "seed0" / "loo.npz"
+    merge_loo([LOOResult.load(tmp_path / "rep0" / "shard0.npz")]).save(loo)
+    sidecar(loo).write_text(json.dumps(merged))
+    table = cost_table([], [loo])
+    row = table.iloc[0]
+    assert row["estimator"] == "trajectory_loo" and row["wall_s"] == merged["wall_s"] and row["n_loo"] == 30
+    assert row["peak_rss_mb"] == merged["peak_rss_mb"] and row["setting_seed"] == 0
+    sidecar(loo).unlink()
+    with pytest.raises(FileNotFoundError, match=r"loo\.npz\.json"):
+        cost_table([], [loo])
+
+
 def test_shard_indices_partition_a_seeded_subset():
     parts = [shard_indices(100, 4, s, subset=30, seed=1) for s in range(4)]
     allidx = np.concatenate(parts)

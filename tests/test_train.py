@@ -125,6 +125,37 @@ def test_trajectory_records_every_step_and_round_trips(tmp_path, tiny_logreg_run
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_trajectory_json_records_the_checksum_of_its_tensor_file(tmp_path, tiny_logreg_run):
+    import hashlib
+    import json
+
+    traj, _, _ = tiny_logreg_run
+    path = tmp_path / "run.pt"
+    traj.save(path)
+    meta = json.loads((tmp_path / "run.pt.json").read_text())
+    assert meta["tensors_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    # a corrupted tensor file is refused, naming both files
+    path.write_bytes(path.read_bytes()[:-7] + b"garbage")
+    with pytest.raises(ValueError, match=r"do not match.*run\.pt .*run\.pt\.json"):
+        Trajectory.load(path)
+
+
+def test_a_kill_between_the_two_trajectory_files_is_caught_on_load(tmp_path, tiny_logreg_run):
+    traj, (X, y), _ = tiny_logreg_run
+    path = tmp_path / "run.pt"
+    traj.save(path)
+    old_json = (tmp_path / "run.pt.json").read_bytes()
+    other = train(traj.model, traj.theta0 + 0.1, (X, y), traj.schedule, l2=traj.l2)
+    assert not torch.equal(other.thetas, traj.thetas)
+    other.save(path)
+    assert torch.equal(Trajectory.load(path).thetas, other.thetas)
+    # simulate a kill after the new tensor file was renamed into place but before the new JSON was
+    (tmp_path / "run.pt.json").write_bytes(old_json)
+    with pytest.raises(ValueError, match="interrupted save left a mismatched pair") as err:
+        Trajectory.load(path)
+    assert str(path) in str(err.value) and str(path) + ".json" in str(err.value)
+
+
 def test_callback_sees_each_step_and_its_weights_change_the_update(tiny_binary):
     (X, y), _ = tiny_binary
     model = logistic_regression(5)

@@ -10,6 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from influence import estimators
+from influence.data import SIZES
 from influence.io import config_hash
 
 RES = config["results"]
@@ -96,8 +97,56 @@ for _exp in ("fidelity", "detection", "deletion", "cost"):
         _check_names("noise setting", [_s["noise"]], config["noise"])
         _check_names("model recipe", [_s["model"]], config["models"])
     _check_names("estimator", exp_cfg(_exp)["estimators"], estimators.names())
+    # an enabled experiment with settings but no estimator for one of them would fail once its runs are done
+    for _s in settings(_exp):
+        if not estimators_for(_exp, _s["model"]):
+            _why = "is empty" if not exp_cfg(_exp)["estimators"] else (
+                f"has only estimators that skip the model {_s['model']!r} (skip_models)")
+            raise WorkflowError(
+                f"config: experiments.{_exp}.estimators {_why}; list at least one estimator for it, "
+                f"or set experiments.{_exp}.enabled: false"
+            )
 for _d in exp_cfg("curation")["datasets"]:
     _check_names("data setting", [_d], config["data"])
+# the cleansing subset picks among the detection estimators: a misspelled name would drop one silently
+_check_names("estimator in experiments.detection.cleanse_estimators",
+             exp_cfg("detection")["cleanse_estimators"] or [], estimators.names())
+# every key of `estimators:` is a registered name (the Snakefile adds the registered ones before validating)
+_check_names("estimator (a key of estimators:)", config["estimators"], estimators.names())
+
+# Estimators taking **hparams pass them on to another estimator: their hyperparameters are that one's.
+HPARAMS_OF = {"diffin_paper": "diffin", "diffin_self": "diffin"}
+
+
+def estimator_hparams(name):
+    """Names of the keyword arguments (hyperparameters) of a registered estimator, after (traj, train, target)."""
+    import inspect
+
+    params = list(inspect.signature(estimators.get(HPARAMS_OF.get(name, name)).__wrapped__).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        raise WorkflowError(f"config: estimator {name!r} takes **hparams; name the estimator it passes them to "
+                            "in HPARAMS_OF (experiments/rules/common.smk) so that they can be checked")
+    return [p.name for p in params[3:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+for _name, _spec in config["estimators"].items():
+    if _spec["hparams"]:
+        _known = estimator_hparams(_name)
+        _unknown = sorted(set(_spec["hparams"]) - set(_known))
+        if _unknown:
+            raise WorkflowError(
+                f"config: estimators.{_name}.hparams: unknown {', '.join(map(repr, _unknown))}; "
+                f"{_name} takes {', '.join(_known) or 'none'}"
+            )
+
+# every data setting fits in its dataset (sizes known without loading it: influence.data.SIZES)
+for _name, _spec in config["data"].items():
+    _total = _spec["n_train"] + _spec["n_target"] + _spec["n_test"]
+    if _total > SIZES[_spec["source"]]:
+        raise WorkflowError(
+            f"config: data.{_name} asks for {_total} samples (n_train {_spec['n_train']} + n_target "
+            f"{_spec['n_target']} + n_test {_spec['n_test']}), but {_spec['source']} has {SIZES[_spec['source']]}"
+        )
 
 # Which estimators each setting needs (a setting may belong to several experiments).
 SETTING_ESTIMATORS = {}
@@ -210,6 +259,18 @@ def _check_inputs(wc):
         return {}
     w = SimpleNamespace(**{k: run[k] for k in ("dataset", "noise", "model", "epochs", "seed")})
     return dict(splits_of(w), run=f"{RES}/runs/{setting_key(w)}/run.pt")
+
+
+def check_runs():
+    """E5 check name -> the setting of the recorded run it reads (checks with ``run:`` only)."""
+    keys = ("dataset", "noise", "model", "epochs", "seed")
+    return {name: {k: c["run"][k] for k in keys} for name, c in bound_checks().items() if c.get("run")}
+
+
+def run_summaries():
+    """The summary.json (with the run's health) of every recorded run the experiments and checks use."""
+    keys = set(SETTING_ESTIMATORS) | {SET.format(**s) for s in check_runs().values()}
+    return [f"{RES}/runs/{k}/summary.json" for k in sorted(keys)]
 
 
 # The notebooks: tables read, figures and tables written (experiments/notebooks.yaml; one rule each, in report.smk).

@@ -156,6 +156,7 @@ rule table_E6:
         provenance=_per_setting("cost", f"{RES}/scores/{SET}/{{estimator}}.json")
         + _per_setting("fidelity", f"{RES}/scores/{SET}/{{estimator}}.json"),
         loo=_per_setting("cost", f"{RES}/loo/{SET}/loo.npz"),
+        loo_provenance=_per_setting("cost", f"{RES}/loo/{SET}/loo.npz.json"),
         summaries=_per_setting("cost", f"{RES}/runs/{SET}/summary.json"),
     output:
         f"{RES}/metrics/E6_cost.csv",

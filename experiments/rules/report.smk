@@ -11,12 +11,14 @@ rule claims:
     input:
         claims=f"{REPO}/paper/claims.yaml",
         tables=METRIC_TABLES,
+        runs=run_summaries(),
     output:
         csv=report(f"{RES}/report/claims.csv", category="Claims"),
         tex=f"{RES}/report/claims.tex",
         md=f"{RES}/report/claims.md",
     params:
         config_name=config["name"],
+        check_runs=check_runs(),
     log:
         f"{RES}/logs/claims.log",
     threads: 1

@@ -94,7 +94,8 @@ rule loo:
         unpack(splits_of),
         run=f"{RES}/runs/{SET}/run.pt",
     output:
-        f"{RES}/loo/{SET}/shard{{shard}}.npz",
+        loo=f"{RES}/loo/{SET}/shard{{shard}}.npz",
+        provenance=f"{RES}/loo/{SET}/shard{{shard}}.npz.json",
     params:
         n_shards=n_shards(),
         subset=config["loo"]["subset"],
@@ -115,9 +116,11 @@ rule loo_merge:
     conda:
         CORE_ENV
     input:
-        loo_shards,
+        shards=loo_shards,
+        provenance=lambda wc: [f"{p}.json" for p in loo_shards(wc)],
     output:
-        f"{RES}/loo/{SET}/loo.npz",
+        loo=f"{RES}/loo/{SET}/loo.npz",
+        provenance=f"{RES}/loo/{SET}/loo.npz.json",
     log:
         f"{RES}/logs/loo_merge/{SET}.log",
     threads: 1

@@ -6,11 +6,13 @@ from pathlib import Path
 from wfio import setup
 
 from influence.claims import evaluate_claims, to_latex, to_markdown
-from influence.io import save_csv, save_text
+from influence.io import read_json, save_csv, save_text
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
-table = evaluate_claims(sm.input.claims, metrics_dir=Path(sm.input.tables[0]).parent)
+runs = [read_json(p) for p in sm.input.runs]
+table = evaluate_claims(sm.input.claims, metrics_dir=Path(sm.input.tables[0]).parent, runs=runs,
+                        check_runs=dict(sm.params.check_runs))
 save_csv(sm.output.csv, table)
 save_text(sm.output.tex, to_latex(table))
 stamp = datetime.date.today().isoformat()

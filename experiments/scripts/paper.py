@@ -4,6 +4,7 @@ The report source (paper/report.tex) reads the generated figures and tables thro
 defined in a small ``paths.tex`` written next to a copy of the source in results/report/build/.
 """
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,11 +18,11 @@ log = setup(sm)
 out = Path(sm.output[0])
 results = Path(sm.input.claims).resolve().parents[1]  # <results>/report/claims.tex
 build = out.parent / "build"
-build.mkdir(parents=True, exist_ok=True)
-shutil.copyfile(sm.input.tex, build / "report.tex")
-(build / "paths.tex").write_text(
-    f"\\newcommand{{\\resultsdir}}{{{results.as_posix()}}}\n\\newcommand{{\\configname}}{{{sm.params.config_name}}}\n"
-)
+atomic_write(build / "report.tex", Path(sm.input.tex).read_bytes())
+# relative to the build folder (where latexmk runs), so the file is the same wherever results/ lies
+resultsdir = Path(os.path.relpath(results, build.resolve())).as_posix()
+save_text(build / "paths.tex",
+          f"\\newcommand{{\\resultsdir}}{{{resultsdir}}}\n\\newcommand{{\\configname}}{{{sm.params.config_name}}}\n")
 latexmk = shutil.which("latexmk")
 if out.suffix != ".pdf" or latexmk is None:
     msg = ("The PDF report was SKIPPED: latexmk / TeX is not installed on this machine.\n"

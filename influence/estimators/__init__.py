@@ -70,55 +70,22 @@ def register(
     return deco
 
 
-def _shape(data: Any, what: str) -> tuple[tuple[int, ...], tuple[int, ...], Any]:
-    """Shapes of X and y of a ``Dataset`` or an ``(X, y)`` pair (arrays or tensors), and X itself."""
-    if hasattr(data, "X") and hasattr(data, "y"):
-        X, y = data.X, data.y
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        X, y = data
-    else:
-        raise TypeError(f"{what} must be a Dataset or an (X, y) pair, got {type(data).__name__}")
-    return tuple(getattr(X, "shape", ())), tuple(getattr(y, "shape", ())), X
-
-
 def check_inputs(name: str, traj: Any, train_data: Any, target_data: Any = None) -> None:
     """Validate an estimator's data (every registered estimator runs this first).
 
-    ``train_data`` / ``target_data``: a ``Dataset`` or an ``(X, y)`` pair with X (n, d), y (n,),
-    n ≥ 1, finite X; the target must have the training set's d; with a recorded run, the training set
-    must have the run's n and the model's d. Each error names the estimator and the argument.
+    :func:`influence.validation.check_data` on ``train_data`` (against the run's model and n when a
+    run is given) and on ``target_data`` (same d and label range). Each error names the estimator
+    and the argument.
     """
-    import numpy as np
+    from influence.validation import check_data
 
-    shapes = {}
-    for what, data in (("train_data", train_data), ("target_data", target_data)):
-        if data is None:
-            if what == "train_data":
-                raise ValueError(f"{name}: train_data is required")
-            continue
-        xs, ys, X = _shape(data, what)
-        if len(xs) != 2:
-            raise ValueError(f"{name}: {what} X must be 2-D (n, d), got shape {xs}")
-        if ys != (xs[0],):
-            raise ValueError(f"{name}: {what} y must have shape ({xs[0]},) to match X, got {ys}")
-        if xs[0] == 0:
-            raise ValueError(f"{name}: {what} is empty")
-        Xn = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
-        if Xn.dtype.kind in "fc" and not np.isfinite(Xn).all():
-            raise ValueError(f"{name}: {what} X contains NaN or inf")
-        shapes[what] = xs
-    if "target_data" in shapes and shapes["target_data"][1] != shapes["train_data"][1]:
-        raise ValueError(
-            f"{name}: target_data has {shapes['target_data'][1]} features, train_data has "
-            f"{shapes['train_data'][1]}"
-        )
+    if train_data is None:
+        raise ValueError(f"{name}: train_data is required")
     model, schedule = getattr(traj, "model", None), getattr(traj, "schedule", None)
-    if model is not None and shapes["train_data"][1] != model.n_features:
-        raise ValueError(f"{name}: train_data has {shapes['train_data'][1]} features, the model expects "
-                         f"{model.n_features}")
-    if schedule is not None and shapes["train_data"][0] != schedule.n:
-        raise ValueError(f"{name}: train_data has {shapes['train_data'][0]} samples but the run was trained on "
-                         f"{schedule.n}")
+    n = getattr(schedule, "n", None)
+    _, d = check_data(train_data, "train_data", name, model=model, n=n)
+    if target_data is not None:
+        check_data(target_data, "target_data", name, model=model, n_features=d)
 
 
 def _load_all() -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "train_setting",
     "evaluate_model",
     "retrain_subset",
+    "run_health",
     "noisy_splits",
 ]
 
@@ -40,6 +41,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "lr": 0.1,
     "decay": "constant",
     "init": "default",
+    "max_loss_growth": 100.0,
 }
 
 
@@ -67,14 +69,16 @@ def train_setting(
 ) -> Trajectory:
     """Train a recipe on ``train_data`` in float64 and return the recorded run.
 
-    θ₀ = ``model.init(seed, scheme=spec['init'])``; the schedule from :func:`schedule_for`.
+    θ₀ = ``model.init(seed, scheme=spec['init'])``; the schedule from :func:`schedule_for`; the recipe's
+    ``max_loss_growth`` is the divergence guard of :func:`~influence.train.train`.
     """
     r = _recipe(spec)
     X, y = as_tensors(train_data, torch.float64)
     model = build_model(r, X.shape[1], n_classes)
     theta0 = model.init(int(seed), torch.float64, scheme=str(r["init"]))
     sched = schedule_for(r, X.shape[0], epochs, seed)
-    return train(model, theta0, (X, y), sched, l2=float(r["l2"]), record=record)
+    return train(model, theta0, (X, y), sched, l2=float(r["l2"]), record=record,
+                 max_loss_growth=float(r["max_loss_growth"]))
 
 
 def evaluate_model(model: Model, theta: torch.Tensor, data: Any) -> dict[str, float]:
@@ -82,6 +86,31 @@ def evaluate_model(model: Model, theta: torch.Tensor, data: Any) -> dict[str, fl
     X, y = as_tensors(data, theta.dtype)
     with torch.no_grad():
         return {"accuracy": float(model.accuracy(theta, X, y)), "loss": float(model.loss(theta, X, y))}
+
+
+def run_health(traj: Trajectory, train_data: Any, test_data: Any) -> dict[str, Any]:
+    """Whether a recorded run learned: its final accuracy and loss against trivial references.
+
+    A run *did not learn* when its test accuracy is not above the majority-class rate of the test set,
+    or its final training loss (no L2, all samples) is not below the loss at θ₀. Evidence from such a
+    run cannot support a claim (:mod:`influence.claims` gives the verdict "invalid run").
+
+    Returns ``initial_train_loss``, ``final_train_loss``, ``test_accuracy``, ``majority_rate``,
+    ``learned`` (bool) and ``reason`` ("" when it learned).
+    """
+    model = traj.model
+    start = evaluate_model(model, traj.theta0, train_data)["loss"]
+    end = evaluate_model(model, traj.final, train_data)["loss"]
+    acc = evaluate_model(model, traj.final, test_data)["accuracy"]
+    _, yt = as_tensors(test_data)
+    majority = float(np.bincount(yt.numpy()).max() / len(yt))
+    reasons = []
+    if not acc > majority:
+        reasons.append(f"test accuracy {acc:.3f} is not above the majority-class rate {majority:.3f}")
+    if not end < start:
+        reasons.append(f"final training loss {end:.3g} is not below its start {start:.3g}")
+    return {"initial_train_loss": start, "final_train_loss": end, "test_accuracy": acc,
+            "majority_rate": majority, "learned": not reasons, "reason": "; ".join(reasons)}
 
 
 def retrain_subset(

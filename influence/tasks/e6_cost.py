@@ -2,13 +2,13 @@
 
 :func:`cost_table` reads the provenance records written next to every score file
 (:func:`influence.estimators.run`: estimator, hyperparameters, ``wall_s``, ``peak_rss_mb``, setting, …)
-and the metadata of the LOO ground-truth files (:meth:`influence.loo.LOOResult.save`), and flattens them
-into one table with one row per (setting, estimator).
+and the provenance sidecars of the LOO ground-truth files (``loo.npz.json`` next to ``loo.npz``, written by
+:meth:`influence.loo.LOOResult.save_provenance` / :func:`influence.loo.merge_provenance`: wall time summed
+over the shards, peak memory), and flattens them into one table with one row per (setting, estimator).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -26,18 +26,20 @@ SETTING_KEYS = ("dataset", "noise", "model", "epochs", "seed")
 
 
 def _loo_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The cost of one LOO ground truth: its timing from the sidecar ``<path>.json``, its size from ``path``."""
     with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
         n_loo = len(z["indices"])
+    prov = read_json(f"{os.fspath(path)}.json")
     setting = dict(zip(SETTING_KEYS, str(path).split("/")[-6:-1], strict=True))
-    return {"estimator": "trajectory_loo", "kind": "ground_truth", "wall_s": meta.get("wall_s"),
-            "peak_rss_mb": meta.get("peak_rss_mb"), "n_loo": n_loo, "n_train": n_loo,
+    return {"estimator": "trajectory_loo", "kind": "ground_truth", "wall_s": prov.get("wall_s"),
+            "peak_rss_mb": prov.get("peak_rss_mb"), "n_loo": n_loo, "n_train": n_loo,
             **{f"setting_{k}": v for k, v in setting.items()}}
 
 
 def cost_table(provenance: Iterable[str | os.PathLike], loo: Iterable[str | os.PathLike] = ()) -> pd.DataFrame:
     """One row per estimator provenance record (``kind='estimator'``, duplicates of a path read once) and
-    per LOO file (``kind='ground_truth'``, ``estimator='trajectory_loo'``).
+    per LOO file (``kind='ground_truth'``, ``estimator='trajectory_loo'``; its wall time and peak memory from
+    the sidecar ``<loo>.json``).
 
     The setting becomes ``setting_<key>`` columns (``setting_epochs`` / ``setting_seed`` as integers);
     nested values (hyperparameters, environment) are dropped.
