@@ -341,6 +341,13 @@ def _invalid_evidence(
     return [f"run {k} did not learn ({r})" for k, r in sorted(found.items())]
 
 
+def _invalid_summary(reasons: list[str], shown: int = 2) -> str:
+    """The first ``shown`` reasons and how many more there are."""
+    more = len(reasons) - shown
+    head = "; ".join(reasons[:shown])
+    return f"{len(reasons)} run(s) behind this claim did not learn: {head}" + (f"; +{more} more" if more > 0 else "")
+
+
 def evaluate_claim(
     claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None],
     invalid: Sequence[Mapping[str, Any]] = (), check_runs: Mapping[str, Mapping[str, Any]] | None = None,
@@ -352,7 +359,7 @@ def evaluate_claim(
     if verdict != "not run" and invalid and claim.get("needs_learned_runs", True):
         reasons = _invalid_evidence(claim["test"], tables, claim["id"], invalid, check_runs or {})
         if reasons:
-            verdict, measured = "invalid run", "; ".join(reasons) + f" [measured on it: {measured}]"
+            verdict, measured = "invalid run", _invalid_summary(reasons) + f" [measured on them: {measured}]"
     row.update(measured=measured, verdict=verdict)
     return row
 

@@ -94,7 +94,8 @@ def test_claims_refuse_a_verdict_on_evidence_from_a_run_that_did_not_learn():
            "health": {"learned": False, "reason": "test accuracy 0.067 is not above the majority-class rate 0.5"}}
     out = evaluate_claims(CLAIM, tables=tables, runs=[run])
     assert out.loc[0, "verdict"] == "invalid run"
-    assert "dataset=b" in out.loc[0, "measured"] and "0.067" in out.loc[0, "measured"]
+    assert "1 run(s) behind this claim did not learn: run dataset=b" in out.loc[0, "measured"]
+    assert "0.067" in out.loc[0, "measured"]
     # a marked run the claim does not rest on changes nothing; a healthy run neither
     other = {**run, "setting": {**run["setting"], "dataset": "zzz"}}
     healthy = {**run, "health": {"learned": True, "reason": ""}}
