@@ -41,7 +41,6 @@ __all__ = [
     "save_text",
     "read_json",
     "config_hash",
-    "sha256_file",
     "STALE_TMP_AGE_S",
 ]
 
@@ -104,15 +103,6 @@ def _remove_stale_tmp(path: Path, max_age: float | None = None) -> None:
                 os.unlink(e.path)
         except OSError:  # removed meanwhile, or not ours to remove
             pass
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def jsonable(o: Any) -> Any:

@@ -216,6 +216,10 @@ class Trajectory:
         )
 
 
+def _step_name(t: int, schedule: Schedule) -> str:
+    return f"step {t} (epoch {t // schedule.steps_per_epoch})"
+
+
 class TrainingDiverged(FloatingPointError):
     """SGD diverged: a non-finite loss or parameter, or a loss far above its start (see :func:`train`)."""
 
@@ -325,15 +329,14 @@ def train(
         g, ls = model.batch_grad(theta, xb, yb, wb, float(len(S)), l2)
         batch_losses[t] = float((wb[0] * ls[0].detach()).sum() / len(S))
         theta = theta - float(lrs[t]) * g.detach()
-        where = f"step {t} (epoch {t // schedule.steps_per_epoch})"
         if not (math.isfinite(batch_losses[t]) and bool(torch.isfinite(theta).all())):
             raise TrainingDiverged(
-                f"training diverged at {where}: non-finite loss or parameters; lower the learning rate "
-                f"(lr={lrs[t]:.3g}) or add L2"
+                f"training diverged at {_step_name(t, schedule)}: non-finite loss or parameters; lower the "
+                f"learning rate (lr={lrs[t]:.3g}) or add L2"
             )
         if max_loss_growth is not None and batch_losses[t] > max_loss_growth * max(batch_losses[0], 0.01):
             raise TrainingDiverged(
-                f"training diverged at {where}: batch loss {batch_losses[t]:.3g} is more than "
+                f"training diverged at {_step_name(t, schedule)}: batch loss {batch_losses[t]:.3g} is more than "
                 f"{max_loss_growth:g}× the first step's {batch_losses[0]:.3g}; lower the learning rate "
                 f"(lr={lrs[t]:.3g}) or add L2 (max_loss_growth sets the factor)"
             )

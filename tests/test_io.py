@@ -61,13 +61,6 @@ def test_next_write_removes_the_stale_temporaries_of_a_killed_write_only(tmp_pat
     assert not fresh.exists() and other.exists() and target.read_bytes() == b"y"
 
 
-def test_sha256_file(tmp_path):
-    import hashlib
-
-    p = io.save_text(tmp_path / "a.txt", "abc" * 1000)
-    assert io.sha256_file(p) == hashlib.sha256(("abc" * 1000).encode()).hexdigest()
-
-
 def test_json_format_and_numpy_values(tmp_path):
     p = io.save_json(tmp_path / "r.json", {"b": np.float64(0.5), "a": np.arange(2), "c": np.int64(3)})
     assert p.read_text() == '{\n "a": [\n  0,\n  1\n ],\n "b": 0.5,\n "c": 3\n}\n'

@@ -254,10 +254,10 @@ def _check_spec(wc):
 
 def _check_inputs(wc):
     """A check that reads a recorded run (``run:`` in its config) depends on that run and its data."""
-    run = bound_checks()[wc.check].get("run")
+    run = check_runs().get(wc.check)
     if not run:
         return {}
-    w = SimpleNamespace(**{k: run[k] for k in ("dataset", "noise", "model", "epochs", "seed")})
+    w = SimpleNamespace(**run)
     return dict(splits_of(w), run=f"{RES}/runs/{setting_key(w)}/run.pt")
 
 
