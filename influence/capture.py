@@ -1,10 +1,17 @@
 """Hook capture: what each layer of a network sees in one pass, for ghost-factorised inner products.
 
 One forward (+ optional backward) pass over m rows with forward hooks on every ``nn.Linear`` /
-``nn.Conv2d`` records, per layer l, the input a^l (unfolded to (m, L, k) positions for convolutions)
-and the gradient b^l = ∂ℓ_row/∂(layer output), (m, L, o). The per-sample weight gradient of row i is
-then Σ_τ b_iτ a_iτᵀ, so gradient inner products factorise as Σ_{τ,τ'} ⟨a_iτ, a_jτ'⟩⟨b_iτ, b_jτ'⟩
-(the "ghost" dot product, Wang et al., ICLR 2025) without forming a per-sample gradient.
+``nn.Conv2d`` / ``nn.Embedding`` / ``nn.LayerNorm`` records, per layer l, the input a^l (unfolded to
+(m, L, k) positions for convolutions; (m, T, k) for a Linear layer applied to token sequences) and the
+gradient b^l = ∂ℓ_row/∂(layer output), (m, L, o). The per-sample weight gradient of row i is then
+Σ_τ b_iτ a_iτᵀ, so gradient inner products factorise as Σ_{τ,τ'} ⟨a_iτ, a_jτ'⟩⟨b_iτ, b_jτ'⟩ (the "ghost"
+dot product, Wang et al., ICLR 2025) without forming a per-sample gradient. An embedding's per-sample
+gradient is Σ_τ e_{idx_iτ} b_iτᵀ (inner products by index matching), a LayerNorm's is (Σ_τ b_iτ ⊙ x̂_iτ,
+Σ_τ b_iτ) with x̂ the normalised input (small: formed explicitly, :func:`layer_grads`).
+
+Rows may be vectors (logits (m, o), labels (m,)) or token sequences for a language model (logits
+(m, T, V), next-token targets (m, T); the row loss is the mean token cross-entropy,
+:func:`influence.models.sequence_losses`).
 
 * :func:`capture` runs the pass; the output gradients come from ``torch.autograd.grad`` of the *sum* of
   the row losses w.r.t. the layer outputs (the parameters' ``.grad`` is left untouched). Rows of one
@@ -19,12 +26,13 @@ The row losses and the logit gradient g = ∂ℓ/∂logits are those of :mod:`in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from influence.models import logit_grad, row_losses
+from influence.models import logit_grad, row_losses, sequence_logit_grad, sequence_losses
 
 __all__ = [
     "LayerCapture",
@@ -32,8 +40,13 @@ __all__ = [
     "capture",
     "capture_split",
     "trainable_layers",
+    "layer_grads",
     "set_update_grads",
+    "HOOKED",
 ]
+
+# the layer types the capture hooks; Linear and Conv2d are the "weight layers" LAI reads inputs from
+HOOKED = (nn.Linear, nn.Conv2d, nn.Embedding, nn.LayerNorm)
 
 
 @dataclass
@@ -54,6 +67,11 @@ class LayerCapture:
     @property
     def has_bias(self) -> bool:
         return getattr(self.module, "bias", None) is not None
+
+    @property
+    def is_weight_layer(self) -> bool:
+        """True for ``nn.Linear`` / ``nn.Conv2d`` (the layers whose inputs LAI uses)."""
+        return isinstance(self.module, (nn.Linear, nn.Conv2d))
 
     @property
     def a(self) -> torch.Tensor:
@@ -92,6 +110,14 @@ class Capture:
 def _unfold(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.Linear):
         return inp.reshape(inp.shape[0], -1, inp.shape[-1])
+    if isinstance(module, nn.Embedding):
+        return inp.reshape(inp.shape[0], -1)  # token ids (m, L)
+    if isinstance(module, nn.LayerNorm):  # the normalised input x̂ (m, L, d)
+        if len(module.normalized_shape) != 1:
+            raise ValueError("only LayerNorm over the last dimension is supported")
+        x = inp.reshape(inp.shape[0], -1, inp.shape[-1])
+        mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+        return (x - mu) / torch.sqrt(var + module.eps)
     if isinstance(module, nn.Conv2d):
         cols = F.unfold(inp, module.kernel_size, dilation=module.dilation, padding=module.padding,
                         stride=module.stride)  # (m, k, L)
@@ -100,6 +126,11 @@ def _unfold(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
 
 
 def _check_layer(name: str, m: nn.Module) -> None:
+    if isinstance(m, nn.Embedding) and (m.max_norm is not None or m.scale_grad_by_freq or m.sparse):
+        raise ValueError(f"layer {name!r}: embeddings with max_norm, scale_grad_by_freq or sparse are not "
+                         "supported")
+    if isinstance(m, nn.LayerNorm) and not m.elementwise_affine:
+        return
     if isinstance(m, nn.Conv2d):
         if m.groups != 1:
             raise ValueError(f"layer {name!r}: grouped convolutions (groups={m.groups}) are not supported")
@@ -109,12 +140,19 @@ def _check_layer(name: str, m: nn.Module) -> None:
 
 
 def trainable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The ``nn.Linear`` / ``nn.Conv2d`` submodules, in registration (= forward for Sequential) order."""
-    out = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    if not out:
+    """The hooked submodules (:data:`HOOKED`: Linear, Conv2d, Embedding, affine LayerNorm), in
+    registration order (which must be the forward order). Any other module owning parameters raises:
+    its gradient would be missing from the inner products."""
+    out = []
+    for n, m in module.named_modules():
+        if isinstance(m, HOOKED) and not (isinstance(m, nn.LayerNorm) and not m.elementwise_affine):
+            _check_layer(n, m)
+            out.append((n, m))
+        elif any(True for _ in m.parameters(recurse=False)):
+            raise ValueError(f"module {n!r} ({type(m).__name__}) has parameters of its own and cannot be "
+                             f"hooked; use {', '.join(t.__name__ for t in HOOKED)} layers")
+    if not any(isinstance(m, (nn.Linear, nn.Conv2d)) for _, m in out):
         raise ValueError("the module has no nn.Linear or nn.Conv2d layer to hook")
-    for n, m in out:
-        _check_layer(n, m)
     return out
 
 
@@ -152,9 +190,12 @@ def capture(
     try:
         with torch.set_grad_enabled(backward or keep_graph):
             z = module(x)
-            if z.ndim != 2:
-                raise ValueError(f"logits must be 2-D (m, n_out), got shape {tuple(z.shape)}")
-            losses = row_losses(z, y)
+            if z.ndim == 3:
+                losses = sequence_losses(z, y)
+            elif z.ndim == 2:
+                losses = row_losses(z, y)
+            else:
+                raise ValueError(f"logits must be (m, n_out) or (m, T, V) for sequences, got {tuple(z.shape)}")
     finally:
         for h in handles:
             h.remove()
@@ -169,7 +210,8 @@ def capture(
             else:
                 lc.b = gr.reshape(gr.shape[0], -1, gr.shape[-1])
     zd = z.detach()
-    return Capture(caps, zd, losses if keep_graph else losses.detach(), logit_grad(zd, y))
+    g = sequence_logit_grad(zd, y) if zd.ndim == 3 else logit_grad(zd, y)
+    return Capture(caps, zd, losses if keep_graph else losses.detach(), g)
 
 
 def capture_split(
@@ -190,6 +232,46 @@ def capture_split(
 
 
 
+def layer_grads(lc: LayerCapture, rows: Any = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Explicit per-row gradients of one hooked layer's parameters (weight, then bias), (|rows|, P_l);
+    with ``weights`` (|rows|,) their weighted sum (P_l,) instead, without forming per-row gradients.
+
+    Linear / Conv2d: vec(Σ_τ b_iτ a_iτᵀ) and Σ_τ b_iτ; Embedding: Σ_τ e_{idx_iτ} ⊗ b_iτ (V·d entries);
+    LayerNorm: Σ_τ b_iτ ⊙ x̂_iτ and Σ_τ b_iτ.
+    """
+    if lc.b is None:
+        raise ValueError("layer gradients need a capture with backward=True")
+    r = slice(None) if rows is None else rows
+    a, b = lc.a[r], lc.b[r]
+    mod = lc.module
+    if weights is not None:
+        w = weights.to(b)
+        if isinstance(mod, nn.Embedding):
+            gw = b.new_zeros(mod.weight.shape).index_add_(0, a.reshape(-1).long(),
+                                                           (b * w[:, None, None]).reshape(-1, b.shape[-1]))
+            return gw.reshape(-1)
+        if isinstance(mod, nn.LayerNorm):
+            parts = [torch.einsum("n,nld->d", w, b * a)]
+        else:
+            parts = [torch.einsum("n,nlo,nlk->ok", w, b, a).reshape(-1)]
+        if lc.has_bias:
+            parts.append(torch.einsum("n,nlo->o", w, b))
+        return torch.cat(parts)
+    m = b.shape[0]
+    if isinstance(mod, nn.Embedding):
+        V = mod.weight.shape[0]
+        rows_idx = (torch.arange(m, device=b.device)[:, None] * V + a.long()).reshape(-1)
+        gw = b.new_zeros(m * V, b.shape[-1]).index_add_(0, rows_idx, b.reshape(-1, b.shape[-1]))
+        return gw.reshape(m, -1)
+    if isinstance(mod, nn.LayerNorm):
+        parts = [(b * a).sum(1)]
+    else:
+        parts = [torch.einsum("nlo,nlk->nok", b, a).reshape(m, -1)]
+    if lc.has_bias:
+        parts.append(b.sum(1))
+    return torch.cat(parts, 1)
+
+
 def set_update_grads(
     cap: Capture, n_train: int, weights: torch.Tensor | None = None, denom: float | None = None
 ) -> None:
@@ -206,6 +288,13 @@ def set_update_grads(
     for lc in cap.layers:
         if lc.b is None:
             raise ValueError("set_update_grads needs a capture with backward=True")
+        if not lc.is_weight_layer:
+            flat = layer_grads(lc, slice(0, n_train), w / denom)
+            nw = lc.module.weight.numel()
+            lc.module.weight.grad = flat[:nw].reshape(lc.module.weight.shape).clone()
+            if lc.has_bias:
+                lc.module.bias.grad = flat[nw:].clone()
+            continue
         bw = lc.b[:n_train] * (w / denom)[:, None, None]
         gW = torch.einsum("nlo,nlk->ok", bw, lc.a[:n_train])
         lc.module.weight.grad = gW.reshape(lc.module.weight.shape).clone()

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from influence import linear
 
-__all__ = ["Model", "logistic_regression", "mlp", "row_losses", "logit_grad", "SmallCNN"]
+__all__ = ["Model", "logistic_regression", "mlp", "row_losses", "logit_grad", "SmallCNN", "TinyGPT", "TextClassifier",
+           "sequence_losses", "sequence_logit_grad"]
 
 
 def row_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -267,3 +268,144 @@ class SmallCNN(torch.nn.Module):
         if x.ndim == 2:
             x = x.reshape(x.shape[0], self.in_channels, self.side, self.side)
         return self.net(x)
+
+
+# ---------------------------------------------------------------------------------------------- transformers
+def sequence_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sequence language-model loss from logits z (m, T, V) and next-token targets y (m, T):
+    ℓ_i = (1/T) Σ_τ CE(z_iτ, y_iτ), shape (m,)."""
+    if z.ndim != 3 or y.shape != z.shape[:2]:
+        raise ValueError(f"sequence logits must be (m, T, V) with targets (m, T); got {tuple(z.shape)} and "
+                         f"{tuple(y.shape)}")
+    m, T, V = z.shape
+    return F.cross_entropy(z.reshape(-1, V), y.reshape(-1).long(), reduction="none").reshape(m, T).mean(1)
+
+
+def sequence_logit_grad(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """g = ∂ℓ_i/∂z_i for :func:`sequence_losses`: (softmax(z_iτ) − onehot(y_iτ)) / T, shape (m, T, V)."""
+    T, V = z.shape[1], z.shape[2]
+    return (torch.softmax(z, -1) - F.one_hot(y.long(), V).to(z.dtype)) / T
+
+
+class _Attention(torch.nn.Module):
+    """Multi-head self-attention from two ``nn.Linear`` layers (qkv and output projection), written out
+    (no fused kernel) so that hooks see every weight and ``torch.func`` transforms compose with it."""
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool, dtype: torch.dtype) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads, self.causal = n_heads, causal
+        self.qkv = torch.nn.Linear(d_model, 3 * d_model, dtype=dtype)
+        self.proj = torch.nn.Linear(d_model, d_model, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, key_pad: torch.Tensor | None = None) -> torch.Tensor:
+        m, T, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(x).reshape(m, T, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each (m, h, T, d/h)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(d // h)
+        if self.causal:
+            future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+            att = att.masked_fill(future, float("-inf"))
+        if key_pad is not None:
+            att = att.masked_fill(key_pad[:, None, None, :], float("-inf"))
+        out = torch.softmax(att, -1) @ v  # (m, h, T, d/h)
+        return self.proj(out.transpose(1, 2).reshape(m, T, d))
+
+
+class _Block(torch.nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(LN(x)), then x + MLP(LN(x)) with a GELU MLP of width 4d."""
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.ln1 = torch.nn.LayerNorm(d_model, dtype=dtype)
+        self.attn = _Attention(d_model, n_heads, causal, dtype)
+        self.ln2 = torch.nn.LayerNorm(d_model, dtype=dtype)
+        self.fc = torch.nn.Linear(d_model, 4 * d_model, dtype=dtype)
+        self.out = torch.nn.Linear(4 * d_model, d_model, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, key_pad: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), key_pad)
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class _Transformer(torch.nn.Module):
+    def __init__(self, vocab_size: int, context: int, d_model: int, n_layers: int, n_heads: int, causal: bool,
+                 n_out: int, head_bias: bool, dtype: torch.dtype, seed: int | None) -> None:
+        super().__init__()
+        for name, v in (("vocab_size", vocab_size), ("context", context), ("d_model", d_model),
+                        ("n_layers", n_layers), ("n_heads", n_heads)):
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        self.vocab_size, self.context = int(vocab_size), int(context)
+        # a seed initialises from its own stream and leaves the global RNG untouched
+        with torch.random.fork_rng(enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            self.tok = torch.nn.Embedding(vocab_size, d_model, dtype=dtype)
+            self.pos = torch.nn.Embedding(context, d_model, dtype=dtype)
+            self.blocks = torch.nn.ModuleList(_Block(d_model, n_heads, causal, dtype) for _ in range(n_layers))
+            self.ln_f = torch.nn.LayerNorm(d_model, dtype=dtype)
+            self.head = torch.nn.Linear(d_model, n_out, bias=head_bias, dtype=dtype)
+            # GPT-2 initialisation: N(0, 0.02²) for weights and embeddings, zero biases
+            for mod in self.modules():
+                if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)):
+                    torch.nn.init.normal_(mod.weight, 0.0, 0.02)
+                    if getattr(mod, "bias", None) is not None:
+                        torch.nn.init.zeros_(mod.bias)
+
+    def _encode(self, idx: torch.Tensor, key_pad: torch.Tensor | None = None) -> torch.Tensor:
+        if idx.ndim != 2:
+            raise ValueError(f"token ids must be (m, T), got shape {tuple(idx.shape)}")
+        m, T = idx.shape
+        if T > self.context:
+            raise ValueError(f"sequence length {T} exceeds the context {self.context}")
+        idx = idx.long()
+        # positions indexed per row, so that hooks see a per-sample (m, T) input of the position embedding
+        pos = torch.arange(T, device=idx.device).expand(m, T)
+        x = self.tok(idx) + self.pos(pos)
+        for blk in self.blocks:
+            x = blk(x, key_pad)
+        return self.ln_f(x)
+
+
+class TinyGPT(_Transformer):
+    """Decoder-only transformer language model (GPT-2 layout, Radford et al. 2019; nanoGPT-sized down).
+
+    Token + learned position embeddings → ``n_layers`` pre-LN blocks (causal multi-head attention from
+    Linear layers, GELU MLP of width 4d) → final LayerNorm → untied Linear head to ``vocab_size``
+    logits. ``forward(idx)`` maps token ids (m, T ≤ context) to logits (m, T, V). No dropout and no
+    weight tying, so rows never interact and every parameter belongs to exactly one hooked layer (the
+    per-layer Ghost and LAI products need that); the per-sequence loss is :func:`sequence_losses`.
+    """
+
+    def __init__(self, vocab_size: int, context: int = 64, d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
+                 *, dtype: torch.dtype = torch.float32, seed: int | None = None) -> None:
+        super().__init__(vocab_size, context, d_model, n_layers, n_heads, True, vocab_size, False, dtype, seed)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self._encode(idx))
+
+
+class TextClassifier(_Transformer):
+    """Transformer encoder classifier: token + position embeddings → ``n_layers`` pre-LN blocks
+    (bidirectional attention; padding keys masked) → final LayerNorm → mean over the non-padding
+    tokens → Linear head to ``n_classes`` logits (m, C). Token id ``pad_id`` (default 0) is padding. A
+    row of padding only (which the text loaders never produce) attends to all its positions and is
+    pooled over all of them, so the result stays finite; the mask has no data-dependent control flow,
+    so ``torch.func.vmap`` composes with it. Rows never interact (no dropout, no batch statistics)."""
+
+    def __init__(self, vocab_size: int, n_classes: int, context: int = 64, d_model: int = 64, n_layers: int = 2,
+                 n_heads: int = 4, *, pad_id: int = 0, dtype: torch.dtype = torch.float32,
+                 seed: int | None = None) -> None:
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        super().__init__(vocab_size, context, d_model, n_layers, n_heads, False, n_classes, True, dtype, seed)
+        self.pad_id = int(pad_id)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pad = idx == self.pad_id
+        pad = pad & ~pad.all(1, keepdim=True)
+        h = self._encode(idx, pad)
+        keep = (~pad).to(h.dtype)[..., None]
+        return self.head((h * keep).sum(1) / keep.sum(1))

@@ -28,13 +28,13 @@ from torch.func import grad, jacrev, vmap
 from influence.bounds import Check
 from influence.capture import capture
 from influence.data import as_tensors
-from influence.estimators.online import batch_scores, ghost_inner, lai_inner
+from influence.estimators.online import _bias_count, batch_scores, ghost_flat_inner, ghost_inner, lai_inner
 from influence.metrics import pearson, spearman
 from influence.models import Model
 from influence.train import Trajectory
 
 __all__ = ["lai_ghost_gap", "check_lai_bound", "check_lai_bound_over_training", "step_shapley",
-           "check_lai_shapley"]
+           "check_lai_shapley", "lai_ghost_gap_module", "check_lai_bound_module"]
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,91 @@ def check_lai_bound_over_training(traj: Trajectory, train_data: Any, *, steps: A
                   "last_layer_max_gap": max(r["gap_max"] for r in rows if r["layer"] == max(q["layer"] for q in rows))},
         predicted={"last_layer_gap": 0.0, "ratio_max_le": 1.0},
         details={"per_step_layer": rows},
+    )
+
+
+def _output_jacobian(module: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+                     out_shape: tuple[int, ...]) -> torch.Tensor:
+    """J = ∂vec(logits)/∂vec(output of ``layer``) for one row ``x`` (1, …), by reverse mode through a
+    forward hook that adds a perturbation δ to the layer's output (J = ∂logits/∂δ at δ = 0)."""
+
+    def f(delta: torch.Tensor) -> torch.Tensor:
+        h = layer.register_forward_hook(lambda _m, _a, out: out + delta)
+        try:
+            return module(x).reshape(-1)
+        finally:
+            h.remove()
+
+    zero = torch.zeros((1, *out_shape), dtype=x.dtype if x.is_floating_point() else torch.get_default_dtype())
+    J = jacrev(f)(zero.to(next(module.parameters()).dtype))
+    return J.detach().reshape(J.shape[0], -1)
+
+
+def lai_ghost_gap_module(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                         bias: bool = True) -> dict[str, torch.Tensor]:
+    """The LAI–Ghost bound for any hookable network (transformers included), per Linear layer and pair.
+
+    With token sequences a Linear layer's input is a_i ∈ R^{T×k} and its output gradient b_i ∈ R^{T×o};
+    flattening both (the position-aligned Ghost of the LAI authors, :func:`ghost_flat_inner`) gives
+    vec b_i = J_iᵀ vec g_i with J_i = ∂vec(logits_i)/∂vec(output_i), so exactly as for vectors
+
+        |Ghost_flat_l − LAI_l| = |⟨ã_i, ã_j⟩| |g_iᵀ(J_iJ_jᵀ − I)g_j| ≤ ‖ã_i‖‖ã_j‖‖g_i‖‖g_j‖‖J_iJ_jᵀ − I‖₂
+
+    (ã = vec a augmented by one constant 1 per bias position). The exact Ghost (all token pairs,
+    :func:`ghost_inner`) is returned as well: the bound is *not* a bound on its gap to LAI when T > 1.
+    J comes from ``torch.func.jacrev`` through a perturbation hook, independently of the capture.
+
+    Returns (n_weight_layers, m, m) tensors ``ghost`` (flattened), ``ghost_exact``, ``lai``, ``gap`` =
+    |ghost − lai|, ``bound``, ``gap_exact`` = |ghost_exact − lai|, and ``names`` of the layers.
+    """
+    cap = capture(module, x, y, backward=True)
+    weight = [k for k, lc in enumerate(cap.layers) if lc.is_weight_layer]
+    ghost = ghost_flat_inner(cap, per_layer=True, bias=bias)
+    exact = ghost_inner(cap, per_layer=True, layers=weight, bias=bias)
+    lai = lai_inner(cap, per_layer=True, bias=bias)
+    m = x.shape[0]
+    gn = cap.g.reshape(m, -1).norm(dim=1)
+    bounds = []
+    for k in weight:
+        lc = cap.layers[k]
+        an = (lc.a_flat.pow(2).sum(1) + (float(_bias_count(lc)) if bias else 0.0)).sqrt()
+        out_shape = tuple(lc.b.shape[1:]) if not isinstance(lc.module, torch.nn.Conv2d) else None
+        if out_shape is None:
+            raise ValueError("lai_ghost_gap_module supports Linear layers (use lai_ghost_gap for the CNN form)")
+        J = torch.stack([_output_jacobian(module, lc.module, x[i : i + 1], out_shape) for i in range(m)])
+        M = torch.einsum("iaw,jbw->ijab", J, J) - torch.eye(J.shape[1], dtype=J.dtype)
+        spec = torch.linalg.matrix_norm(M, ord=2)
+        bounds.append((an[:, None] * an[None, :]) * (gn[:, None] * gn[None, :]) * spec)
+    bound = torch.stack(bounds)
+    return {"ghost": ghost, "ghost_exact": exact, "lai": lai, "gap": (ghost - lai).abs(), "bound": bound,
+            "gap_exact": (exact - lai).abs(), "names": [cap.layers[k].name for k in weight]}
+
+
+def check_lai_bound_module(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                           bias: bool = True) -> Check:
+    """:func:`check_lai_bound` for any hookable network (e.g. :class:`~influence.models.TinyGPT`): the
+    per-layer bound on the flattened Ghost for every pair and Linear layer, a zero gap on the layer whose
+    output is the logits, and — measured, not judged — how often the *exact* Ghost's gap to LAI exceeds
+    the same bound."""
+    res = lai_ghost_gap_module(module, x, y, bias=bias)
+    tol = _tolerance(res)
+    viol = res["gap"] > res["bound"] + tol
+    last_ok = bool((res["gap"][-1] <= tol[-1]).all())
+    ratio = _ratio(res, tol)[:-1]
+    exact_over = res["gap_exact"] > res["bound"] + tol
+    return Check(
+        name="lai_ghost_bound_module",
+        passed=bool(not viol.any()) and last_ok,
+        criterion="|Ghost_flat_l - LAI_l| <= |a_i||a_j||g_i||g_j||J_i J_j^T - I|_2 for every pair and Linear layer "
+                  "(+256 eps relative), and gap = 0 on the output layer",
+        measured={"max_gap_per_layer": res["gap"].amax((1, 2)).tolist(),
+                  "last_layer_max_gap": float(res["gap"][-1].max()),
+                  "max_gap_over_bound": float(ratio.max()) if ratio.numel() else 0.0,
+                  "n_violations": int(viol.sum()),
+                  "exact_ghost_pairs_over_bound": int(exact_over.sum())},
+        predicted={"max_bound_per_layer": res["bound"].amax((1, 2)).tolist(), "last_layer_gap": 0.0},
+        details={"layers": res["names"], "n_pairs": int(res["gap"][0].numel()),
+                 "median_gap_over_bound_per_layer": [float(r.median()) for r in ratio] if ratio.numel() else []},
     )
 
 

@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from influence.capture import Capture, LayerCapture, capture
+from influence.capture import Capture, LayerCapture, capture, layer_grads
 from influence.data import as_tensors
 from influence.estimators import register
 from influence.train import Trajectory
 
 __all__ = [
     "ghost_inner",
+    "ghost_flat_inner",
     "lai_inner",
     "batch_scores",
     "in_run_ghost",
@@ -57,14 +58,17 @@ def _rows(rows: Any, m: int) -> torch.Tensor | slice:
     return r
 
 
-def _pick(layers: list[LayerCapture], which: Any, last_layer_only: bool) -> list[int]:
+def _pick(layers: list[LayerCapture], which: Any, last_layer_only: bool, weight_only: bool = False) -> list[int]:
+    """Indices of the layers to use. ``last_layer_only``: the last Linear/Conv2d layer. ``weight_only``:
+    only Linear/Conv2d layers are allowed (LAI and the flattened Ghost read their inputs)."""
     n = len(layers)
+    weight = [k for k, lc in enumerate(layers) if lc.is_weight_layer]
     if last_layer_only:
         if which is not None:
             raise ValueError("give either layers or last_layer_only, not both")
-        return [n - 1]
+        return [weight[-1]]
     if which is None:
-        return list(range(n))
+        return weight if weight_only else list(range(n))
     out = []
     for w in which:
         if isinstance(w, str):
@@ -76,7 +80,44 @@ def _pick(layers: list[LayerCapture], which: Any, last_layer_only: bool) -> list
             if not -n <= int(w) < n:
                 raise ValueError(f"layer index {w} out of range for {n} layers")
             out.append(int(w) % n)
+    if weight_only:
+        bad = [layers[k].name for k in out if not layers[k].is_weight_layer]
+        if bad:
+            raise ValueError(f"layers {bad} are not Linear/Conv2d layers (LAI and flattened Ghost use only those)")
     return out
+
+
+def _bias_count(lc: LayerCapture) -> int:
+    """Number of constant-1 entries the bias adds to a layer's flattened (augmented) input: one per token
+    position for a Linear layer on sequences (1 for plain vectors), 1 for a convolution."""
+    if not lc.has_bias:
+        return 0
+    if isinstance(lc.module, nn.Linear):
+        return lc.inp[0].numel() // lc.inp.shape[-1]
+    return 1
+
+
+def _embedding_ghost(lc: LayerCapture, ri: Any, rj: Any) -> torch.Tensor:
+    """⟨∇_E ℓ_i, ∇_E ℓ_j⟩ = Σ_{τ,τ'} 1[idx_iτ = idx_jτ'] ⟨b_iτ, b_jτ'⟩ for an embedding table E: explicit
+    per-row gradients (V·d each) when the vocabulary is smaller than T², the index-matching pair form
+    otherwise."""
+    ii, ij, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
+    V, T = lc.module.weight.shape[0], ii.shape[1]
+    if V <= T * T:
+        return layer_grads(lc, ri) @ layer_grads(lc, rj).T
+    rows = []
+    for r in range(ii.shape[0]):
+        match = (ii[r][None, :, None] == ij[:, None, :]).to(bi.dtype)  # (mj, T, T')
+        rows.append((torch.einsum("lo,jso->jls", bi[r], bj) * match).sum((1, 2)))
+    return torch.stack(rows) if rows else bi.new_zeros(0, bj.shape[0])
+
+
+def _explicit_pairs(lc: LayerCapture, ri: Any, rj: Any, bias: bool) -> torch.Tensor:
+    gi, gj = layer_grads(lc, ri), layer_grads(lc, rj)
+    if lc.has_bias and not bias:
+        nw = lc.module.weight.numel()
+        gi, gj = gi[:, :nw], gj[:, :nw]
+    return gi @ gj.T
 
 
 def ghost_inner(
@@ -94,7 +135,11 @@ def ghost_inner(
 
     For a layer with unfolded inputs a_i (L, k) and output gradients b_i (L, o) the per-sample weight
     gradient is b_iᵀ a_i, so ⟨∇_W ℓ_i, ∇_W ℓ_j⟩ = Σ_{s,s'} (a_i a_jᵀ)_{ss'} (b_i b_jᵀ)_{ss'}, which for
-    L = 1 (Linear) is ⟨a_i, a_j⟩⟨b_i, b_j⟩; the bias adds ⟨Σ_s b_i, Σ_s b_j⟩.
+    L = 1 (Linear) is ⟨a_i, a_j⟩⟨b_i, b_j⟩; the bias adds ⟨Σ_s b_i, Σ_s b_j⟩. A Linear layer on token
+    sequences has L = T positions (the exact all-token-pairs form); embeddings use index matching and
+    LayerNorm's affine parameters their explicit per-row gradients (:func:`influence.capture.layer_grads`).
+    The sum over layers is the full per-sample gradient inner product when every parameter sits in a
+    hooked layer.
 
     Parameters
     ----------
@@ -123,6 +168,12 @@ def ghost_inner(
         lc = cap.layers[k]
         if lc.b is None:
             raise ValueError("ghost_inner needs a capture with backward=True")
+        if isinstance(lc.module, nn.Embedding):
+            out.append(_embedding_ghost(lc, ri, rj))
+            continue
+        if not lc.is_weight_layer:  # LayerNorm: 2d parameters, explicit per-row gradients
+            out.append(_explicit_pairs(lc, ri, rj, bias))
+            continue
         ai, aj, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
         L = ai.shape[1]
         if L == 1:
@@ -161,10 +212,11 @@ def lai_inner(
     """Layer-aware influence inner products: ⟨g_i, g_j⟩ · Σ_l (⟨vec a_i^l, vec a_j^l⟩ + 1[bias_l]).
 
     g = ∂ℓ/∂logits (closed form) replaces every layer's output gradient; a^l is the input of layer l,
-    flattened (for a convolution the raw input, not its unfolding). With ``bias`` the layer input is
-    augmented by a constant 1 (the bias's input), so for the last Linear layer — whose output *is* the
-    logits — the term equals that layer's exact weight-and-bias gradient inner product. Needs no
-    backward pass.
+    flattened (for a convolution the raw input, not its unfolding; for a Linear layer on token
+    sequences the (T × d) input, and g the (T × V) logit gradient of the sequence loss). With ``bias``
+    the layer input is augmented by a constant 1 per position (the bias's input), so for the last Linear
+    layer on vector inputs — whose output *is* the logits — the term equals that layer's exact
+    weight-and-bias gradient inner product. Only Linear/Conv2d layers enter. Needs no backward pass.
 
     Returns (|i|, |j|) or (n_layers, |i|, |j|) with ``per_layer``.
 
@@ -174,14 +226,57 @@ def lai_inner(
     """
     m = cap.logits.shape[0]
     ri, rj = _rows(rows_i, m), _rows(rows_j, m)
-    G = cap.g[ri] @ cap.g[rj].T
+    G = _flat(cap.g[ri]) @ _flat(cap.g[rj]).T
     out = []
-    for k in _pick(cap.layers, layers, last_layer_only):
+    for k in _pick(cap.layers, layers, last_layer_only, weight_only=True):
         lc = cap.layers[k]
         A = lc.a_flat[ri] @ lc.a_flat[rj].T
         if bias and lc.has_bias:
-            A = A + 1.0
+            A = A + float(_bias_count(lc))
         out.append(G * A)
+    res = torch.stack(out)
+    return res if per_layer else res.sum(0)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def ghost_flat_inner(
+    cap: Capture,
+    rows_i: Any = None,
+    rows_j: Any = None,
+    *,
+    per_layer: bool = False,
+    layers: Any = None,
+    last_layer_only: bool = False,
+    bias: bool = True,
+) -> torch.Tensor:
+    """Position-aligned ("flattened") Ghost: Σ_l (⟨vec a_i^l, vec a_j^l⟩ + c_l) ⟨vec b_i^l, vec b_j^l⟩.
+
+    Each Linear/Conv2d layer's input and output gradient are flattened over token positions (T × d) and
+    multiplied as if the layer saw one vector per sample; c_l = number of bias positions (T for a
+    Linear layer on sequences, 1 otherwise). This is the Ghost baseline of the LAI authors' code for
+    sequence models; it is *not* the gradient inner product when T > 1 (the exact form,
+    :func:`ghost_inner`, sums over all token pairs), but it is the quantity LAI approximates layer by
+    layer: LAI replaces vec b by the logit gradient vec g, so per layer
+
+        Ghost_flat_l − LAI_l = (⟨vec a_i, vec a_j⟩ + c_l) · g_iᵀ (J_i J_jᵀ − I) g_j,
+
+    J_i = ∂vec(logits_i)/∂vec(output of l) (see :mod:`influence.bounds.lai`). For vector inputs (T = 1)
+    it equals :func:`ghost_inner` on Linear layers. Embeddings and LayerNorms are not included.
+    """
+    m = cap.logits.shape[0]
+    ri, rj = _rows(rows_i, m), _rows(rows_j, m)
+    out = []
+    for k in _pick(cap.layers, layers, last_layer_only, weight_only=True):
+        lc = cap.layers[k]
+        if lc.b is None:
+            raise ValueError("ghost_flat_inner needs a capture with backward=True")
+        A = lc.a_flat[ri] @ lc.a_flat[rj].T
+        if bias and lc.has_bias:
+            A = A + float(_bias_count(lc))
+        out.append(A * (_flat(lc.b[ri]) @ _flat(lc.b[rj]).T))
     res = torch.stack(out)
     return res if per_layer else res.sum(0)
 
@@ -199,8 +294,10 @@ def batch_scores(
     """Per-step score of each training row: mean over target rows j of the (ghost or LAI) inner product.
 
     The capture holds ``n_train`` training rows followed by target rows; with ``self_influence`` the
-    targets are the training rows themselves (V_t = S_t). Score > 0: a step on the sample lowers the
-    target loss (to first order), i.e. the sample helps.
+    targets are the training rows themselves (V_t = S_t, i included: the LAI authors' pretraining rule).
+    ``method``: ``'ghost'`` (exact gradient inner products over every hooked layer), ``'ghost_flat'``
+    (position-aligned, :func:`ghost_flat_inner`) or ``'lai'``. Score > 0: a step on the sample lowers
+    the target loss (to first order), i.e. the sample helps.
     """
     m = cap.logits.shape[0]
     if not 1 <= n_train <= m:
@@ -214,19 +311,22 @@ def batch_scores(
         rows_j = slice(n_train, m)
     if method == "ghost":
         return _ghost_mean(cap, rows_i, rows_j, _pick(cap.layers, layers, last_layer_only), bias)
+    if method == "ghost_flat":
+        return ghost_flat_inner(cap, rows_i, rows_j, layers=layers, last_layer_only=last_layer_only,
+                                bias=bias).mean(1)
     if method != "lai":
-        raise ValueError(f"method must be 'ghost' or 'lai', got {method!r}")
-    # Σ_l ⟨g_i,g_j⟩(⟨a_i^l,a_j^l⟩ + 1) = ⟨g_i,g_j⟩ (Σ_l ⟨a_i^l,a_j^l⟩ + n_bias): one product, summed inputs
-    which = _pick(cap.layers, layers, last_layer_only)
+        raise ValueError(f"method must be 'ghost', 'ghost_flat' or 'lai', got {method!r}")
+    # Σ_l ⟨g_i,g_j⟩(⟨a_i^l,a_j^l⟩ + c_l) = ⟨g_i,g_j⟩ (Σ_l ⟨a_i^l,a_j^l⟩ + Σ_l c_l): one product, summed inputs
+    which = _pick(cap.layers, layers, last_layer_only, weight_only=True)
     A = None
     for k in which:
         lc = cap.layers[k]
         ai, aj = lc.a_flat[rows_i], lc.a_flat[rows_j]
         A = ai @ aj.T if A is None else A.addmm_(ai, aj.T)
-    n_bias = sum(1 for k in which if cap.layers[k].has_bias) if bias else 0
+    n_bias = sum(_bias_count(cap.layers[k]) for k in which) if bias else 0
     if n_bias:
         A = A.add_(float(n_bias))
-    return ((cap.g[rows_i] @ cap.g[rows_j].T) * A).mean(1)
+    return ((_flat(cap.g[rows_i]) @ _flat(cap.g[rows_j]).T) * A).mean(1)
 
 
 def _ghost_mean(cap: Capture, ri: slice, rj: slice, which: list[int], bias: bool) -> torch.Tensor:
@@ -238,6 +338,20 @@ def _ghost_mean(cap: Capture, ri: slice, rj: slice, which: list[int], bias: bool
         lc = cap.layers[k]
         if lc.b is None:
             raise ValueError("Ghost scores need a capture with backward=True")
+        if not lc.is_weight_layer:  # embedding / LayerNorm: contract with the mean target gradient
+            mj = lc.b[rj].shape[0]
+            gbar = layer_grads(lc, rj, lc.b.new_full((mj,), 1.0 / mj))
+            if isinstance(lc.module, nn.Embedding):
+                table = gbar.reshape(lc.module.weight.shape)
+                val = (lc.b[ri] * table[lc.a[ri].long()]).sum((1, 2))
+            else:
+                gi = layer_grads(lc, ri)
+                if lc.has_bias and not bias:
+                    nw = lc.module.weight.numel()
+                    gi, gbar = gi[:, :nw], gbar[:nw]
+                val = gi @ gbar
+            out = val if out is None else out + val
+            continue
         ai, aj, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
         if ai.shape[1] == 1:
             val = ((ai[:, 0] @ aj[:, 0].T) * (bi[:, 0] @ bj[:, 0].T)).mean(1)
