@@ -32,13 +32,13 @@ import psutil
 import torch
 from torch import nn
 
-from influence.capture import capture
+from influence.capture import capture, capture_split, set_update_grads
 from influence.data import as_tensors
 from influence.estimators.online import batch_scores
-from influence.models import Model
-from influence.train import Schedule, StepInfo, Trajectory, train
+from influence.models import Model, row_losses, sequence_losses
+from influence.train import Schedule, StepInfo, TrainingDiverged, Trajectory, train
 
-__all__ = ["POLICIES", "Curator", "curate", "summarize"]
+__all__ = ["POLICIES", "MODULE_POLICIES", "Curator", "curate", "curate_module", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -209,3 +209,179 @@ def summarize(logs: list[dict]) -> dict[str, float]:
         n_clean = sum(r["batch_size"] for r in cur) - n_noisy
         out["clean_dropped_fraction"] = (n_dropped - n_nd) / n_clean if n_clean else float("nan")
     return out
+
+
+# ---------------------------------------------------------------------------------------------- nn.Module runs
+# policy → (score method, self-influence); None = no scores
+MODULE_POLICIES: dict[str, tuple[str, bool] | None] = {
+    "vanilla": None,
+    "lai": ("lai", False),
+    "lai_self": ("lai", True),
+    "ghost": ("ghost", False),
+    "ghost_self": ("ghost", True),
+    "ghost_flat": ("ghost_flat", False),
+    "ghost_flat_self": ("ghost_flat", True),
+    "small_loss": None,
+}
+
+
+def _row_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return sequence_losses(z, y) if z.ndim == 3 else row_losses(z, y)
+
+
+def curate_module(
+    module: nn.Module,
+    train_data: tuple[torch.Tensor, torch.Tensor],
+    target_data: tuple[torch.Tensor, torch.Tensor] | None,
+    policy: str,
+    *,
+    epochs: int = 1,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    optimizer: str = "adamw",
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    warmup_epochs: float = 1.0,
+    target_size: int = 32,
+    seed: int = 0,
+    noise_mask: np.ndarray | None = None,
+    evaluate: Any = None,
+    eval_every: int = 0,
+) -> dict[str, Any]:
+    """Train an ``nn.Module`` (e.g. :class:`~influence.models.TinyGPT`) in place with online curation.
+
+    At every step after ``warmup_epochs`` vanilla epochs (may be fractional: the LAI authors warm up for
+    a number of steps) the batch S_t is scored and sample i is kept iff its score ≥ 0; the update uses
+    Σ_i w_i ∇ℓ_i / |S_t| (dropped samples still counted, as in the authors' code) with plain SGD or
+    AdamW (the authors' optimiser; the scores use raw gradients, not Adam-preconditioned ones).
+    Policies (:data:`MODULE_POLICIES`): ``vanilla``; ``lai`` / ``ghost`` / ``ghost_flat`` against a
+    fresh random subset V_t of ``target_size`` rows of ``target_data`` (clean validation); their
+    ``_self`` variants score the batch against itself (V_t = S_t, i included — the authors'
+    pretraining rule for data without a validation set); ``small_loss`` keeps ℓ_i ≤ the median loss on
+    V_t (SPL, the authors' baseline). Ghost policies take the update from the same capture
+    (:func:`~influence.capture.set_update_grads`: one forward and one backward per step); LAI policies
+    need no backward for scoring, only the update's.
+
+    Rows are sequences for a language model (``train_data`` = (inputs (n, T), next-token targets
+    (n, T)); row loss = mean token cross-entropy) or samples with labels (n,). ``evaluate(module)`` →
+    dict is called every ``eval_every`` steps (0 = only at the end) and after the last step.
+    Raises :class:`~influence.train.TrainingDiverged` on a non-finite loss.
+
+    Returns ``{"logs": per-step records, "evals": [{"step", "epoch", **evaluate(module)}],
+    "summary": summarize(logs)}``; per-step records hold ``loss``, ``kept_fraction``, ``dropped``,
+    ``score_time_s`` (scoring only), ``step_time_s`` (the whole step) and the noisy counts.
+    """
+    if policy not in MODULE_POLICIES:
+        raise ValueError(f"unknown curation policy {policy!r}; use one of {tuple(MODULE_POLICIES)}")
+    if optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("target_size", target_size)):
+        if int(v) < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+    X, Y = train_data
+    n = X.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(f"train inputs have {n} rows, targets {Y.shape[0]}")
+    spec = MODULE_POLICIES[policy]
+    needs_target = policy == "small_loss" or (spec is not None and not spec[1])
+    if needs_target:
+        if target_data is None:
+            raise ValueError(f"policy {policy!r} needs target_data (a clean validation set)")
+        Xv, Yv = target_data
+        if Xv.shape[0] != Yv.shape[0]:
+            raise ValueError(f"target inputs have {Xv.shape[0]} rows, targets {Yv.shape[0]}")
+    mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool)
+    if mask is not None and mask.shape != (n,):
+        raise ValueError(f"noise_mask must have shape ({n},), got {mask.shape}")
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = (torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay) if optimizer == "adamw"
+           else torch.optim.SGD(params, lr=lr, weight_decay=weight_decay))
+    rng = np.random.default_rng(seed)
+    steps_per_epoch = -(-n // batch_size)
+    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+    proc = psutil.Process()
+    logs: list[dict] = []
+    evals: list[dict] = []
+    step = 0
+
+    def run_eval(epoch: int) -> None:
+        if evaluate is not None:
+            module.eval()
+            with torch.no_grad():
+                evals.append({"step": step, "epoch": epoch, **evaluate(module)})
+            module.train()
+
+    module.train()
+    for epoch in range(int(epochs)):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            S = order[start : start + batch_size]
+            t0 = time.perf_counter()
+            xb, yb = X[S], Y[S]
+            m = len(S)
+            active = spec is not None or policy == "small_loss"
+            active = active and step >= warmup_steps
+            opt.zero_grad(set_to_none=True)
+            keep = np.ones(m, dtype=bool)
+            score_time = 0.0
+            if not active:
+                losses = _row_losses(module(xb), yb)
+                losses.mean().backward()
+            elif policy == "small_loss":
+                ts = time.perf_counter()
+                V = rng.choice(Xv.shape[0], size=min(target_size, Xv.shape[0]), replace=False)
+                with torch.no_grad():
+                    thr = _row_losses(module(Xv[V]), Yv[V]).median()
+                losses = _row_losses(module(xb), yb)
+                keep = (losses.detach() <= thr).numpy()
+                score_time = time.perf_counter() - ts
+                (losses * torch.as_tensor(keep, dtype=losses.dtype)).sum().div(m).backward()
+            else:
+                method, self_inf = spec
+                ts = time.perf_counter()
+                if self_inf:
+                    xc, yc = xb, yb
+                else:
+                    V = rng.choice(Xv.shape[0], size=min(target_size, Xv.shape[0]), replace=False)
+                    xv, yv = Xv[V], Yv[V]
+                if method == "lai":
+                    cap = (capture(module, xb, yb, backward=False, keep_graph=True) if self_inf
+                           else capture_split(module, xb, yb, xv, yv))
+                else:
+                    if not self_inf:
+                        xc, yc = torch.cat([xb, xv]), torch.cat([yb, yv])
+                    cap = capture(module, xc, yc, backward=True)
+                s = batch_scores(cap, m, method, self_influence=self_inf)
+                keep = (s >= 0).numpy()
+                score_time = time.perf_counter() - ts
+                w = torch.as_tensor(keep, dtype=cap.logits.dtype)
+                if method == "lai":
+                    losses = cap.losses[:m]
+                    (losses * w).sum().div(m).backward()
+                else:
+                    losses = cap.losses[:m]
+                    set_update_grads(cap, m, w)
+            loss_mean = float(losses.detach().mean())
+            if not np.isfinite(loss_mean):
+                raise TrainingDiverged(f"curation policy {policy!r}: non-finite training loss at step {step}")
+            opt.step()
+            rec: dict[str, Any] = {
+                "step": step, "epoch": epoch, "curating": bool(active), "batch_size": m, "loss": loss_mean,
+                "kept_fraction": float(keep.mean()), "dropped": S[~keep].tolist(), "score_time_s": score_time,
+                "step_time_s": time.perf_counter() - t0, "rss_mb": proc.memory_info().rss / 2**20,
+                "capture_mb": 0.0,
+            }
+            if mask is not None:
+                noisy = mask[S]
+                n_noisy, n_nd = int(noisy.sum()), int((noisy & ~keep).sum())
+                rec.update(n_noisy=n_noisy, n_noisy_dropped=n_nd,
+                           noisy_dropped_fraction=(n_nd / n_noisy) if n_noisy else None)
+            logs.append(rec)
+            step += 1
+            if eval_every and step % eval_every == 0:
+                run_eval(epoch)
+    if not evals or evals[-1]["step"] != step:
+        run_eval(int(epochs) - 1)
+    return {"logs": logs, "evals": evals, "summary": summarize(logs)}
