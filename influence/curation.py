@@ -38,7 +38,7 @@ from influence.estimators.online import batch_scores
 from influence.models import Model, row_losses, sequence_losses
 from influence.train import Schedule, StepInfo, TrainingDiverged, Trajectory, train
 
-__all__ = ["POLICIES", "MODULE_POLICIES", "Curator", "curate", "curate_module", "summarize"]
+__all__ = ["POLICIES", "MODULE_POLICIES", "Curator", "curate", "curate_module", "curated_step", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,57 @@ def _row_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return sequence_losses(z, y) if z.ndim == 3 else row_losses(z, y)
 
 
+def curated_step(
+    module: nn.Module,
+    policy: str,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    target: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[np.ndarray, torch.Tensor, float, int]:
+    """Score one batch under ``policy`` and write ∇ Σ_i w_i ℓ_i / |B| into the parameters' ``.grad``.
+
+    ``target`` = the validation rows V_t for the policies that need them (see :func:`curate_module`).
+    The caller zeroes the gradients before and takes the optimiser step after. Returns (keep mask,
+    detached batch losses, scoring seconds, bytes held by the capture).
+    """
+    if policy not in MODULE_POLICIES:
+        raise ValueError(f"unknown curation policy {policy!r}; use one of {tuple(MODULE_POLICIES)}")
+    m = xb.shape[0]
+    spec = MODULE_POLICIES[policy]
+    if (policy == "small_loss" or (spec is not None and not spec[1])) and target is None:
+        raise ValueError(f"policy {policy!r} needs target rows")
+    if policy == "vanilla":
+        losses = _row_losses(module(xb), yb)
+        losses.mean().backward()
+        return np.ones(m, dtype=bool), losses.detach(), 0.0, 0
+    ts = time.perf_counter()
+    if policy == "small_loss":
+        with torch.no_grad():
+            thr = _row_losses(module(target[0]), target[1]).median()
+        losses = _row_losses(module(xb), yb)
+        keep = (losses.detach() <= thr).numpy()
+        score_time = time.perf_counter() - ts
+        (losses * torch.as_tensor(keep, dtype=losses.dtype)).sum().div(m).backward()
+        return keep, losses.detach(), score_time, 0
+    method, self_inf = spec
+    if method == "lai":
+        cap = (capture(module, xb, yb, backward=False, keep_graph=True) if self_inf
+               else capture_split(module, xb, yb, *target))
+    else:
+        xc, yc = (xb, yb) if self_inf else (torch.cat([xb, target[0]]), torch.cat([yb, target[1]]))
+        cap = capture(module, xc, yc, backward=True)
+    s = batch_scores(cap, m, method, self_influence=self_inf)
+    keep = (s >= 0).numpy()
+    score_time = time.perf_counter() - ts
+    w = torch.as_tensor(keep, dtype=cap.logits.dtype)
+    losses = cap.losses[:m]
+    if method == "lai":  # the update's backward (scoring needed none)
+        (losses * w).sum().div(m).backward()
+    else:  # the update from the same capture: no second pass
+        set_update_grads(cap, m, w)
+    return keep, losses.detach(), score_time, cap.nbytes()
+
+
 def curate_module(
     module: nn.Module,
     train_data: tuple[torch.Tensor, torch.Tensor],
@@ -324,45 +375,11 @@ def curate_module(
             active = spec is not None or policy == "small_loss"
             active = active and step >= warmup_steps
             opt.zero_grad(set_to_none=True)
-            keep = np.ones(m, dtype=bool)
-            score_time = 0.0
-            if not active:
-                losses = _row_losses(module(xb), yb)
-                losses.mean().backward()
-            elif policy == "small_loss":
-                ts = time.perf_counter()
+            target = None
+            if active and needs_target:
                 V = rng.choice(Xv.shape[0], size=min(target_size, Xv.shape[0]), replace=False)
-                with torch.no_grad():
-                    thr = _row_losses(module(Xv[V]), Yv[V]).median()
-                losses = _row_losses(module(xb), yb)
-                keep = (losses.detach() <= thr).numpy()
-                score_time = time.perf_counter() - ts
-                (losses * torch.as_tensor(keep, dtype=losses.dtype)).sum().div(m).backward()
-            else:
-                method, self_inf = spec
-                ts = time.perf_counter()
-                if self_inf:
-                    xc, yc = xb, yb
-                else:
-                    V = rng.choice(Xv.shape[0], size=min(target_size, Xv.shape[0]), replace=False)
-                    xv, yv = Xv[V], Yv[V]
-                if method == "lai":
-                    cap = (capture(module, xb, yb, backward=False, keep_graph=True) if self_inf
-                           else capture_split(module, xb, yb, xv, yv))
-                else:
-                    if not self_inf:
-                        xc, yc = torch.cat([xb, xv]), torch.cat([yb, yv])
-                    cap = capture(module, xc, yc, backward=True)
-                s = batch_scores(cap, m, method, self_influence=self_inf)
-                keep = (s >= 0).numpy()
-                score_time = time.perf_counter() - ts
-                w = torch.as_tensor(keep, dtype=cap.logits.dtype)
-                if method == "lai":
-                    losses = cap.losses[:m]
-                    (losses * w).sum().div(m).backward()
-                else:
-                    losses = cap.losses[:m]
-                    set_update_grads(cap, m, w)
+                target = (Xv[V], Yv[V])
+            keep, losses, score_time, nbytes = curated_step(module, policy if active else "vanilla", xb, yb, target)
             loss_mean = float(losses.detach().mean())
             if not np.isfinite(loss_mean):
                 raise TrainingDiverged(f"curation policy {policy!r}: non-finite training loss at step {step}")
@@ -371,7 +388,7 @@ def curate_module(
                 "step": step, "epoch": epoch, "curating": bool(active), "batch_size": m, "loss": loss_mean,
                 "kept_fraction": float(keep.mean()), "dropped": S[~keep].tolist(), "score_time_s": score_time,
                 "step_time_s": time.perf_counter() - t0, "rss_mb": proc.memory_info().rss / 2**20,
-                "capture_mb": 0.0,
+                "capture_mb": nbytes / 2**20,
             }
             if mask is not None:
                 noisy = mask[S]

@@ -216,3 +216,15 @@ def test_unhookable_parameters_and_bad_logits_raise():
     assert torch.isfinite(MODELS[2](torch.zeros(2, T, dtype=torch.long))).all()  # all-padding rows stay finite
     with pytest.raises(ValueError, match="Linear/Conv2d"):
         lai_inner(capture(MODELS[0], *lm_batch()), layers=["tok"])
+
+
+def test_bound_check_on_real_text_models():
+    """The workflow's E5 check (TinyGPT on Shakespeare, encoder on Rotten Tomatoes) at init and after training."""
+    from influence.bounds.lai import check_lai_bound_transformers
+
+    checks = check_lai_bound_transformers(steps=(0, 10), n_samples=3)
+    assert [c.name for c in checks] == ["lai_ghost_bound_gpt", "lai_ghost_bound_encoder"]
+    for c in checks:
+        assert c.passed and c.measured["n_violations"] == 0, c.measured
+        assert c.measured["last_layer_max_gap"] < 1e-12
+        assert 0 < c.measured["max_gap_over_bound"] <= 1 + 1e-9
