@@ -36,7 +36,9 @@ A missing table, or one without the rows the test selects, gives ``not run``.
 
 **Invalid runs.** A recorded run that diverged never reaches a table (training stops with an error).
 One that did not learn (:func:`influence.tasks.common.run_health`: test accuracy not above the
-majority-class rate, or the training loss not below its start) is passed in ``runs``; a claim whose
+majority-class rate, or the training loss not below its start) is passed in ``runs``; tables of runs
+made inside one job (E8, E9) carry their own ``learned`` column instead, and a row the test reads
+with ``learned`` false counts the same way; a claim whose
 evidence includes a row of such a run (matched on dataset, noise, model, epochs and seed; E5 checks
 through ``check_runs``) gets the verdict ``invalid run``, with the reason in ``measured``. A claim whose
 evidence does not depend on what the model learned (a timing, an algebraic identity) says so with
@@ -290,16 +292,31 @@ def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]
     return verdict, measured
 
 
-def _evidence(test: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any] | None, bool]]:
-    """(table, where, is_checks) of every table a test reads."""
+def _evidence(test: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any] | None, bool, Mapping[str, Any]]]:
+    """(table, where, is_checks, test) of every table a test reads."""
     kind = test.get("kind")
     if kind == "all":
         return [e for t in test["tests"] for e in _evidence(t)]
     if kind == "checks":
-        return [(test.get("table", "E5_bounds"), None, True)]
+        return [(test.get("table", "E5_bounds"), None, True, test)]
     if kind == "none" or "table" not in test:
         return []
-    return [(test["table"], test.get("where"), False)]
+    return [(test["table"], test.get("where"), False, test)]
+
+
+def _unlearned_rows(df: pd.DataFrame, test: Mapping[str, Any], table: str) -> dict[str, str]:
+    """Rows of a table that carries its own ``learned`` flag (E8, E9: runs that are not in the run summaries)
+    and that the test reads, whose flag is false."""
+    if "learned" not in df:
+        return {}
+    key = test.get("key", "estimator")
+    names = [n for n in [test.get("estimator"), *test.get("baselines", []), *test.get("estimators", [])] if n]
+    if names and key in df:
+        df = df[df[key].astype(str).isin(names)]
+    bad = df[~df["learned"].astype(str).str.lower().isin(["true", "1", "1.0"])]
+    cols = [c for c in ("dataset", "model", key, "seed") if c in bad]
+    return {f"{table}: " + "/".join(f"{c}={r[c]}" for c in cols): "its learned flag is false"
+            for _, r in bad.iterrows()}
 
 
 def _invalid_evidence(
@@ -308,7 +325,7 @@ def _invalid_evidence(
 ) -> list[str]:
     """Reasons for every run that did not learn and contributes rows to the claim's evidence."""
     found: dict[str, str] = {}
-    for name, where, is_checks in _evidence(test):
+    for name, where, is_checks, sub in _evidence(test):
         df = tables.get(name)
         if df is None or len(df) == 0:
             continue
@@ -316,6 +333,8 @@ def _invalid_evidence(
             df = _where(df, where)
         except _NotRun:
             continue
+        if not is_checks:
+            found.update(_unlearned_rows(df, sub, name))
         if is_checks:
             tagged = df[df["claims"].fillna("").astype(str).str.split(";").apply(lambda ids: cid in ids)]
             settings = [check_runs[c] for c in tagged.get("check", pd.Series(dtype=str)).astype(str)
@@ -356,7 +375,7 @@ def evaluate_claim(
     when its evidence includes a run in ``invalid`` — dicts with ``setting`` and ``reason``)."""
     row = {k: claim[k] for k in ("id", "paper", "claim", "experiment", "metric", "criterion")}
     verdict, measured = _run_test(claim["test"], tables, claim["id"])
-    if verdict != "not run" and invalid and claim.get("needs_learned_runs", True):
+    if verdict != "not run" and claim.get("needs_learned_runs", True):
         reasons = _invalid_evidence(claim["test"], tables, claim["id"], invalid, check_runs or {})
         if reasons:
             verdict, measured = "invalid run", _invalid_summary(reasons) + f" [measured on them: {measured}]"

@@ -184,3 +184,23 @@ def test_a_claim_that_needs_no_learned_model_keeps_its_verdict():
            "health": {"learned": False, "reason": "test accuracy 0.5 is not above the majority-class rate 0.5"}}
     claim = [{**CLAIM[0], "needs_learned_runs": False}]
     assert evaluate_claims(claim, tables=tables, runs=[run]).loc[0, "verdict"] == "reproduced"
+
+
+def test_a_table_row_flagged_not_learned_invalidates_the_claim_that_reads_it():
+    """E8 / E9 runs live inside one job each and carry a ``learned`` column instead of a run summary."""
+    rows = [{"dataset": "rt", "model": "enc", "policy": p, "seed": s, "final_test_acc": acc + 0.01 * s,
+             "learned": True} for s in range(3) for p, acc in (("lai", 0.8), ("vanilla", 0.6), ("ghost", 0.7))]
+    claim = [{**CLAIM[0], "id": "T-3",
+              "test": {"kind": "compare", "table": "E9_text", "key": "policy", "estimator": "lai",
+                       "baselines": ["vanilla"], "metrics": {"final_test_acc": "higher"}, "rule": "all"}}]
+    ok = pd.DataFrame(rows)
+    assert evaluate_claims(claim, tables={"E9_text": ok}).loc[0, "verdict"] == "reproduced"
+    bad = ok.copy()
+    bad.loc[(bad["policy"] == "vanilla") & (bad["seed"] == 1), "learned"] = False
+    out = evaluate_claims(claim, tables={"E9_text": bad}).loc[0]
+    assert out["verdict"] == "invalid run"
+    assert "E9_text: dataset=rt/model=enc/policy=vanilla/seed=1" in out["measured"]
+    # a row the test does not read (another policy) changes nothing
+    other = ok.copy()
+    other.loc[other["policy"] == "ghost", "learned"] = False
+    assert evaluate_claims(claim, tables={"E9_text": other}).loc[0, "verdict"] == "reproduced"
