@@ -13,7 +13,13 @@ with curation weights w_i = 1[score_i ≥ 0] and the batch loss Σ w_i ℓ_i / 3
 ``vmap``   explicit per-sample gradients of the batch (``vmap(grad)``) and the target gradient, their dot
            products, update = weighted sum of the per-sample gradients.
 
-Models: MLP 784-128-10, MLP 784-512-512-10, SmallCNN (two 3×3 conv layers, 28×28 input). Each
+``ghost_flat``, ``lai_self``, ``ghost_self``, ``ghost_flat_self``: the position-aligned Ghost and the
+           self-influence variants (the batch scores itself), through ``influence.curation.curated_step``.
+
+Models: MLP 784-128-10, MLP 784-512-512-10, SmallCNN (two 3×3 conv layers, 28×28 input), and the
+transformers of E8 / E9 (``gpt``: TinyGPT, 67 characters, context 64, width 64, 2 layers; ``encoder``:
+TextClassifier, 2000 words, 32 tokens, width 64, 2 layers; the row loss of the GPT is the mean token
+cross-entropy of a sequence). Each
 model's methods are timed interleaved step by step (round robin, each on its own copy of the model) so
 that the load of a shared machine hits them alike; time = median over ``--steps`` steps after
 ``--warmup``. Memory: each (model, method) runs in a fresh subprocess so that its peak RSS is its own,
@@ -45,8 +51,19 @@ from torch.func import functional_call, grad, vmap
 
 log = logging.getLogger("bench_online")
 
-MODELS = ("mlp-784-128-10", "mlp-784-512-512-10", "cnn-small")
-METHODS = ("plain", "plain_fwd", "lai", "ghost", "vmap")
+MODELS = ("mlp-784-128-10", "mlp-784-512-512-10", "cnn-small", "gpt", "encoder")
+METHODS = ("plain", "plain_fwd", "lai", "ghost", "vmap", "ghost_flat", "lai_self", "ghost_self", "ghost_flat_self")
+CURATED = ("ghost_flat", "lai_self", "ghost_self", "ghost_flat_self")  # run through curated_step
+TRANSFORMERS = {  # the default sizes of E8 (gpt) and E9 (encoder)
+    "gpt": {"vocab_size": 67, "context": 64, "d_model": 64, "n_layers": 2, "n_heads": 4},
+    "encoder": {"vocab_size": 2000, "context": 32, "d_model": 64, "n_layers": 2, "n_heads": 4, "n_classes": 2},
+}
+
+
+def _loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    from influence.models import row_losses, sequence_losses
+
+    return sequence_losses(z, y) if z.ndim == 3 else row_losses(z, y)
 
 
 def build(name: str, dtype: torch.dtype) -> nn.Module:
@@ -61,14 +78,18 @@ def build(name: str, dtype: torch.dtype) -> nn.Module:
         return m.to_module(m.init(0, dtype=dtype))
     if name == "cnn-small":
         return SmallCNN(1, 28, 10, width=16, dtype=dtype)
+    if name in TRANSFORMERS:
+        from influence.tasks.online_cost import build_model
+
+        return build_model(name, seed=0, **TRANSFORMERS[name]).to(dtype)
     raise ValueError(f"unknown model {name!r}; use one of {MODELS}")
 
 
 def make_step(method: str, module: nn.Module, lr: float = 0.05):
     """A closure performing one training step of ``method`` on (xb, yb, xv, yv); returns scoring bytes."""
     from influence.capture import capture, capture_split, set_update_grads
+    from influence.curation import curated_step
     from influence.estimators.online import batch_scores
-    from influence.models import row_losses
 
     params = list(module.parameters())
 
@@ -81,14 +102,14 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
         def step(xb, yb, xv, yv) -> int:
             for p in params:
                 p.grad = None
-            row_losses(module(xb), yb).mean().backward()
+            _loss(module(xb), yb).mean().backward()
             sgd()
             return 0
     elif method == "plain_fwd":
         def step(xb, yb, xv, yv) -> int:
             for p in params:
                 p.grad = None
-            row_losses(module(xb), yb).mean().backward()
+            _loss(module(xb), yb).mean().backward()
             with torch.no_grad():
                 module(xv)
             sgd()
@@ -99,7 +120,7 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
                 p.grad = None
             b = xb.shape[0]
             cap = capture_split(module, xb, yb, xv, yv)
-            w = (batch_scores(cap, b, "lai") >= 0).to(xb.dtype)
+            w = (batch_scores(cap, b, "lai") >= 0).to(params[0].dtype)
             ((w * cap.losses[:b]).sum() / b).backward()
             sgd()
             return cap.nbytes()
@@ -107,7 +128,7 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
         def step(xb, yb, xv, yv) -> int:
             b = xb.shape[0]
             cap = capture(module, torch.cat([xb, xv]), torch.cat([yb, yv]), backward=True)
-            w = (batch_scores(cap, b, "ghost") >= 0).to(xb.dtype)
+            w = (batch_scores(cap, b, "ghost") >= 0).to(params[0].dtype)
             set_update_grads(cap, b, w)
             sgd()
             return cap.nbytes()
@@ -115,21 +136,30 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
         names = [n for n, _ in module.named_parameters()]
 
         def li(pr, xi, yi):
-            return row_losses(functional_call(module, pr, (xi[None],)), yi[None]).sum()
+            return _loss(functional_call(module, pr, (xi[None],)), yi[None]).sum()
 
         def lv(pr, x, y):
-            return row_losses(functional_call(module, pr, (x,)), y).mean()
+            return _loss(functional_call(module, pr, (x,)), y).mean()
 
         def step(xb, yb, xv, yv) -> int:
             pr = {n: p.detach() for n, p in zip(names, params, strict=True)}
             G = vmap(grad(li), in_dims=(None, 0, 0))(pr, xb, yb)
             gv = grad(lv)(pr, xv, yv)
             s = sum((G[n].reshape(xb.shape[0], -1) @ gv[n].reshape(-1)) for n in names)
-            w = (s >= 0).to(xb.dtype)
+            w = (s >= 0).to(params[0].dtype)
             for n, p in zip(names, params, strict=True):
                 p.grad = torch.einsum("b,b...->...", w, G[n]) / xb.shape[0]
             sgd()
             return int(sum(G[n].numel() * G[n].element_size() for n in names))
+    elif method in CURATED:
+        self_inf = method.endswith("_self")
+
+        def step(xb, yb, xv, yv) -> int:
+            for p in params:
+                p.grad = None
+            _, _, _, nbytes = curated_step(module, method, xb, yb, None if self_inf else (xv, yv))
+            sgd()
+            return nbytes
     else:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
     return step
@@ -138,6 +168,17 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
 def _data(model_name: str, batch: int, target: int, device: str, dtype: torch.dtype, k: int = 8) -> list[tuple]:
     g = torch.Generator().manual_seed(1)
     shape = (1, 28, 28) if model_name.startswith("cnn") else (784,)
+    if model_name in TRANSFORMERS:
+        sz = TRANSFORMERS[model_name]
+        V, T = sz["vocab_size"], sz["context"]
+
+        def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
+            x = torch.randint(2, V, (m, T), generator=g)
+            y = (torch.randint(0, V, (m, T), generator=g) if model_name == "gpt"
+                 else torch.randint(0, sz["n_classes"], (m,), generator=g))
+            return x.to(device), y.to(device)
+
+        return [(*draw(batch), *draw(target)) for _ in range(k)]
 
     def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.rand(m, *shape, generator=g, dtype=dtype).to(device),
