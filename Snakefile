@@ -52,6 +52,8 @@ include: "experiments/rules/evaluate.smk"
 include: "experiments/rules/curation.smk"
 include: "experiments/rules/online_cost.smk"
 include: "experiments/rules/bounds.smk"
+include: "experiments/rules/lm.smk"
+include: "experiments/rules/text.smk"
 include: "experiments/rules/e7_peers.smk"
 include: "experiments/rules/report.smk"
 

@@ -8,13 +8,14 @@ per claim with the measured value and a verdict out of :data:`VERDICTS`, compute
 Test kinds (keys besides ``kind`` in brackets):
 
 ``compare`` [table, estimator, baselines, metrics {name: higher|lower}, where, group_by, key, margin,
-    factor, min_value, rule]
+    factor, min_value, rule, columns]
     Per group (mean over the remaining rows, e.g. seeds) and metric, the estimator *wins* if it is at
     least as good as the best baseline: higher-is-better ``A ≥ factor·B + margin`` (lower-is-better
     ``A ≤ factor·B − margin``); ``margin: sd`` requires beating the best baseline by more than the larger
     standard deviation over seeds; ``min_value`` additionally requires ``A ≥ min_value``.
     ``rule: most`` → reproduced if more than half of the comparisons are won, partly if at least
     ``partly`` (default 0.25) of them; ``rule: all`` → reproduced if all, partly if any.
+    ``columns: {estimator: column}`` reads a wide table (one column per estimator, one metric) instead.
 ``equal`` [table, estimators (two), metrics, where, tol]
     The two estimators' metrics agree within ``tol`` on every row (same setting and seed).
 ``threshold`` [table, metric, where, op, value, aggregate]
@@ -135,6 +136,15 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
     key = test.get("key", "estimator")
     est, bases = test["estimator"], list(test["baselines"])
     metrics = dict(test["metrics"])
+    if "columns" in test:  # a wide table, one column per estimator: melt it into (key, metric) rows
+        cols = dict(test["columns"])
+        missing = [c for c in cols.values() if c not in df]
+        if missing:
+            raise _NotRun(f"columns {missing} not in {test['table']}")
+        (metric,) = metrics
+        df = df.melt(id_vars=[c for c in df if c not in cols.values()], value_vars=list(cols.values()),
+                     var_name=key, value_name=metric)
+        df[key] = df[key].map({v: k for k, v in cols.items()})
     groups = list(test.get("group_by", []))
     margin, factor = test.get("margin", 0.0), float(test.get("factor", 1.0))
     min_value = test.get("min_value")

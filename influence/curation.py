@@ -212,15 +212,16 @@ def summarize(logs: list[dict]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------- nn.Module runs
-# policy → (score method, self-influence); None = no scores
-MODULE_POLICIES: dict[str, tuple[str, bool] | None] = {
+# policy → (score method, self-influence, exclude i from its own mean); None = no scores
+MODULE_POLICIES: dict[str, tuple[str, bool, bool] | None] = {
     "vanilla": None,
-    "lai": ("lai", False),
-    "lai_self": ("lai", True),
-    "ghost": ("ghost", False),
-    "ghost_self": ("ghost", True),
-    "ghost_flat": ("ghost_flat", False),
-    "ghost_flat_self": ("ghost_flat", True),
+    "lai": ("lai", False, False),
+    "lai_self": ("lai", True, False),
+    "lai_self_offdiag": ("lai", True, True),
+    "ghost": ("ghost", False, False),
+    "ghost_self": ("ghost", True, False),
+    "ghost_flat": ("ghost_flat", False, False),
+    "ghost_flat_self": ("ghost_flat", True, False),
     "small_loss": None,
 }
 
@@ -261,14 +262,14 @@ def curated_step(
         score_time = time.perf_counter() - ts
         (losses * torch.as_tensor(keep, dtype=losses.dtype)).sum().div(m).backward()
         return keep, losses.detach(), score_time, 0
-    method, self_inf = spec
+    method, self_inf, offdiag = spec
     if method == "lai":
         cap = (capture(module, xb, yb, backward=False, keep_graph=True) if self_inf
                else capture_split(module, xb, yb, *target))
     else:
         xc, yc = (xb, yb) if self_inf else (torch.cat([xb, target[0]]), torch.cat([yb, target[1]]))
         cap = capture(module, xc, yc, backward=True)
-    s = batch_scores(cap, m, method, self_influence=self_inf)
+    s = batch_scores(cap, m, method, self_influence=self_inf, exclude_self=offdiag)
     keep = (s >= 0).numpy()
     score_time = time.perf_counter() - ts
     w = torch.as_tensor(keep, dtype=cap.logits.dtype)
@@ -308,7 +309,8 @@ def curate_module(
     Policies (:data:`MODULE_POLICIES`): ``vanilla``; ``lai`` / ``ghost`` / ``ghost_flat`` against a
     fresh random subset V_t of ``target_size`` rows of ``target_data`` (clean validation); their
     ``_self`` variants score the batch against itself (V_t = S_t, i included — the authors'
-    pretraining rule for data without a validation set); ``small_loss`` keeps ℓ_i ≤ the median loss on
+    pretraining rule for data without a validation set); ``lai_self_offdiag`` is the ablation with
+    j ≠ i (see :func:`~influence.estimators.online.batch_scores`); ``small_loss`` keeps ℓ_i ≤ the median loss on
     V_t (SPL, the authors' baseline). Ghost policies take the update from the same capture
     (:func:`~influence.capture.set_update_grads`: one forward and one backward per step); LAI policies
     need no backward for scoring, only the update's.

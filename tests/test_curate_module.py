@@ -8,7 +8,7 @@ import torch
 
 from influence.capture import capture
 from influence.curation import MODULE_POLICIES, curate_module
-from influence.estimators.online import batch_scores
+from influence.estimators.online import batch_scores, lai_inner
 from influence.models import TextClassifier, TinyGPT, sequence_losses
 from influence.train import TrainingDiverged
 
@@ -44,7 +44,8 @@ def test_vanilla_equals_a_plain_adamw_loop():
     assert out["evals"] == []
 
 
-@pytest.mark.parametrize("policy", ["ghost", "ghost_self", "ghost_flat", "lai", "lai_self", "small_loss"])
+@pytest.mark.parametrize("policy", ["ghost", "ghost_self", "ghost_flat", "lai", "lai_self", "lai_self_offdiag",
+                                    "small_loss"])
 def test_curated_step_equals_weighted_backward(policy):
     """One curated step (no warm-up) = keep mask from the scores, Σ w_i ∇ℓ_i / |B| by autograd, AdamW."""
     X, Y = lm_data(n=8)
@@ -59,7 +60,7 @@ def test_curated_step_equals_weighted_backward(policy):
     S = rng.permutation(8)
     xb, yb = X[S], Y[S]
     opt = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=0.0)
-    method, self_inf = MODULE_POLICIES[policy] or ("small_loss", False)
+    method, self_inf, offdiag = MODULE_POLICIES[policy] or ("small_loss", False, False)
     if not self_inf:
         V = rng.choice(10, size=4, replace=False)
     if policy == "small_loss":
@@ -68,7 +69,12 @@ def test_curated_step_equals_weighted_backward(policy):
             keep = sequence_losses(b(xb), yb) <= thr
     else:
         xc, yc = (xb, yb) if self_inf else (torch.cat([xb, Xv[V]]), torch.cat([yb, Yv[V]]))
-        keep = batch_scores(capture(copy.deepcopy(b), xc, yc), 8, method, self_influence=self_inf) >= 0
+        cap = capture(copy.deepcopy(b), xc, yc)
+        if offdiag:  # mean over j != i, from the full LAI matrix
+            M = lai_inner(cap)
+            keep = (M.sum(1) - M.diagonal()) / 7 >= 0
+        else:
+            keep = batch_scores(cap, 8, method, self_influence=self_inf) >= 0
     opt.zero_grad()
     (sequence_losses(b(xb), yb) * keep.to(D)).sum().div(8).backward()
     opt.step()

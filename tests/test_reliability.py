@@ -204,3 +204,17 @@ def test_a_table_row_flagged_not_learned_invalidates_the_claim_that_reads_it():
     other = ok.copy()
     other.loc[other["policy"] == "ghost", "learned"] = False
     assert evaluate_claims(claim, tables={"E9_text": other}).loc[0, "verdict"] == "reproduced"
+
+
+def test_compare_reads_a_wide_table_through_columns():
+    df = pd.DataFrame({"dataset": ["s"] * 4, "step": range(4), "pearson_lai": [0.9, 0.8, 0.85, 0.95],
+                       "pearson_ghost": [0.7, 0.75, 0.8, 0.7], "learned": True})
+    test = {"kind": "compare", "table": "E8_shapley", "estimator": "lai", "baselines": ["ghost"],
+            "columns": {"lai": "pearson_lai", "ghost": "pearson_ghost"}, "metrics": {"pearson": "higher"},
+            "group_by": ["dataset"], "rule": "all"}
+    claim = [{**CLAIM[0], "id": "T-4", "test": test}]
+    assert evaluate_claims(claim, tables={"E8_shapley": df}).loc[0, "verdict"] == "reproduced"
+    flipped = df.rename(columns={"pearson_lai": "pearson_ghost", "pearson_ghost": "pearson_lai"})
+    assert evaluate_claims(claim, tables={"E8_shapley": flipped}).loc[0, "verdict"] == "not reproduced"
+    assert evaluate_claims(claim, tables={"E8_shapley": df.drop(columns="pearson_ghost")}).loc[0, "verdict"] == \
+        "not run"

@@ -228,3 +228,16 @@ def test_bound_check_on_real_text_models():
         assert c.passed and c.measured["n_violations"] == 0, c.measured
         assert c.measured["last_layer_max_gap"] < 1e-12
         assert 0 < c.measured["max_gap_over_bound"] <= 1 + 1e-9
+
+
+def test_lai_self_influence_without_the_diagonal():
+    module = MODELS[0]
+    x, y = lm_batch()
+    cap = capture(module, x, y, backward=False)
+    M = lai_inner(cap)
+    n = len(x)
+    off = batch_scores(cap, n, "lai", self_influence=True, exclude_self=True)
+    assert torch.allclose(off, (M.sum(1) - M.diagonal()) / (n - 1), rtol=1e-12, atol=1e-15)
+    assert torch.allclose(batch_scores(cap, n, "lai", self_influence=True), M.mean(1), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="exclude_self"):
+        batch_scores(cap, n, "lai", exclude_self=True)

@@ -18,7 +18,7 @@ with curation weights w_i = 1[score_i ≥ 0] and the batch loss Σ w_i ℓ_i / 3
 
 Models: MLP 784-128-10, MLP 784-512-512-10, SmallCNN (two 3×3 conv layers, 28×28 input), and the
 transformers of E8 / E9 (``gpt``: TinyGPT, 67 characters, context 64, width 64, 2 layers; ``encoder``:
-TextClassifier, 2000 words, 32 tokens, width 64, 2 layers; the row loss of the GPT is the mean token
+TextClassifier, 2000 words, 32 tokens, width 32, 1 layer; the row loss of the GPT is the mean token
 cross-entropy of a sequence). Each
 model's methods are timed interleaved step by step (round robin, each on its own copy of the model) so
 that the load of a shared machine hits them alike; time = median over ``--steps`` steps after
@@ -56,7 +56,7 @@ METHODS = ("plain", "plain_fwd", "lai", "ghost", "vmap", "ghost_flat", "lai_self
 CURATED = ("ghost_flat", "lai_self", "ghost_self", "ghost_flat_self")  # run through curated_step
 TRANSFORMERS = {  # the default sizes of E8 (gpt) and E9 (encoder)
     "gpt": {"vocab_size": 67, "context": 64, "d_model": 64, "n_layers": 2, "n_heads": 4},
-    "encoder": {"vocab_size": 2000, "context": 32, "d_model": 64, "n_layers": 2, "n_heads": 4, "n_classes": 2},
+    "encoder": {"vocab_size": 2000, "context": 32, "d_model": 32, "n_layers": 1, "n_heads": 2, "n_classes": 2},
 }
 
 

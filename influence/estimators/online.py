@@ -290,6 +290,7 @@ def batch_scores(
     layers: Any = None,
     last_layer_only: bool = False,
     bias: bool = True,
+    exclude_self: bool = False,
 ) -> torch.Tensor:
     """Per-step score of each training row: mean over target rows j of the (ghost or LAI) inner product.
 
@@ -297,9 +298,15 @@ def batch_scores(
     targets are the training rows themselves (V_t = S_t, i included: the LAI authors' pretraining rule).
     ``method``: ``'ghost'`` (exact gradient inner products over every hooked layer), ``'ghost_flat'``
     (position-aligned, :func:`ghost_flat_inner`) or ``'lai'``. Score > 0: a step on the sample lowers
-    the target loss (to first order), i.e. the sample helps.
+    the target loss (to first order), i.e. the sample helps. ``exclude_self`` (LAI with
+    ``self_influence`` only): the mean over j ≠ i, an ablation of the authors' rule — with i included
+    the term ⟨i, i⟩/|B| is positive and, on token sequences, can dominate the score.
     """
     m = cap.logits.shape[0]
+    if exclude_self and not (self_influence and method == "lai"):
+        raise ValueError("exclude_self applies to LAI self-influence scores only")
+    if exclude_self and n_train < 2:
+        raise ValueError("exclude_self needs a batch of at least 2 rows")
     if not 1 <= n_train <= m:
         raise ValueError(f"n_train must be in [1, {m}], got {n_train}")
     rows_i = slice(0, n_train)
@@ -326,7 +333,10 @@ def batch_scores(
     n_bias = sum(_bias_count(cap.layers[k]) for k in which) if bias else 0
     if n_bias:
         A = A.add_(float(n_bias))
-    return ((_flat(cap.g[rows_i]) @ _flat(cap.g[rows_j]).T) * A).mean(1)
+    M = (_flat(cap.g[rows_i]) @ _flat(cap.g[rows_j]).T) * A
+    if exclude_self:
+        return (M.sum(1) - M.diagonal()) / (n_train - 1)
+    return M.mean(1)
 
 
 def _ghost_mean(cap: Capture, ri: slice, rj: slice, which: list[int], bias: bool) -> torch.Tensor:

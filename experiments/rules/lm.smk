@@ -1,0 +1,108 @@
+# E8: char-level LM pretraining on Shakespeare with online data filtering, and LAI-2 (per-step Shapley) on the LM
+# (influence.tasks.e8_lm). Include it from the Snakefile after common.smk and before report.smk.
+# Config block (defaults in default.yaml, types and descriptions in schema.yaml):
+#   experiments:
+#     lm:
+#       policies: [vanilla, lai_self, ghost_self, ghost_flat_self, small_loss, lai]
+#       seeds: [0, 1, 2]
+#       noise: {kind: random, rate: 0.3}        # injected harmful windows (influence.text.inject_lm_noise)
+#       clean_reference: true                   # also vanilla on the clean stream (policy column vanilla_clean)
+#       data: {n_train: 2560, n_target: 128, n_val: 128, n_test: 128, split_seed: 0}
+#       model: {context: 64, d_model: 64, n_layers: 2, n_heads: 4}
+#       run: {epochs: 1, batch_size: 16, lr: 0.003, weight_decay: 0.1, warmup_epochs: 0.2, target_size: 16,
+#             eval_every: 32, learned_margin: 0.1}
+#       shapley: {enabled: true, seed: 0, n_steps: 4, batch_size: 16, target_size: 16, eta: 0.001, n_perm: 8,
+#                 chunk: 4}
+# One job per (policy, seed): results/lm/noisy/<policy>/seed<seed>.json, plus results/lm/clean/vanilla/seed<seed>.json
+# (the clean reference: what the architecture reaches without the injected windows); one Shapley job
+# (results/lm/shapley.json, a deterministic replay of the vanilla run of shapley.seed); table_E8 collects them into
+# metrics/E8_lm.csv, E8_curves.csv, E8_shapley.csv and E8_shapley_values.csv (notebook E8_lm).
+# Budget (default config, measured): 21 runs of 8-13 CPU-s (~4.5 s of it interpreter, torch and data start-up) and a
+# 13 CPU-s Shapley job: ~205 CPU-s, i.e. ~100 s on 2 cores.
+from influence.tasks.e8_lm import check_lm_config
+
+E8 = exp_cfg("lm")
+if exp_on("lm"):
+    try:
+        check_lm_config(E8)
+    except ValueError as _e:
+        raise WorkflowError(str(_e)) from None
+E8_DATASET = "shakespeare"
+E8_SHAPLEY = exp_on("lm") and bool(E8["shapley"]["enabled"])
+
+# Every E8 run file: each policy on the noisy stream, and vanilla on the clean stream (clean_reference).
+E8_RUNS = expand(f"{RES}/lm/noisy/{{policy}}/seed{{seed}}.json", policy=E8["policies"], seed=E8["seeds"])
+if E8["clean_reference"] and float(E8["noise"]["rate"]) > 0:
+    E8_RUNS += expand(f"{RES}/lm/clean/vanilla/seed{{seed}}.json", seed=E8["seeds"])
+
+
+rule lm_run:
+    conda:
+        CORE_ENV
+    output:
+        f"{RES}/lm/{{stream}}/{{policy}}/seed{{seed}}.json",
+    wildcard_constraints:
+        stream="noisy|clean",
+    params:
+        dataset=E8_DATASET,
+        data=E8["data"],
+        model=E8["model"],
+        run=E8["run"],
+        noise=E8["noise"],
+    log:
+        f"{RES}/logs/lm/{{stream}}/{{policy}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/lm/{{stream}}/{{policy}}/seed{{seed}}.tsv"
+    threads: 1
+    # default config: ~10 s a job; paper config (4 layers, context 128, 750 steps of 32): ~10 min on one core
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../scripts/e8_run.py"
+
+
+rule lm_shapley:
+    conda:
+        CORE_ENV
+    output:
+        f"{RES}/lm/shapley.json",
+    params:
+        dataset=E8_DATASET,
+        data=E8["data"],
+        model=E8["model"],
+        run=E8["run"],
+        noise=E8["noise"],
+        shapley={k: v for k, v in E8["shapley"].items() if k != "enabled"},
+    log:
+        f"{RES}/logs/lm/shapley.log",
+    benchmark:
+        f"{RES}/benchmarks/lm/shapley.tsv"
+    threads: 1
+    # default config: ~15 s; paper config (8 steps, 32 permutations, |V| = 32 at context 128): ~30 min on one core
+    resources:
+        mem_mb=3000,
+        runtime=120,
+    script:
+        "../scripts/e8_shapley.py"
+
+
+rule table_E8:
+    conda:
+        CORE_ENV
+    input:
+        runs=E8_RUNS,
+        shapley=[f"{RES}/lm/shapley.json"] if E8_SHAPLEY else [],
+    output:
+        runs=f"{RES}/metrics/E8_lm.csv",
+        curves=f"{RES}/metrics/E8_curves.csv",
+        shapley=f"{RES}/metrics/E8_shapley.csv",
+        values=f"{RES}/metrics/E8_shapley_values.csv",
+    log:
+        f"{RES}/logs/tables/E8.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/e8_collect.py"
