@@ -14,6 +14,11 @@ Excluded, and why:
 * ``report/paper.pdf`` where TeX is installed: latexmk's PDF carries TeX's own dates (the library does not
   write it).
 
+Compared without their measurements (keys / columns naming a time, a wall clock or a resident set size):
+the E8 / E9 run records and tables (``lm/``, ``text/``, ``metrics/E8_*``, ``metrics/E9_*``, ``tables/E8_*.csv``,
+``tables/E9_*.csv``), which keep each run's per-step time and memory beside what it computed; their LaTeX
+twins ``tables/E8_*.tex`` / ``tables/E9_*.tex`` are left out (the same numbers as the CSVs, formatted).
+
 The claims report's "generated <date>" line is the same within a day; a run pair straddling midnight would
 differ there, so that line is compared without its date.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -45,8 +51,31 @@ RUN_RECORDS = (
     "tables/E6_cost.*",
     "figures/E6_cost.*",
     "report/paper.pdf",
+    "tables/E8_*.tex",
+    "tables/E9_*.tex",
 )
+# results that carry measurements beside what they computed: compared with those removed
+MEASURED = ("lm/**.json", "text/**.json", "metrics/E8_*.csv", "metrics/E9_*.csv", "tables/E8_*.csv",
+            "tables/E9_*.csv")
+_TIMING = re.compile(r"time|wall|rss")
 _GENERATED = re.compile(rb"generated \d{4}-\d{2}-\d{2}")
+
+
+def _without_measurements(rel: Path, data: bytes) -> bytes:
+    """JSON without the keys, CSV without the columns, that name a time, a wall clock or an RSS."""
+    if not any(fnmatch.fnmatchcase(rel.as_posix(), pat) for pat in MEASURED):
+        return data
+    if rel.suffix == ".json":
+        def strip(o):
+            if isinstance(o, dict):
+                return {k: strip(v) for k, v in o.items() if not _TIMING.search(k)}
+            return [strip(v) for v in o] if isinstance(o, list) else o
+
+        return json.dumps(strip(json.loads(data)), sort_keys=True).encode()
+    import pandas as pd
+
+    df = pd.read_csv(io.BytesIO(data))
+    return df[[c for c in df.columns if not _TIMING.search(c)]].to_csv(index=False).encode()
 
 
 def _excluded(rel: Path) -> bool:
@@ -62,6 +91,7 @@ def _digests(results: Path) -> dict[str, str]:
             data = p.read_bytes()
             if p.parent.name == "report":
                 data = _GENERATED.sub(b"generated <date>", data)
+            data = _without_measurements(p.relative_to(results), data)
             out[str(p.relative_to(results))] = hashlib.sha256(data).hexdigest()
     return out
 
