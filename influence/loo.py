@@ -169,10 +169,16 @@ def _target_losses(model: Model, thetas: torch.Tensor, Xt: torch.Tensor, yt: tor
     return torch.func.vmap(lambda th: model.losses(th, Xt, yt))(thetas)
 
 
-def _loo_weights(removed: np.ndarray, n: int) -> torch.Tensor:
-    """Replay weights (k, n): all ones except a 0 at sample removed[r] in row r."""
-    W = torch.ones(len(removed), n, dtype=torch.float64)
-    W[torch.arange(len(removed)), torch.as_tensor(removed)] = 0.0
+def _loo_weights(removed: np.ndarray, n: int, epochs: int | None = None, epoch: int | None = None) -> torch.Tensor:
+    """Replay weights (k, n): all ones except a 0 at sample removed[r] in row r. With ``epoch`` (of
+    ``epochs``), per-epoch weights (k, epochs, n) with the 0 in that epoch only."""
+    rows, cols = torch.arange(len(removed)), torch.as_tensor(removed)
+    if epoch is None:
+        W = torch.ones(len(removed), n, dtype=torch.float64)
+        W[rows, cols] = 0.0
+        return W
+    W = torch.ones(len(removed), epochs, n, dtype=torch.float64)
+    W[rows, epoch, cols] = 0.0
     return W
 
 
@@ -184,6 +190,7 @@ def trajectory_loo(
     *,
     chunk: int = 128,
     progress: bool = False,
+    removal_epoch: int | None = None,
 ) -> LOOResult:
     """Trajectory-specific leave-one-out by masked replays of the recorded run.
 
@@ -191,6 +198,10 @@ def trajectory_loo(
     ∇f_i(θ^{-j}_t) from the same θ₀ with the same schedule, ``chunk`` replays at a time (weights of
     shape (chunk, n) through :func:`~influence.train.train`), in float64. The base θ_T is replayed the
     same way (not read from the trajectory) so both sides share the arithmetic.
+
+    ``removal_epoch``: *single-epoch removal* (Wang et al., ICLR 2025, "Data Value Embedding"): j is
+    dropped only at its occurrence in that epoch (negative values count from the end: −1 = the last
+    epoch) and kept in every other; None (default) drops it everywhere (*all-epoch removal*).
     """
     model, sched = traj.model, traj.schedule
     _, d = check_data(train_data, "train_data", "trajectory_loo", model=model, n=sched.n)
@@ -203,6 +214,11 @@ def trajectory_loo(
         raise ValueError(f"LOO indices must lie in [0, {n})")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    E = sched.epochs
+    if removal_epoch is not None:
+        if not -E <= int(removal_epoch) < E:
+            raise ValueError(f"removal_epoch must lie in [-{E}, {E}) for a {E}-epoch run, got {removal_epoch}")
+        removal_epoch = int(removal_epoch) % E
     theta0 = traj.theta0.to(torch.float64)
     with measure() as m:
         base = train(model, theta0, (X, y), sched, l2=traj.l2, record="final").final
@@ -215,7 +231,7 @@ def trajectory_loo(
             starts = tqdm(starts, desc="loo", leave=False)
         for s in starts:
             part = idx[s : s + chunk]
-            W = _loo_weights(part, n)
+            W = _loo_weights(part, n, E, removal_epoch)
             final = train(model, theta0, (X, y), sched, weights=W, l2=traj.l2, record="final").thetas[-1]
             dtheta.append((final - base).numpy())
             tl.append(_target_losses(model, final, Xt, yt).detach().numpy())
@@ -227,7 +243,7 @@ def trajectory_loo(
         loss_change=target_losses.mean(1) - float(base_losses.mean()),
         target_losses=target_losses,
         base_target_losses=base_losses.numpy(),
-        meta={"method": "trajectory_loo", "chunk": chunk, **m},
+        meta={"method": "trajectory_loo", "chunk": chunk, "removal_epoch": removal_epoch, **m},
     )
     return res
 

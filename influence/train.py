@@ -247,7 +247,9 @@ def train(
     model, theta0 : architecture and flat initial parameters (θ₀'s dtype is the run's dtype).
     data : training set (``Dataset`` or ``(X, y)``); ``len == schedule.n``.
     schedule : batch order and step sizes.
-    weights : None, (n,) or (k, n) per-sample weights. (k, n) replays k runs at once; the recorded
+    weights : None, (n,) or (k, n) per-sample weights, or (k, n_epochs, n) per-sample weights per epoch
+        (sample j's weight in the steps of epoch e is ``weights[r, e, j]``: e.g. removing a sample at its
+        occurrence in one epoch only). (k, n) and (k, E, n) replay k runs at once; the recorded
         ``thetas`` then have shape (s, k, p).
     l2 : α of the per-sample L2 term (α/2)‖θ‖².
     callback : called before every update with a :class:`StepInfo` (only for k = 1). It may return
@@ -281,9 +283,12 @@ def train(
         W = torch.ones(1, n, dtype=theta0.dtype)
     else:
         W = torch.as_tensor(np.asarray(weights) if not isinstance(weights, torch.Tensor) else weights)
-        if W.ndim not in (1, 2) or W.shape[-1] != n:
-            raise ValueError(f"weights must have shape ({n},) or (k, {n}), got {tuple(W.shape)}")
-        W = W.to(theta0.dtype).reshape(-1, n)
+        E = schedule.epochs
+        if W.ndim not in (1, 2, 3) or W.shape[-1] != n or (W.ndim == 3 and W.shape[1] != E):
+            raise ValueError(f"weights must have shape ({n},), (k, {n}) or (k, {E}, {n}) (per epoch), got "
+                             f"{tuple(W.shape)}")
+        W = W.to(theta0.dtype)
+        W = W.reshape(-1, E, n) if W.ndim == 3 else W.reshape(-1, n)
         if not bool(torch.isfinite(W).all()):
             raise ValueError("train: weights contain NaN or inf")
     if callback is not None and W.shape[0] != 1:
@@ -310,9 +315,10 @@ def train(
         from tqdm.auto import tqdm
 
         it = tqdm(it, total=T, desc="sgd", leave=False)
+    spe = schedule.steps_per_epoch
     for t, S in it:
         xb, yb = X[S], y[S]
-        wb = W[:, S]
+        wb = W[:, t // spe, S] if W.ndim == 3 else W[:, S]
         if callback is not None:
             with torch.no_grad():
                 ls = model.losses(theta[0], xb, yb)

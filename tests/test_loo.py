@@ -150,3 +150,31 @@ def test_fixed_hessian_loo_equals_newton_loo(tiny_binary):
     np.testing.assert_allclose(fast.loss_change, ref.loss_change, rtol=0, atol=1e-8)
     with pytest.raises(ValueError, match="binary"):
         loo_to_optimum(logistic_regression(5, 3), (X, y % 3), (Xt, yt % 3), 0.02, idx, method="fixed_hessian")
+
+
+def test_single_epoch_removal_equals_a_loop_of_runs_that_skip_the_sample_once(tiny_logreg_run):
+    """Per-epoch weights (k, E, n) in train, and trajectory_loo(removal_epoch=e), against one run per sample
+    whose callback drops it only in its epoch-e step (DVEmb's single-epoch removal)."""
+    traj, (X, y), target = tiny_logreg_run
+    sched, E = traj.schedule, traj.schedule.epochs
+    idx = np.array([0, 7, 31])
+    for epoch in (E - 1, 1):
+        res = trajectory_loo(traj, (X, y), target, idx, removal_epoch=epoch if epoch == 1 else -1)
+        Xt, yt = target
+        base = train(traj.model, traj.theta0, (X, y), sched, l2=traj.l2, record="final").final
+        for r, j in enumerate(idx):
+            def drop(info, j=j, epoch=epoch):
+                return torch.as_tensor((np.asarray(info.batch) != j) | (info.epoch != epoch), dtype=torch.float64)
+
+            one = train(traj.model, traj.theta0, (X, y), sched, l2=traj.l2, record="final", callback=drop).final
+            np.testing.assert_allclose(res.delta_theta[r], (one - base).numpy(), rtol=1e-10, atol=1e-13)
+            ref = float(traj.model.loss(one, Xt, yt) - traj.model.loss(base, Xt, yt))
+            assert abs(res.loss_change[r] - ref) <= 1e-10 * abs(ref) + 1e-14
+    # removal in every epoch is the default and differs from single-epoch removal
+    full = trajectory_loo(traj, (X, y), target, idx)
+    last = trajectory_loo(traj, (X, y), target, idx, removal_epoch=-1)
+    assert np.abs(full.loss_change - last.loss_change).max() > 1e-6
+    with pytest.raises(ValueError, match="removal_epoch"):
+        trajectory_loo(traj, (X, y), target, idx, removal_epoch=E)
+    with pytest.raises(ValueError, match="per epoch"):
+        train(traj.model, traj.theta0, (X, y), sched, weights=torch.ones(2, E + 1, len(y), dtype=torch.float64))
