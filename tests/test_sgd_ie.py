@@ -168,3 +168,16 @@ def test_clear_errors(tiny_logreg_run):
         acc_sgd_ie(traj, (X, y), tg, truncate=traj.n_steps + 1)
     with pytest.raises(ValueError, match="Trajectory"):
         sgd_ie(None, (X, y), tg)
+
+
+def test_acc_sgd_ie_on_a_subset_propagates_only_those_states_and_matches_the_full_form(tiny_mlp_run):
+    """DVEmb's protocol scores 100 points: the forward form restricted to them equals the full scores there."""
+    traj, data, target = tiny_mlp_run
+    full = acc_sgd_ie(traj, data, target)
+    idx = np.array([17, 3, 40, 0, 29])
+    for form in ("auto", "forward", "backward"):
+        sub = acc_sgd_ie(traj, data, target, indices=idx, form=form)
+        assert sub.shape == (len(idx),)
+        np.testing.assert_allclose(sub, full[idx], rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="duplicates"):
+        acc_sgd_ie(traj, data, target, indices=[1, 1])

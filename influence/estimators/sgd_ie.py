@@ -411,6 +411,7 @@ def acc_sgd_ie(
     form: str = "auto",
     chunk: int | None = None,
     vmap_chunk: int = 64,
+    indices: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Accumulative SGD-influence (ACC-SGD-IE; Shi, Yang, Su, Zhang, Xu, 2025).
 
@@ -433,16 +434,19 @@ def acc_sgd_ie(
     form : {'auto', 'backward', 'forward'}, default 'auto'
         'backward': one adjoint per sample, u^{(j)}_t = (I − η_t H_t^{(−j)}) u^{(j)}_{t+1}; 'forward': the
         accumulative state A_T of the module docstring, then ⟨∇L, A_T⟩. Same scores up to rounding.
-        'auto' = 'backward' (never more expensive: it also exploits ``truncate``).
+        'auto' = 'backward' (never more expensive: it also exploits ``truncate``) for all samples, and
+        'forward' with ``indices``: only the states of those samples are propagated, each from its first
+        occurrence on (the way to score a subset, e.g. the 100 points of DVEmb's protocol).
     chunk : int or None
         Samples whose adjoints / states are held at once (memory O(chunk · p)); default: as many as fit
         in about 320 MB of float64.
     vmap_chunk : int, default 64
         Columns per ``vmap`` call in the MLP Hessian-vector products.
+    indices : samples to score (default: all); the result then has ``len(indices)`` entries, in that order.
 
     Returns
     -------
-    scores : ndarray (n_train,)
+    scores : ndarray (n_train,) or (len(indices),)
         Estimated L(θ^{-j}_T) − L(θ_T); positive = j helps.
 
     Notes
@@ -464,8 +468,10 @@ def acc_sgd_ie(
     u_T = _target_grad(ctx, target_data)
     s = _corr_until(ctx["T"], truncate)
     extra = ctx["l2"] if l2_quirk else 0.0
-    idx = np.arange(ctx["n"])
-    k = _chunk_size(chunk, ctx["model"].n_params, ctx["n"])
+    idx = _indices(ctx["n"], indices)
+    k = _chunk_size(chunk, ctx["model"].n_params, len(idx))
+    if form == "auto" and indices is not None:
+        form = "forward"
     if form == "forward":
         A = _forward(ctx, idx, s=s, c=1.0, extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk)
         return (A @ u_T).numpy()
