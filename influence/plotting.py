@@ -50,7 +50,7 @@ _ORDER = (
     "sgd_ie", "acc_sgd_ie", "diffin_paper", "diffin", "diffin_self", "tracin", "grad_dot", "influence_function",
     "ghost", "lai", "lai_last_layer", "self_influence", "cg_score", "loss", "el2n", "grand", "forgetting",
     "random", "oracle", "random_removal", "trajectory_loo", "vanilla", "small_loss",
-    "ghost_flat", "lai_self", "lai_self_offdiag", "ghost_self", "ghost_flat_self", "vanilla_clean",
+    "ghost_flat", "lai_self", "lai_self_offdiag", "ghost_self", "ghost_flat_self", "vanilla_clean", "dvemb",
 )
 
 # E7 colours its bars by library; those names never share a figure with the names above.
