@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from influence.models import logit_grad, row_losses, sequence_logit_grad, sequence_losses
+from influence.models import example_losses, logit_grad, sequence_logit_grad
 
 __all__ = [
     "LayerCapture",
@@ -190,12 +190,7 @@ def capture(
     try:
         with torch.set_grad_enabled(backward or keep_graph):
             z = module(x)
-            if z.ndim == 3:
-                losses = sequence_losses(z, y)
-            elif z.ndim == 2:
-                losses = row_losses(z, y)
-            else:
-                raise ValueError(f"logits must be (m, n_out) or (m, T, V) for sequences, got {tuple(z.shape)}")
+            losses = example_losses(z, y)
     finally:
         for h in handles:
             h.remove()

@@ -35,10 +35,11 @@ from torch import nn
 from influence.capture import capture, capture_split, set_update_grads
 from influence.data import as_tensors
 from influence.estimators.online import batch_scores
-from influence.models import Model, row_losses, sequence_losses
+from influence.models import Model, example_losses
 from influence.train import Schedule, StepInfo, TrainingDiverged, Trajectory, train
 
-__all__ = ["POLICIES", "MODULE_POLICIES", "Curator", "curate", "curate_module", "curated_step", "summarize"]
+__all__ = ["POLICIES", "MODULE_POLICIES", "Curator", "curate", "curate_module", "curated_step", "needs_target",
+           "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +227,10 @@ MODULE_POLICIES: dict[str, tuple[str, bool, bool] | None] = {
 }
 
 
-def _row_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return sequence_losses(z, y) if z.ndim == 3 else row_losses(z, y)
+def needs_target(policy: str) -> bool:
+    """Whether a policy of :data:`MODULE_POLICIES` scores against validation rows (SPL and the non-self ones)."""
+    spec = MODULE_POLICIES[policy]
+    return policy == "small_loss" or (spec is not None and not spec[1])
 
 
 def curated_step(
@@ -247,17 +250,17 @@ def curated_step(
         raise ValueError(f"unknown curation policy {policy!r}; use one of {tuple(MODULE_POLICIES)}")
     m = xb.shape[0]
     spec = MODULE_POLICIES[policy]
-    if (policy == "small_loss" or (spec is not None and not spec[1])) and target is None:
+    if needs_target(policy) and target is None:
         raise ValueError(f"policy {policy!r} needs target rows")
     if policy == "vanilla":
-        losses = _row_losses(module(xb), yb)
+        losses = example_losses(module(xb), yb)
         losses.mean().backward()
         return np.ones(m, dtype=bool), losses.detach(), 0.0, 0
     ts = time.perf_counter()
     if policy == "small_loss":
         with torch.no_grad():
-            thr = _row_losses(module(target[0]), target[1]).median()
-        losses = _row_losses(module(xb), yb)
+            thr = example_losses(module(target[0]), target[1]).median()
+        losses = example_losses(module(xb), yb)
         keep = (losses.detach() <= thr).numpy()
         score_time = time.perf_counter() - ts
         (losses * torch.as_tensor(keep, dtype=losses.dtype)).sum().div(m).backward()
@@ -338,8 +341,7 @@ def curate_module(
     if Y.shape[0] != n:
         raise ValueError(f"train inputs have {n} rows, targets {Y.shape[0]}")
     spec = MODULE_POLICIES[policy]
-    needs_target = policy == "small_loss" or (spec is not None and not spec[1])
-    if needs_target:
+    if needs_target(policy):
         if target_data is None:
             raise ValueError(f"policy {policy!r} needs target_data (a clean validation set)")
         Xv, Yv = target_data
@@ -378,7 +380,7 @@ def curate_module(
             active = active and step >= warmup_steps
             opt.zero_grad(set_to_none=True)
             target = None
-            if active and needs_target:
+            if active and needs_target(policy):
                 V = rng.choice(Xv.shape[0], size=min(target_size, Xv.shape[0]), replace=False)
                 target = (Xv[V], Yv[V])
             keep, losses, score_time, nbytes = curated_step(module, policy if active else "vanilla", xb, yb, target)

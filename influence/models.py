@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from influence import linear
 
 __all__ = ["Model", "logistic_regression", "mlp", "row_losses", "logit_grad", "SmallCNN", "TinyGPT", "TextClassifier",
-           "sequence_losses", "sequence_logit_grad"]
+           "sequence_losses", "sequence_logit_grad", "example_losses"]
 
 
 def row_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -279,6 +279,16 @@ def sequence_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                          f"{tuple(y.shape)}")
     m, T, V = z.shape
     return F.cross_entropy(z.reshape(-1, V), y.reshape(-1).long(), reduction="none").reshape(m, T).mean(1)
+
+
+def example_losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example loss, shape (m,): :func:`row_losses` for logits (m, o), :func:`sequence_losses` (mean token
+    cross-entropy) for a language model's logits (m, T, V)."""
+    if z.ndim == 3:
+        return sequence_losses(z, y)
+    if z.ndim == 2:
+        return row_losses(z, y)
+    raise ValueError(f"logits must be (m, n_out) or (m, T, V) for sequences, got {tuple(z.shape)}")
 
 
 def sequence_logit_grad(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -60,12 +60,6 @@ TRANSFORMERS = {  # the default sizes of E8 (gpt) and E9 (encoder)
 }
 
 
-def _loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    from influence.models import row_losses, sequence_losses
-
-    return sequence_losses(z, y) if z.ndim == 3 else row_losses(z, y)
-
-
 def build(name: str, dtype: torch.dtype) -> nn.Module:
     from influence.models import SmallCNN, mlp
 
@@ -90,6 +84,7 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
     from influence.capture import capture, capture_split, set_update_grads
     from influence.curation import curated_step
     from influence.estimators.online import batch_scores
+    from influence.models import example_losses
 
     params = list(module.parameters())
 
@@ -102,14 +97,14 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
         def step(xb, yb, xv, yv) -> int:
             for p in params:
                 p.grad = None
-            _loss(module(xb), yb).mean().backward()
+            example_losses(module(xb), yb).mean().backward()
             sgd()
             return 0
     elif method == "plain_fwd":
         def step(xb, yb, xv, yv) -> int:
             for p in params:
                 p.grad = None
-            _loss(module(xb), yb).mean().backward()
+            example_losses(module(xb), yb).mean().backward()
             with torch.no_grad():
                 module(xv)
             sgd()
@@ -136,10 +131,10 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
         names = [n for n, _ in module.named_parameters()]
 
         def li(pr, xi, yi):
-            return _loss(functional_call(module, pr, (xi[None],)), yi[None]).sum()
+            return example_losses(functional_call(module, pr, (xi[None],)), yi[None]).sum()
 
         def lv(pr, x, y):
-            return _loss(functional_call(module, pr, (x,)), y).mean()
+            return example_losses(functional_call(module, pr, (x,)), y).mean()
 
         def step(xb, yb, xv, yv) -> int:
             pr = {n: p.detach() for n, p in zip(names, params, strict=True)}

@@ -112,21 +112,32 @@ def check_lai_bound(model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch
     """The per-layer bound |Ghost_l − LAI_l| ≤ ‖ã_i‖‖ã_j‖‖g_i‖‖g_j‖‖J_iJ_jᵀ − I‖₂ for all pairs, and a zero
     gap on the last layer, at one parameter vector (tolerance: 256 ε (|Ghost| + |LAI| + bound) per entry)."""
     res = lai_ghost_gap(model, theta, x, y, bias=bias)
+    return _bound_check(
+        res, "lai_ghost_bound",
+        "|Ghost_l - LAI_l| <= |a_i||a_j||g_i||g_j||J_i J_j^T - I|_2 for every pair and layer (+256 eps relative), "
+        "and gap = 0 on the last layer",
+        details={"n_pairs": int(res["gap"][0].numel()), "n_layers": int(res["gap"].shape[0])},
+    )
+
+
+def _bound_check(res: dict[str, Any], name: str, criterion: str, *, measured: dict | None = None,
+                 details: dict | None = None) -> Check:
+    """The verdict of a per-pair, per-layer bound ``res`` (``gap``, ``bound``, ``ghost``, ``lai``; the last
+    layer the output layer): no violation beyond rounding, and a zero gap on the last layer."""
     tol = _tolerance(res)
     viol = res["gap"] > res["bound"] + tol
     last_ok = bool((res["gap"][-1] <= tol[-1]).all())
     ratio = _ratio(res, tol)[:-1]
     return Check(
-        name="lai_ghost_bound",
+        name=name,
         passed=bool(not viol.any()) and last_ok,
-        criterion="|Ghost_l - LAI_l| <= |a_i||a_j||g_i||g_j||J_i J_j^T - I|_2 for every pair and layer "
-                  "(+256 eps relative), and gap = 0 on the last layer",
+        criterion=criterion,
         measured={"max_gap_per_layer": res["gap"].amax((1, 2)).tolist(),
                   "last_layer_max_gap": float(res["gap"][-1].max()),
                   "max_gap_over_bound": float(ratio.max()) if ratio.numel() else 0.0,
-                  "n_violations": int(viol.sum())},
+                  "n_violations": int(viol.sum()), **(measured or {})},
         predicted={"max_bound_per_layer": res["bound"].amax((1, 2)).tolist(), "last_layer_gap": 0.0},
-        details={"n_pairs": int(res["gap"][0].numel()), "n_layers": int(res["gap"].shape[0]),
+        details={**(details or {}),
                  "median_gap_over_bound_per_layer": [float(r.median()) for r in ratio] if ratio.numel() else []},
     )
 
@@ -233,24 +244,13 @@ def check_lai_bound_module(module: torch.nn.Module, x: torch.Tensor, y: torch.Te
     output is the logits, and — measured, not judged — how often the *exact* Ghost's gap to LAI exceeds
     the same bound."""
     res = lai_ghost_gap_module(module, x, y, bias=bias)
-    tol = _tolerance(res)
-    viol = res["gap"] > res["bound"] + tol
-    last_ok = bool((res["gap"][-1] <= tol[-1]).all())
-    ratio = _ratio(res, tol)[:-1]
-    exact_over = res["gap_exact"] > res["bound"] + tol
-    return Check(
-        name="lai_ghost_bound_module",
-        passed=bool(not viol.any()) and last_ok,
-        criterion="|Ghost_flat_l - LAI_l| <= |a_i||a_j||g_i||g_j||J_i J_j^T - I|_2 for every pair and Linear layer "
-                  "(+256 eps relative), and gap = 0 on the output layer",
-        measured={"max_gap_per_layer": res["gap"].amax((1, 2)).tolist(),
-                  "last_layer_max_gap": float(res["gap"][-1].max()),
-                  "max_gap_over_bound": float(ratio.max()) if ratio.numel() else 0.0,
-                  "n_violations": int(viol.sum()),
-                  "exact_ghost_pairs_over_bound": int(exact_over.sum())},
-        predicted={"max_bound_per_layer": res["bound"].amax((1, 2)).tolist(), "last_layer_gap": 0.0},
-        details={"layers": res["names"], "n_pairs": int(res["gap"][0].numel()),
-                 "median_gap_over_bound_per_layer": [float(r.median()) for r in ratio] if ratio.numel() else []},
+    exact_over = res["gap_exact"] > res["bound"] + _tolerance(res)
+    return _bound_check(
+        res, "lai_ghost_bound_module",
+        "|Ghost_flat_l - LAI_l| <= |a_i||a_j||g_i||g_j||J_i J_j^T - I|_2 for every pair and Linear layer "
+        "(+256 eps relative), and gap = 0 on the output layer",
+        measured={"exact_ghost_pairs_over_bound": int(exact_over.sum())},
+        details={"layers": res["names"], "n_pairs": int(res["gap"][0].numel())},
     )
 
 

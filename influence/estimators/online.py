@@ -227,19 +227,27 @@ def lai_inner(
     m = cap.logits.shape[0]
     ri, rj = _rows(rows_i, m), _rows(rows_j, m)
     G = _flat(cap.g[ri]) @ _flat(cap.g[rj]).T
+    return _flat_products(cap, ri, rj, layers, last_layer_only, bias, per_layer, lambda lc: G)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _flat_products(cap: Capture, ri: Any, rj: Any, layers: Any, last_layer_only: bool, bias: bool, per_layer: bool,
+                   out_gram: Any) -> torch.Tensor:
+    """Σ_l (⟨vec a_i^l, vec a_j^l⟩ + c_l) · out_gram(layer l) over the Linear/Conv2d layers (or per layer):
+    the form shared by LAI (the logit-gradient Gram for every layer) and the flattened Ghost (each
+    layer's output-gradient Gram)."""
     out = []
     for k in _pick(cap.layers, layers, last_layer_only, weight_only=True):
         lc = cap.layers[k]
         A = lc.a_flat[ri] @ lc.a_flat[rj].T
         if bias and lc.has_bias:
             A = A + float(_bias_count(lc))
-        out.append(G * A)
+        out.append(A * out_gram(lc))
     res = torch.stack(out)
     return res if per_layer else res.sum(0)
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
 
 
 def ghost_flat_inner(
@@ -268,17 +276,13 @@ def ghost_flat_inner(
     """
     m = cap.logits.shape[0]
     ri, rj = _rows(rows_i, m), _rows(rows_j, m)
-    out = []
-    for k in _pick(cap.layers, layers, last_layer_only, weight_only=True):
-        lc = cap.layers[k]
+
+    def out_gram(lc: LayerCapture) -> torch.Tensor:
         if lc.b is None:
             raise ValueError("ghost_flat_inner needs a capture with backward=True")
-        A = lc.a_flat[ri] @ lc.a_flat[rj].T
-        if bias and lc.has_bias:
-            A = A + float(_bias_count(lc))
-        out.append(A * (_flat(lc.b[ri]) @ _flat(lc.b[rj]).T))
-    res = torch.stack(out)
-    return res if per_layer else res.sum(0)
+        return _flat(lc.b[ri]) @ _flat(lc.b[rj]).T
+
+    return _flat_products(cap, ri, rj, layers, last_layer_only, bias, per_layer, out_gram)
 
 
 def batch_scores(

@@ -74,7 +74,7 @@ from torch.func import functional_call, grad, vmap
 from influence.capture import capture
 from influence.curation import MODULE_POLICIES, curate_module
 from influence.estimators.online import batch_scores
-from influence.models import TinyGPT, row_losses, sequence_losses
+from influence.models import TinyGPT, example_losses, sequence_losses
 from influence.text import LM_NOISE_KINDS, inject_lm_noise, lm_splits
 
 __all__ = [
@@ -323,10 +323,6 @@ def vanilla_batch(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- Shapley
-def _row_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return sequence_losses(z, y) if z.ndim == 3 else row_losses(z, y)
-
-
 class _Utility:
     """U(S) = L_V(θ) − L_V(θ − (η/k) Σ_{i∈S} ∇ℓ_i(θ)) for the k rows (xb, yb) and targets (xv, yv)."""
 
@@ -346,7 +342,7 @@ class _Utility:
         self.xv, self.yv = xv, yv
 
         def loss_i(p: dict, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-            return _row_loss(functional_call(module, p, (xi[None],)), yi[None])[0]
+            return example_losses(functional_call(module, p, (xi[None],)), yi[None])[0]
 
         G = vmap(grad(loss_i), in_dims=(None, 0, 0))(params, xb, yb)
         self.G = torch.cat([G[n].reshape(self.k, -1) for n in self.names], 1)  # (k, P) per-sample gradients
@@ -361,7 +357,7 @@ class _Utility:
         return out
 
     def loss_v(self, flat: torch.Tensor) -> torch.Tensor:
-        return _row_loss(functional_call(self.module, self._unflatten(flat), (self.xv,)), self.yv).mean()
+        return example_losses(functional_call(self.module, self._unflatten(flat), (self.xv,)), self.yv).mean()
 
     def of(self, coeffs: torch.Tensor) -> np.ndarray:
         """U of the coalitions given as rows of ``coeffs`` (c, k) (0/1 membership), evaluated ``chunk``

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from influence.curation import MODULE_POLICIES, curated_step
+from influence.curation import MODULE_POLICIES, curated_step, needs_target
 from influence.models import TextClassifier, TinyGPT
 
 __all__ = ["POLICIES", "build_model", "step_costs"]
@@ -82,8 +82,7 @@ def _footprint(module: torch.nn.Module, policy: str, xb: torch.Tensor, yb: torch
 
 
 def _target_for(policy: str, target: tuple) -> tuple | None:
-    spec = MODULE_POLICIES[policy]
-    return target if policy == "small_loss" or (spec is not None and not spec[1]) else None
+    return target if needs_target(policy) else None
 
 
 def step_costs(
