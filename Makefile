@@ -1,7 +1,7 @@
 # Two commands on a fresh machine:
 #   make reproduce   -- create .venv if missing, install everything, run the whole workflow
 #   make test        -- create .venv if missing, install, run the test suite
-# Both are idempotent: the install step reruns only when pyproject.toml changes.
+# Both are idempotent: the install step reruns only when pyproject.toml or this Makefile changes.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,7 +13,7 @@ CORES  ?= 8
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU wheel first and pinned: an unpinned torch would pull a multi-GB CUDA build
