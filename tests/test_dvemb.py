@@ -90,3 +90,36 @@ def test_dvemb_equals_dattris_embeddings_where_the_definitions_coincide():
     theirs_last = att.attribute(loader, epoch=2).detach().double().numpy().mean(1)
     np.testing.assert_allclose(dvemb(traj, (X, y), (Xt, yt)), theirs_all, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(dvemb(traj, (X, y), (Xt, yt), epoch=-1), theirs_last, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("epoch", [None, -1])
+def test_the_embeddings_dotted_with_the_target_gradient_give_the_scores(tiny_mlp_run, epoch):
+    """Forward form (embeddings of a subset) vs the backward adjoint, all- and single-epoch."""
+    from influence.estimators.dvemb import dvemb_params
+
+    traj, data, target = tiny_mlp_run
+    idx = np.array([7, 0, 33, 12])
+    E = dvemb_params(traj, data, idx, epoch=epoch)
+    assert E.shape == (len(idx), traj.model.n_params)
+    Xt, yt = as_tensors(target, torch.float64)
+    gL = torch.func.grad(lambda th: traj.model.loss(th, Xt, yt))(traj.thetas[-1]).numpy()
+    np.testing.assert_allclose(E @ gL, dvemb(traj, data, target, epoch=epoch)[idx], rtol=1e-10, atol=1e-13)
+
+
+def test_projected_dvemb_is_exact_with_an_orthogonal_full_rank_projection(tiny_logreg_run, monkeypatch):
+    """With P orthogonal (k = p) the projected recursion is a change of basis: the exact scores come back;
+    with a small random k it is an approximation (correlated, not equal)."""
+    import influence.estimators.dvemb as mod
+
+    traj, data, target = tiny_logreg_run
+    p = traj.model.n_params
+    Q, _ = torch.linalg.qr(torch.randn(p, p, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    monkeypatch.setattr(mod, "_projection", lambda p_, k, seed, dtype: Q if k else None)
+    np.testing.assert_allclose(mod.dvemb(traj, data, target, proj_dim=p), dvemb(traj, data, target),
+                               rtol=1e-9, atol=1e-12)
+    monkeypatch.undo()
+    exact = dvemb(traj, data, target)
+    approx = mod.dvemb(traj, data, target, proj_dim=3, proj_seed=1)
+    assert not np.allclose(approx, exact)
+    with pytest.raises(ValueError, match="proj_dim"):
+        mod.dvemb(traj, data, target, proj_dim=0)

@@ -119,3 +119,21 @@ def test_captum_fast_is_last_layer_weight_only():
         bias += eta * (r @ rt.T).numpy()
     _close(ours - bias, fast, RTOL_F64)
     assert np.abs(ours - fast).max() > 1e-3 * np.abs(ours).max()
+
+
+def test_task_b_reports_trajectory_specific_lds_beside_the_multi_seed_one():
+    """The trajectory-specific ground truth is the recorded run masked (same θ₀ and batches); with one extra
+    seed the multi-seed ground truth differs from it, and both LDS kinds are reported per method."""
+    from influence.loo import lds, lds_ground_truth
+
+    s = _setup("mlp")
+    s.cfg.update(lds_m=6, lds_frac=0.5, lds_seed=0, lds_seeds=[1, 2], sgd={"batch_size": 12, "epochs": 4, "lr": 0.2})
+    gt = peers.ground_truth_b(s)
+    np.testing.assert_array_equal(gt["target_losses_traj"], lds_ground_truth(s.traj, s.train, s.target, gt["masks"]))
+    assert not np.allclose(gt["target_losses_traj"], gt["target_losses"])
+    scores = get("sgd_ie")(s.traj, s.train, s.target)
+    res = {"sgd_ie": peers.Attribution("sgd_ie", "ours", scores, None, 0.0, 0.0)}
+    row = peers.evaluate_b(res, gt).iloc[0]
+    tl = gt["target_losses_traj"].mean(1, keepdims=True)
+    assert row["lds_mean_target_traj"] == pytest.approx(lds(scores[:, None], gt["masks"], tl)[0])
+    assert np.isfinite(row["lds_mean_target"]) and np.isfinite(row["lds_mean_target_traj"])

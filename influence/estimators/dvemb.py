@@ -33,11 +33,42 @@ from influence.data import as_tensors
 from influence.estimators import register
 from influence.train import Trajectory
 
-__all__ = ["dvemb"]
+__all__ = ["dvemb", "dvemb_params"]
+
+_MAX_PROJ_ENTRIES = 200_000_000  # a dense projection of more entries (1.6 GB in float64) is refused
+
+
+def _epoch_index(traj: Trajectory, epoch: int | None) -> int | None:
+    E = traj.schedule.epochs
+    if epoch is None:
+        return None
+    if not -E <= int(epoch) < E:
+        raise ValueError(f"epoch must lie in [-{E}, {E}) for a {E}-epoch run, got {epoch}")
+    return int(epoch) % E
+
+
+def _check_run(traj: Trajectory) -> None:
+    if traj.thetas.ndim != 2 or len(traj.steps) != traj.n_steps + 1:
+        raise ValueError("dvemb needs a single run recorded at every step (train(..., record='all'))")
+
+
+def _projection(p: int, proj_dim: int | None, seed: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """Gaussian random projection P (k, p) with E[PᵀP] = I (entries N(0, 1/k)); None without projection."""
+    if proj_dim is None:
+        return None
+    k = int(proj_dim)
+    if k < 1:
+        raise ValueError(f"proj_dim must be >= 1, got {proj_dim}")
+    if k * p > _MAX_PROJ_ENTRIES:
+        raise ValueError(f"proj_dim={k} with p={p} parameters needs a {k}x{p} dense projection "
+                         f"(> {_MAX_PROJ_ENTRIES:.0e} entries); use a smaller proj_dim or none (exact)")
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(k, p, generator=g, dtype=dtype) / k**0.5
 
 
 @register("dvemb", suspicious="low")
-def dvemb(traj: Trajectory, train_data: Any, target_data: Any, *, epoch: int | None = None) -> np.ndarray:
+def dvemb(traj: Trajectory, train_data: Any, target_data: Any, *, epoch: int | None = None,
+          proj_dim: int | None = None, proj_seed: int = 0) -> np.ndarray:
     """DVEmb scores of every training sample for the mean target loss (see the module docstring).
 
     Parameters
@@ -47,33 +78,81 @@ def dvemb(traj: Trajectory, train_data: Any, target_data: Any, *, epoch: int | N
     epoch : None (default): all-epoch removal (sum over every step of each sample); an epoch index
         (negative from the end, −1 = the last): single-epoch removal, the value of the sample's
         occurrence in that epoch only.
+    proj_dim : None (default, exact) or k: DVEmb's random-projection approximation — every gradient g is
+        replaced by Pg with a seeded Gaussian P (k × p, E[PᵀP] = I) and the recursion runs in k
+        dimensions (H̃ becomes (1/|S|) Σ Pg (Pg)ᵀ + αI). A dense P, so for models with a few 10⁵
+        parameters at most; the exact form needs no projection at all.
+    proj_seed : seed of P.
 
     Returns
     -------
     np.ndarray (n_train,): Σ_t η'_t ⟨u_{t+1}, ∇f_j(θ_t)⟩ over the selected steps t ∋ j.
     """
-    T = traj.n_steps
-    if traj.thetas.ndim != 2 or len(traj.steps) != T + 1:
-        raise ValueError("dvemb needs a single run recorded at every step (train(..., record='all'))")
-    E, spe = traj.schedule.epochs, traj.schedule.steps_per_epoch
-    if epoch is not None:
-        if not -E <= int(epoch) < E:
-            raise ValueError(f"epoch must lie in [-{E}, {E}) for a {E}-epoch run, got {epoch}")
-        epoch = int(epoch) % E
+    _check_run(traj)
+    T, spe = traj.n_steps, traj.schedule.steps_per_epoch
+    epoch = _epoch_index(traj, epoch)
     model, l2 = traj.model, float(traj.l2)
     dtype = traj.thetas.dtype
     X, y = as_tensors(train_data, dtype)
     Xt, yt = as_tensors(target_data, dtype)
+    P = _projection(model.n_params, proj_dim, proj_seed, dtype)
     u = torch.func.grad(lambda th: model.loss(th, Xt, yt))(traj.thetas[T].detach())
+    if P is not None:
+        u = P @ u
     scores = np.zeros(X.shape[0])
     lrs = traj.lrs()
     batches = traj.batches()
     for t in range(T - 1, -1, -1):
         S = batches[t]
         G = per_sample_grads(model, traj.thetas[t], X[S], y[S])  # ∇ℓ_i(θ_t), (|S|, p)
+        theta = traj.thetas[t]
+        if P is not None:
+            G, theta = G @ P.T, P @ theta
         eta = float(lrs[t]) / len(S)
         if epoch is None or t // spe == epoch:
-            gf = G @ u + (l2 * torch.dot(traj.thetas[t], u) if l2 else 0.0)  # ⟨∇f_j, u_{t+1}⟩
+            gf = G @ u + (l2 * torch.dot(theta, u) if l2 else 0.0)  # ⟨∇f_j, u_{t+1}⟩
             np.add.at(scores, S, eta * gf.detach().cpu().numpy())
         u = u - eta * (G.T @ (G @ u)) - float(lrs[t]) * l2 * u
     return scores
+
+
+def dvemb_params(traj: Trajectory, train_data: Any, indices: Any = None, *, epoch: int | None = None) -> np.ndarray:
+    """The data value embeddings themselves, summed over the selected occurrences: (len(indices), p).
+
+    Forward form of :func:`dvemb`: E_j = Σ_{t∈O_j} η'_t K_t ∇f_j(θ_t), built as the state
+    A_{t+1} = (I − η_t H̃_t) A_t + η'_t 1[t∈O_j] ∇f_j(θ_t), A_0 = 0 (only the samples in ``indices`` are
+    propagated, each from its first selected occurrence). ⟨∇ℓ_z(θ_T), E_j⟩ is j's value for any target z
+    (per-target scores for DVEmb's protocol) and ⟨∇L(θ_T), E_j⟩ equals ``dvemb(...)[j]``. ``epoch`` as in
+    :func:`dvemb` (O_j = j's step in that epoch only).
+    """
+    _check_run(traj)
+    spe = traj.schedule.steps_per_epoch
+    epoch = _epoch_index(traj, epoch)
+    model, l2 = traj.model, float(traj.l2)
+    dtype = traj.thetas.dtype
+    X, y = as_tensors(train_data, dtype)
+    n = X.shape[0]
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).ravel()
+    if idx.size and (idx.min() < 0 or idx.max() >= n or len(np.unique(idx)) != len(idx)):
+        raise ValueError(f"indices must be distinct and lie in [0, {n})")
+    row = np.full(n, -1, dtype=np.int64)
+    row[idx] = np.arange(len(idx))
+    A = torch.zeros(len(idx), model.n_params, dtype=dtype)
+    active = torch.zeros(len(idx), dtype=torch.bool)
+    lrs = traj.lrs()
+    for t, S in enumerate(traj.batches()):
+        inside = epoch is None or t // spe == epoch
+        r = row[S]
+        mine = (r >= 0) & inside
+        if not bool(active.any()) and not mine.any():
+            continue
+        G = per_sample_grads(model, traj.thetas[t], X[S], y[S])
+        eta = float(lrs[t]) / len(S)
+        if bool(active.any()):
+            a = torch.nonzero(active).ravel()
+            A[a] -= eta * ((A[a] @ G.T) @ G) + float(lrs[t]) * l2 * A[a]
+        if mine.any():
+            rows = torch.as_tensor(r[mine])
+            A[rows] += eta * (G[torch.as_tensor(np.nonzero(mine)[0])] + l2 * traj.thetas[t])
+            active[rows] = True
+    return A.detach().cpu().numpy()

@@ -246,33 +246,59 @@ def _corr_until(T: int, truncate: int | None) -> int:
     return T - int(truncate)
 
 
+def _removal_steps(ctx: dict, traj: Trajectory, epoch: int | None) -> tuple[int, int] | None:
+    """Steps [lo, hi) of a single-epoch removal (``epoch``; negative from the end), None for all-epoch."""
+    if epoch is None:
+        return None
+    E, spe = traj.schedule.epochs, traj.schedule.steps_per_epoch
+    if not -E <= int(epoch) < E:
+        raise ValueError(f"epoch must lie in [-{E}, {E}) for a {E}-epoch run, got {epoch}")
+    e = int(epoch) % E
+    return e * spe, min((e + 1) * spe, ctx["T"])
+
+
+def _first_in(ctx: dict, lo: int, hi: int) -> np.ndarray:
+    """Each sample's first occurrence in steps [lo, hi) (T when it has none)."""
+    first = np.full(ctx["n"], ctx["T"], dtype=np.int64)
+    for i, occ in enumerate(ctx["occ"]):
+        inside = [t for t in occ if lo <= t < hi]
+        if inside:
+            first[i] = inside[0]
+    return first
+
+
 # ------------------------------------------------------------------------------------------ forward form
 def _forward(
-    ctx: dict, idx: np.ndarray, *, s: int, c: float, extra_l2: float, chunk: int, vmap_chunk: int
+    ctx: dict, idx: np.ndarray, *, s: int, c: float, extra_l2: float, chunk: int, vmap_chunk: int,
+    removed: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """A_T (internal layout) for the samples ``idx`` (in that order), (len(idx), p).
 
-    Correction c·(1/b)∇²f_j at steps t < s."""
+    Correction c·(1/b)∇²f_j at steps t < s. ``removed`` = [lo, hi): j is removed (gradient injected,
+    correction applied) only at its occurrences in those steps (single-epoch removal); None: everywhere."""
     n, T, p = ctx["n"], ctx["T"], ctx["model"].n_params
     alpha, lrs, batches = ctx["l2"], ctx["lrs"], ctx["batches"]
-    order = idx[np.argsort(ctx["first"][idx], kind="stable")]
+    lo, hi = (0, T) if removed is None else removed
+    first = ctx["first"] if removed is None else _first_in(ctx, lo, hi)
+    order = idx[np.argsort(first[idx], kind="stable")]
     out = torch.empty(len(idx), p, dtype=ctx["thetas"].dtype)
     where = np.empty(n, dtype=np.int64)
     where[idx] = np.arange(len(idx))
     for c0 in range(0, len(order), chunk):
         J = order[c0 : c0 + chunk]
-        firsts = ctx["first"][J]
+        firsts = first[J]
         colpos = np.full(n, -1, dtype=np.int64)
         colpos[J] = np.arange(len(J))
         A = torch.zeros(len(J), p, dtype=out.dtype)
         nact = 0
         for t in range(T):
             S, eta, m = batches[t], float(lrs[t]), len(batches[t])
-            rows_all, pos_all = _members(S, colpos)
+            inside = lo <= t < hi
+            rows_all, pos_all = _members(S, colpos) if inside else (_NONE, _NONE)
             if nact == 0 and rows_all.numel() == 0:
                 continue
             step = _step(ctx, t, vmap_chunk)
-            ct = c if t < s else 0.0
+            ct = c if t < s and inside else 0.0
             if nact:
                 rows, pos = _members(S, colpos, nact)
                 step.contract(A[:nact], eta, rows, pos, ct, alpha, extra_l2)
@@ -287,16 +313,19 @@ def _forward(
 # ------------------------------------------------------------------------------------------ backward form
 def _backward(
     ctx: dict, idx: np.ndarray, u_T: torch.Tensor, *, s: int, c: float, extra_l2: float, chunk: int,
-    vmap_chunk: int,
+    vmap_chunk: int, removed: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Scores ⟨u, ·⟩ for the samples ``idx`` by the adjoint recursion; per-sample adjoints at steps t < s."""
+    """Scores ⟨u, ·⟩ for the samples ``idx`` by the adjoint recursion; per-sample adjoints at steps t < s.
+
+    ``removed`` = [lo, hi): only j's occurrences in those steps are removed (single-epoch removal)."""
     n, T, p = ctx["n"], ctx["T"], ctx["model"].n_params
     alpha, lrs, batches = ctx["l2"], ctx["lrs"], ctx["batches"]
-    # activation step: last occurrence before s (−1: j's adjoint never leaves the shared one)
+    lo, hi = (0, T) if removed is None else removed
+    # activation step: last removed occurrence before s (−1: j's adjoint never leaves the shared one)
     act = np.full(n, -1, dtype=np.int64)
     if c != 0:
         for i in idx:
-            before = [t for t in ctx["occ"][i] if t < s]
+            before = [t for t in ctx["occ"][i] if t < s and lo <= t < hi]
             act[i] = before[-1] if before else -1
     order = idx[np.argsort(-act[idx], kind="stable")]
     scores = np.zeros(n)
@@ -321,7 +350,8 @@ def _backward(
                 U[nact:new] = u
                 nact = new
             step = _step(ctx, t, vmap_chunk)
-            rows_all, pos_all = _members(S, colpos)
+            inside = lo <= t < hi
+            rows_all, pos_all = _members(S, colpos) if inside else (_NONE, _NONE)
             if rows_all.numel():
                 is_act = rows_all < nact
                 sh = ~is_act
@@ -332,7 +362,7 @@ def _backward(
                     sc[rows_all[is_act]] += (eta / m) * (step.dots(V, pos_all[is_act]) + alpha * (V @ theta))
             if nact:
                 rows, pos = _members(S, colpos, nact)
-                step.contract(U[:nact], eta, rows, pos, c if t < s else 0.0, alpha, extra_l2)
+                step.contract(U[:nact], eta, rows, pos, c if t < s and inside else 0.0, alpha, extra_l2)
             if t > 0:
                 u = u.clone()
                 step.contract(u[None], eta, _NONE, _NONE, 0.0, alpha, extra_l2)
@@ -363,7 +393,7 @@ def _to_flat(ctx: dict, A: torch.Tensor) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ public API
 @register("sgd_ie", suspicious="low")
 def sgd_ie(
-    traj: Trajectory, train_data: Any, target_data: Any, *, vmap_chunk: int = 64
+    traj: Trajectory, train_data: Any, target_data: Any, *, vmap_chunk: int = 64, epoch: int | None = None
 ) -> np.ndarray:
     """SGD-influence (SGD-IE; Hara, Nitanda & Maehara, NeurIPS 2019).
 
@@ -375,6 +405,11 @@ def sgd_ie(
         Training set of the run and the target set of L (mean loss, no L2).
     vmap_chunk : int, default 64
         Columns per ``vmap`` call in the MLP Hessian-vector products (memory bound only).
+    epoch : None (default) or an epoch index (negative from the end, −1 = the last)
+        None: *all-epoch removal* (j dropped at every occurrence). An epoch: *single-epoch removal* (Wang et
+        al., ICLR 2025, DVEmb's Fig. 3): j is dropped only at its occurrence in that epoch, so its gradient is
+        injected (and, for ACC, its curvature removed) only there; compare with
+        ``trajectory_loo(..., removal_epoch=epoch)``.
 
     Returns
     -------
@@ -397,7 +432,8 @@ def sgd_ie(
     ctx = _setup(traj, train_data)
     u_T = _target_grad(ctx, target_data)
     idx = np.arange(ctx["n"])
-    return _backward(ctx, idx, u_T, s=0, c=0.0, extra_l2=0.0, chunk=1, vmap_chunk=vmap_chunk)
+    return _backward(ctx, idx, u_T, s=0, c=0.0, extra_l2=0.0, chunk=1, vmap_chunk=vmap_chunk,
+                     removed=_removal_steps(ctx, traj, epoch))
 
 
 @register("acc_sgd_ie", suspicious="low")
@@ -412,6 +448,7 @@ def acc_sgd_ie(
     chunk: int | None = None,
     vmap_chunk: int = 64,
     indices: Sequence[int] | np.ndarray | None = None,
+    epoch: int | None = None,
 ) -> np.ndarray:
     """Accumulative SGD-influence (ACC-SGD-IE; Shi, Yang, Su, Zhang, Xu, 2025).
 
@@ -443,6 +480,13 @@ def acc_sgd_ie(
     vmap_chunk : int, default 64
         Columns per ``vmap`` call in the MLP Hessian-vector products.
     indices : samples to score (default: all); the result then has ``len(indices)`` entries, in that order.
+    epoch : None (default) or an epoch index (negative from the end, −1 = the last)
+        None: *all-epoch removal* (j dropped at every occurrence). An epoch: *single-epoch removal* (Wang et
+        al., ICLR 2025, DVEmb's Fig. 3): j is dropped only at its occurrence in that epoch, so its gradient is
+        injected (and, for ACC, its curvature removed) only there; compare with
+        ``trajectory_loo(..., removal_epoch=epoch)``.
+        With one removed occurrence the state starts there and j is present at every later step, so
+        the correction never acts: single-epoch ACC-SGD-IE equals single-epoch SGD-IE (tested).
 
     Returns
     -------
@@ -472,45 +516,50 @@ def acc_sgd_ie(
     k = _chunk_size(chunk, ctx["model"].n_params, len(idx))
     if form == "auto" and indices is not None:
         form = "forward"
+    removed = _removal_steps(ctx, traj, epoch)
     if form == "forward":
-        A = _forward(ctx, idx, s=s, c=1.0, extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk)
+        A = _forward(ctx, idx, s=s, c=1.0, extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk, removed=removed)
         return (A @ u_T).numpy()
-    return _backward(ctx, idx, u_T, s=s, c=1.0, extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk)
+    return _backward(ctx, idx, u_T, s=s, c=1.0, extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk, removed=removed)
 
 
 def sgd_ie_params(
     traj: Trajectory, train_data: Any, *, indices: Sequence[int] | np.ndarray | None = None,
-    chunk: int | None = None, vmap_chunk: int = 64,
+    chunk: int | None = None, vmap_chunk: int = 64, epoch: int | None = None,
 ) -> np.ndarray:
     """Parameter-space SGD-IE: Δθ̂_j = A_T of the SGD-IE forward recursion, shape (len(indices), p).
 
     A_{t+1} = (I − η_t H_t) A_t + (η_t/|S_t|) 1[t∈O_j] ∇f_j(θ_t), A_0 = 0 (H_t: full batch Hessian,
     L2 included). Compare with ``trajectory_loo(...).delta_theta``. ``indices`` default: all samples.
+    ``epoch``: single-epoch removal as in :func:`sgd_ie` (O_j = j's step in that epoch only).
     """
     ctx = _setup(traj, train_data)
     idx = _indices(ctx["n"], indices)
     k = _chunk_size(chunk, ctx["model"].n_params, len(idx))
-    return _to_flat(ctx, _forward(ctx, idx, s=0, c=0.0, extra_l2=0.0, chunk=k, vmap_chunk=vmap_chunk))
+    removed = _removal_steps(ctx, traj, epoch)
+    return _to_flat(ctx, _forward(ctx, idx, s=0, c=0.0, extra_l2=0.0, chunk=k, vmap_chunk=vmap_chunk,
+                                  removed=removed))
 
 
 def acc_sgd_ie_params(
     traj: Trajectory, train_data: Any, *, indices: Sequence[int] | np.ndarray | None = None,
     l2_quirk: bool = False, truncate: int | None = None, chunk: int | None = None, vmap_chunk: int = 64,
-    hessian_weight: float = 1.0,
+    hessian_weight: float = 1.0, epoch: int | None = None,
 ) -> np.ndarray:
     """Parameter-space ACC-SGD-IE: Δθ̂_j = A_T of the accumulative-state recursion, (len(indices), p).
 
     A_{t+1} = (I − η_t H_t^{(−j)}) A_t + (η_t/|S_t|) 1[t∈O_j] ∇f_j(θ_t) with
     H_t^{(−j)} = H_t − (c/|S_t|) 1[t∈O_j] ∇²f_j(θ_t); c = ``hessian_weight`` (1: removal, the method;
     c = ε is the exact linearisation of down-weighting j by ε instead of removing it, used by the theory
-    checks; c = 0 is SGD-IE). ``l2_quirk`` and ``truncate`` as in :func:`acc_sgd_ie`.
+    checks; c = 0 is SGD-IE). ``l2_quirk``, ``truncate`` and ``epoch`` as in :func:`acc_sgd_ie`.
     """
     ctx = _setup(traj, train_data)
     idx = _indices(ctx["n"], indices)
     k = _chunk_size(chunk, ctx["model"].n_params, len(idx))
     s = _corr_until(ctx["T"], truncate)
     extra = ctx["l2"] if l2_quirk else 0.0
-    A = _forward(ctx, idx, s=s, c=float(hessian_weight), extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk)
+    A = _forward(ctx, idx, s=s, c=float(hessian_weight), extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk,
+                 removed=_removal_steps(ctx, traj, epoch))
     return _to_flat(ctx, A)
 
 

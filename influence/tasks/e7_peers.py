@@ -15,7 +15,8 @@ LOO of the same points (:func:`influence.loo.trajectory_loo`), which no peer can
 
 Task B — MLP 784-64-10 (ReLU), ``mnist5k`` 4000 train / 1000 target, SGD lr 0.1, batch 64, 10 epochs,
 checkpoint at every epoch end. Ground truth: LDS over the first 100 target samples, 50 random half
-subsets retrained with 3 seeds (θ₀ and batch order from each seed; losses averaged over seeds).
+subsets retrained with 3 seeds (θ₀ and batch order from each seed; losses averaged over seeds: *multi-seed
+LDS*) and removed from the recorded run itself (same θ₀ and batch order, masked: *trajectory-specific LDS*).
 
 Sign: every attribution returned here is ``L(θ^{-j}) − L(θ)`` estimated per target sample (positive =
 helpful). dattri IF/TracIn/TRAK, Captum proponents, kronfluence and traker use the same orientation
@@ -203,16 +204,21 @@ def ground_truth_a(s: PeerSetup) -> dict:
 
 
 def ground_truth_b(s: PeerSetup) -> dict:
-    """LDS ground truth: target losses (m, n_target) after retraining on m half subsets, seed-averaged."""
+    """LDS ground truth: target losses (m, n_target) after retraining on m half subsets, seed-averaged
+    (``target_losses``, multi-seed LDS), and the same subsets removed from the recorded run itself — same θ₀,
+    same batch order, masked (``target_losses_traj``, trajectory-specific LDS, the setting of MAGIC / DVEmb)."""
     cfg = s.cfg
     masks = lds_subsets(len(s.train), cfg["lds_m"], cfg["lds_frac"], seed=cfg["lds_seed"])
     runs = [(s.model.init(int(seed)), Schedule(len(s.train), **{**cfg["sgd"], "seed": int(seed)}))
             for seed in cfg["lds_seeds"]]
     with measure() as m:
         losses = lds_ground_truth(s.traj, s.train, s.target, masks, runs=runs)
-    per_seed = None
-    return {"masks": masks, "target_losses": losses, "per_seed": per_seed,
-            "cost": [{"task": "B", "what": f"LDS retraining ({len(masks)} subsets x {len(runs)} seeds)", **_cost(m)}]}
+    with measure() as m_traj:
+        losses_traj = lds_ground_truth(s.traj, s.train, s.target, masks)
+    return {"masks": masks, "target_losses": losses, "target_losses_traj": losses_traj,
+            "cost": [{"task": "B", "what": f"LDS retraining ({len(masks)} subsets x {len(runs)} seeds)", **_cost(m)},
+                     {"task": "B", "what": f"LDS trajectory-specific ({len(masks)} subsets, the recorded run masked)",
+                      **_cost(m_traj)}]}
 
 
 def _cost(m: dict) -> dict:
@@ -582,15 +588,19 @@ def evaluate_a(results: dict[str, Attribution], gt: dict) -> pd.DataFrame:
 
 def evaluate_b(results: dict[str, Attribution], gt: dict) -> pd.DataFrame:
     """LDS (per target, averaged; needs per-target attributions) and the aggregate LDS (Spearman of the
-    predicted vs actual mean target loss across subsets, available for every method)."""
-    masks, tl = gt["masks"], gt["target_losses"]
+    predicted vs actual mean target loss across subsets, available for every method), each against the
+    multi-seed ground truth (``lds``, ``lds_mean_target``) and the trajectory-specific one (``*_traj``)."""
+    masks = gt["masks"]
     rows = []
     for a in results.values():
         row = _base_row("B", a)
-        if a.per_target is not None:
-            row["lds"] = lds(a.per_target, masks, tl)[0]
-        if a.scores is not None:
-            row["lds_mean_target"] = lds(a.scores[:, None], masks, tl.mean(1, keepdims=True))[0]
+        for suffix, tl in (("", gt["target_losses"]), ("_traj", gt.get("target_losses_traj"))):
+            if tl is None:
+                continue
+            if a.per_target is not None:
+                row[f"lds{suffix}"] = lds(a.per_target, masks, tl)[0]
+            if a.scores is not None:
+                row[f"lds_mean_target{suffix}"] = lds(a.scores[:, None], masks, tl.mean(1, keepdims=True))[0]
         rows.append(row)
     return pd.DataFrame(rows)
 
