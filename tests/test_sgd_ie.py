@@ -223,3 +223,29 @@ def test_single_epoch_sgd_ie_tracks_single_epoch_loo(tiny_logreg_run):
     assert np.linalg.norm(all_epoch - loo.delta_theta) > 2 * np.linalg.norm(est - loo.delta_theta)
     with pytest.raises(ValueError, match="epoch"):
         sgd_ie_params(traj, data, indices=idx, epoch=traj.schedule.epochs)
+
+
+@pytest.mark.parametrize("n_classes,hidden", [(2, (5,)), (3, (6, 4)), (4, (3, 5, 2))])
+def test_closed_form_mlp_step_equals_the_torch_func_reference(n_classes, hidden):
+    """_MLPStep (R-operator, batched GEMMs) against _FuncStep (vmap of forward-over-reverse) on every method:
+    the contraction with and without the per-column correction, gradients and both dot products."""
+    from influence.estimators.sgd_ie import _FuncStep, _MLPStep
+    from influence.models import mlp
+
+    g = torch.Generator().manual_seed(n_classes)
+    model = mlp(4, hidden, n_classes)
+    theta = model.init(0) + 0.3 * torch.randn(model.n_params, generator=g, dtype=torch.float64)
+    x = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, n_classes, (7,), generator=g)
+    fast, ref = _MLPStep(model, theta, x, y), _FuncStep(model, theta, x, y, vmap_chunk=3)
+    U = torch.randn(5, model.n_params, generator=g, dtype=torch.float64)
+    rows, pos = torch.tensor([0, 3, 4]), torch.tensor([6, 1, 2])
+    for c in (0.0, 1.0, 0.3):
+        a, b = U.clone(), U.clone()
+        fast.contract(a, 0.7, rows, pos, c, 0.01, 0.002)
+        ref.contract(b, 0.7, rows, pos, c, 0.01, 0.002)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    sel = torch.tensor([5, 0, 2])
+    torch.testing.assert_close(fast.grads(sel), ref.grads(sel), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.dots(U[:3], sel), ref.dots(U[:3], sel), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.shared_dots(U[1], sel), ref.shared_dots(U[1], sel), rtol=1e-10, atol=1e-12)

@@ -161,6 +161,118 @@ class _FuncStep:
         return torch.func.jvp(lambda t: self.model.losses(t, x, y), (self.theta,), (u,))[1]
 
 
+class _MLPStep:
+    """The same quantities for a ReLU MLP in closed form: Pearlmutter's R-operator, batched over directions.
+
+    One shared forward pass keeps the layer inputs h_{l−1}, the ReLU masks D_l and the output gradients
+    g_i = ∂ℓ_i/∂z_i; for directions U (k, p) the R-pass gives R(z_l) = h_{l−1}V_lᵀ + v_l + R(h_{l−1})W_lᵀ and
+    R(h_l) = D_l ⊙ R(z_l), the output curvature R(g) = Λ R(z_L) (σ(1−σ) or diag(π) − ππᵀ), and the backward
+    R-pass δ_{l−1} = (δ_l W_l) ⊙ D_{l−1}, R(δ_{l−1}) = (R(δ_l) W_l + δ_l V_l) ⊙ D_{l−1} (ReLU'' = 0), so that
+    H U = Σ_i w_i [R(δ_{l,i}) h_{l−1,i}ᵀ + δ_{l,i} R(h_{l−1,i})ᵀ] per layer. Each sample's contribution is
+    linear in (g_i, R(g_i)), so weighting them per (direction, sample) drops column j's own curvature exactly
+    (weight 1 − c), as :class:`_LogregStep` does. Every product is a batched GEMM; equal to :class:`_FuncStep`
+    (``vmap`` of forward-over-reverse) to rounding (tested).
+    """
+
+    def __init__(self, model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model, self.m = model, x.shape[0]
+        self.P = model.unflatten(theta)
+        self.L = len(model.widths) - 1
+        h, self.hs, self.masks = x, [x], []
+        for layer in range(self.L):
+            z = h @ self.P[f"W{layer}"].T + self.P[f"b{layer}"]
+            if layer < self.L - 1:
+                mask = (z > 0).to(z.dtype)
+                h = z * mask
+                self.masks.append(mask)
+                self.hs.append(h)
+        self.z = z  # (m, o)
+        self.g = model.output_grad(z, y)  # (m, o)
+        if model.n_out == 1:
+            self.lam = linear.sigmoid_curvature(z)  # (m, 1)
+        else:
+            self.pi = torch.softmax(z, -1)
+        # shared backward deltas δ_l (m, w_l) of the per-sample losses
+        d, self.deltas = self.g, [None] * self.L
+        for layer in range(self.L - 1, -1, -1):
+            self.deltas[layer] = d
+            if layer:
+                d = (d @ self.P[f"W{layer}"]) * self.masks[layer - 1]
+
+    def _curv(self, rz: torch.Tensor) -> torch.Tensor:
+        if self.model.n_out == 1:
+            return self.lam * rz
+        return self.pi * rz - self.pi * (rz * self.pi).sum(-1, keepdim=True)
+
+    def hvp(self, U: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Σ_i w_ri ∇²ℓ_i U_r for directions U (k, p) and weights w (k, m); (k, p)."""
+        k = U.shape[0]
+        V = self.model.unflatten(U)
+        rh: dict[int, torch.Tensor] = {}  # R(h_l), the R-pass of the layer inputs (R(h_0) = 0)
+        for layer in range(self.L):
+            Vw = V[f"W{layer}"]  # (k, w_l, w_{l-1}): one GEMM with the shared inputs
+            rz = (Vw.reshape(-1, Vw.shape[-1]) @ self.hs[layer].T).view(k, Vw.shape[1], self.m).transpose(1, 2)
+            rz = rz + V[f"b{layer}"][:, None, :]
+            if layer:
+                rz = rz + rh[layer] @ self.P[f"W{layer}"].T
+            if layer < self.L - 1:
+                rh[layer + 1] = rz * self.masks[layer]
+        wg = w[:, :, None]
+        rd = wg * self._curv(rz)  # R(δ_L), (k, m, o)
+        out = {}
+        for layer in range(self.L - 1, -1, -1):
+            d = wg * self.deltas[layer]  # weighted δ_l, (k, m, w_l)
+            rdt = rd.transpose(1, 2).reshape(-1, self.m)  # (k·w_l, m)
+            gw = (rdt @ self.hs[layer]).view(k, -1, self.hs[layer].shape[1])
+            if layer:
+                gw = gw + d.transpose(1, 2) @ rh[layer]
+            out[f"W{layer}"], out[f"b{layer}"] = gw, rd.sum(1)
+            if layer:
+                rd = (rd @ self.P[f"W{layer}"] + d @ V[f"W{layer}"]) * self.masks[layer - 1]
+        return torch.cat([out[k].reshape(U.shape[0], -1) for k in self.model.shapes], 1)
+
+    def contract(
+        self, U: torch.Tensor, eta: float, rows: torch.Tensor, pos: torch.Tensor, c: float, l2: float, extra: float
+    ) -> None:
+        """In place: U ← U − η H^{(−·)} U (see :meth:`_LogregStep.contract`)."""
+        k = U.shape[0]
+        w = torch.full((k, self.m), 1.0 / self.m, dtype=U.dtype)
+        corr = c != 0 and rows.numel() > 0
+        if corr:
+            w[rows, pos] *= 1.0 - c
+        HU = self.hvp(U, w) + (l2 + extra) * U
+        if corr:
+            HU[rows] -= (c * l2 / self.m) * U[rows]
+        U.add_(HU, alpha=-eta)
+
+    def grads(self, pos: torch.Tensor) -> torch.Tensor:
+        """∇ℓ_i(θ) for the batch members at ``pos``, (len(pos), p)."""
+        parts = {}
+        for layer in range(self.L):
+            d = self.deltas[layer][pos]
+            parts[f"W{layer}"] = d[:, :, None] * self.hs[layer][pos][:, None, :]
+            parts[f"b{layer}"] = d
+        return torch.cat([parts[k].reshape(len(pos), -1) for k in self.model.shapes], 1)
+
+    def dots(self, V: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """⟨V_r, ∇ℓ_{pos_r}⟩ for paired rows, without forming the gradients."""
+        P = self.model.unflatten(V)
+        out = torch.zeros(V.shape[0], dtype=V.dtype)
+        for layer in range(self.L):
+            d, h = self.deltas[layer][pos], self.hs[layer][pos]
+            out += torch.einsum("rj,rji,ri->r", d, P[f"W{layer}"], h) + (d * P[f"b{layer}"]).sum(1)
+        return out
+
+    def shared_dots(self, u: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """⟨u, ∇ℓ_i⟩ for the members at ``pos`` (one shared direction)."""
+        P = self.model.unflatten(u)
+        out = torch.zeros(len(pos), dtype=u.dtype)
+        for layer in range(self.L):
+            d, h = self.deltas[layer][pos], self.hs[layer][pos]
+            out += ((d @ P[f"W{layer}"]) * h).sum(1) + d @ P[f"b{layer}"]
+        return out
+
+
 def _layout(model: Model) -> np.ndarray | None:
     """Permutation ``perm`` with internal = flat[perm] (logistic regression: rows [W_c, b_c]); None = identity."""
     if not model.is_linear:
@@ -209,7 +321,7 @@ def _step(ctx: dict, t: int, vmap_chunk: int) -> _LogregStep | _FuncStep:
     theta = ctx["thetas"][t]
     if ctx["model"].is_linear:
         return _LogregStep(ctx["model"], theta, ctx["X"][S], ctx["y"][S])
-    return _FuncStep(ctx["model"], theta, ctx["X"][S], ctx["y"][S], vmap_chunk)
+    return _MLPStep(ctx["model"], theta, ctx["X"][S], ctx["y"][S])
 
 
 def _members(S: np.ndarray, colpos: np.ndarray, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
