@@ -54,8 +54,10 @@ include: "experiments/rules/online_cost.smk"
 include: "experiments/rules/bounds.smk"
 include: "experiments/rules/lm.smk"
 include: "experiments/rules/text.smk"
+include: "experiments/rules/dvemb.smk"
 include: "experiments/rules/e7_peers.smk"
 include: "experiments/rules/report.smk"
+include: "experiments/rules/notebooks_html.smk"
 
 
 rule all:
