@@ -14,7 +14,8 @@ runs, curves = [], []
 for p in sm.input:
     r = json.load(open(p))
     row = {"dataset": r["dataset"], "policy": r["policy"], "seed": r["seed"], "final_test_acc": r["final_test_acc"],
-           "time_per_step_s": r["time_per_step_s"], "wall_s": r["wall_s"]}
+           "time_per_step_s": r["time_per_step_s"], "wall_s": r["wall_s"],
+           "majority_acc": r.get("majority_acc"), "learned": r.get("learned")}
     row.update({k: v for k, v in r.get("summary", {}).items() if np.isscalar(v)})
     if "spearman_lai_ghost_mean" in r:
         row["spearman_lai_ghost"] = r["spearman_lai_ghost_mean"]

@@ -63,11 +63,14 @@ class _AgreementProbe:
 
 def run_policy(splits: dict[str, Any], policy: str, *, seed: int = 0, hidden: tuple[int, ...] = (128,),
                epochs: int = 10, batch_size: int = 32, lr: float = 0.1, l2: float = 0.0, warmup_epochs: int = 1,
-               target_size: int = 32, dtype: torch.dtype = torch.float32, probe_every: int = 0) -> dict[str, Any]:
+               target_size: int = 32, dtype: torch.dtype = torch.float32, probe_every: int = 0,
+               learned_margin: float = 0.05) -> dict[str, Any]:
     """One curated run; returns accuracy curves, per-step logs, their summary and (``probe_every``) LAI-1 probes.
 
     ``splits`` holds 'train', 'target', 'test' (``Dataset`` or (X, y)) and optionally 'noise_mask'.
-    Test and clean-train accuracy are evaluated at the end of every epoch (θ recorded only there).
+    Test and clean-train accuracy are evaluated at the end of every epoch (θ recorded only there). The run
+    *learned* when its final test accuracy is at least the test set's majority-class rate plus
+    ``learned_margin`` (the claims table marks claims resting on runs that did not as "invalid run").
     """
     train_d, target_d, test_d = splits["train"], splits["target"], splits["test"]
     X, y = as_tensors(train_d, dtype)
@@ -88,6 +91,7 @@ def run_policy(splits: dict[str, Any], policy: str, *, seed: int = 0, hidden: tu
     out: dict[str, Any] = {
         "policy": policy, "seed": seed, "epochs": list(range(epochs + 1)), "test_acc": test_acc,
         "final_test_acc": test_acc[-1], "wall_s": wall, "time_per_step_s": wall / sched.n_steps,
+        "majority_acc": float(np.bincount(ys.long().numpy()).max() / len(ys)),
         "summary": summarize(traj.logs),
         "kept_fraction_per_epoch": _per_epoch(traj.logs, "kept_fraction", epochs),
         # per-step logs (without the dropped index lists): kept fraction, noisy counts, scoring time, memory
@@ -100,6 +104,7 @@ def run_policy(splits: dict[str, Any], policy: str, *, seed: int = 0, hidden: tu
         if ytrue is not None:
             out["train_clean_acc"] = [model.accuracy(th, X, ytrue) for th in traj.thetas]
         out["noisy_dropped_per_epoch"] = _ratio_per_epoch(traj.logs, epochs)
+    out["learned"] = bool(out["final_test_acc"] >= out["majority_acc"] + learned_margin)
     if probe_every:
         rho = [r["spearman_lai_ghost"] for r in traj.logs if "spearman_lai_ghost" in r]
         out["spearman_lai_ghost"] = rho
