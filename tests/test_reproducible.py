@@ -6,7 +6,8 @@ Excluded, and why:
 * ``logs/``, ``benchmarks/``: job logs and Snakemake's timing tables.
 * ``notebooks/*.ipynb``: the executed notebooks are the notebook rules' *logs* (``log: notebook=``): cell
   timestamps, kernel metadata and the pickled job with its absolute paths. The figures and tables they write
-  are compared.
+  are compared. Their HTML copies (``notebooks/*.html``, rule ``notebook_html``) likewise: the generated prose
+  states the run's per-step times.
 * Provenance sidecars: ``scores/**/*.json`` (estimator timing, memory, versions), ``runs/**/summary.json``
   (training timing) and ``loo/**/*.npz.json`` (LOO timing, memory, versions).
 * E6 (``metrics/E6_cost.csv``, ``tables/E6_cost.*``, ``figures/E6_cost.*``): the cost experiment's results
@@ -44,6 +45,7 @@ RUN_RECORDS = (
     "logs/**",
     "benchmarks/**",
     "notebooks/*.ipynb",
+    "notebooks/*.html",
     "scores/**/*.json",
     "runs/**/summary.json",
     "loo/**/*.npz.json",
@@ -53,10 +55,11 @@ RUN_RECORDS = (
     "report/paper.pdf",
     "tables/E8_*.tex",
     "tables/E9_*.tex",
+    "tables/E10_dvemb.tex",
 )
 # results that carry measurements beside what they computed: compared with those removed
-MEASURED = ("lm/**.json", "text/**.json", "metrics/E8_*.csv", "metrics/E9_*.csv", "tables/E8_*.csv",
-            "tables/E9_*.csv")
+MEASURED = ("lm/**.json", "text/**.json", "dvemb/**.json", "metrics/E8_*.csv", "metrics/E9_*.csv",
+            "metrics/E10_*.csv", "tables/E8_*.csv", "tables/E9_*.csv", "tables/E10_*.csv")
 _TIMING = re.compile(r"time|wall|rss")
 _GENERATED = re.compile(rb"generated \d{4}-\d{2}-\d{2}")
 
