@@ -15,7 +15,9 @@ Rows may be vectors (logits (m, o), labels (m,)) or token sequences for a langua
 
 * :func:`capture` runs the pass; the output gradients come from ``torch.autograd.grad`` of the *sum* of
   the row losses w.r.t. the layer outputs (the parameters' ``.grad`` is left untouched). Rows of one
-  pass must therefore not interact (no BatchNorm in training mode).
+  pass must therefore not interact (no BatchNorm in training mode). The hooks are validated and
+  registered once per module (on its first capture) and record only inside a capture, so a training
+  loop pays no per-step set-up; :func:`release_hooks` removes them.
 * :func:`capture_split` is the forward-only variant LAI uses (autograd on the training rows only).
 * :func:`set_update_grads` writes the training-rows-only update gradient from a capture.
 
@@ -25,6 +27,7 @@ The row losses and the logit gradient g = ∂ℓ/∂logits are those of :mod:`in
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +45,7 @@ __all__ = [
     "trainable_layers",
     "layer_grads",
     "set_update_grads",
+    "release_hooks",
     "HOOKED",
 ]
 
@@ -88,16 +92,28 @@ class LayerCapture:
 @dataclass
 class Capture:
     """Result of :func:`capture`: per-layer captures (forward order), logits, row losses and
-    ``g`` = ∂ℓ/∂logits (closed form: σ(z) − y for one logit, softmax − onehot otherwise)."""
+    ``g`` = ∂ℓ/∂logits (closed form: σ(z) − y for one logit, softmax − onehot otherwise; computed on
+    first use from the logits and the labels ``y`` when not given)."""
 
     layers: list[LayerCapture]
     logits: torch.Tensor
     losses: torch.Tensor
-    g: torch.Tensor
+    _g: torch.Tensor | None = field(default=None, repr=False)
+    y: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def g(self) -> torch.Tensor:
+        if self._g is None:
+            if self.y is None:
+                raise ValueError("this capture has neither the logit gradient g nor the labels to compute it")
+            z = self.logits
+            self._g = sequence_logit_grad(z, self.y) if z.ndim == 3 else logit_grad(z, self.y)
+        return self._g
 
     def nbytes(self) -> int:
-        """Bytes held by the captured tensors (inputs, unfolded inputs, output gradients, logits)."""
-        ts = [self.logits, self.g]
+        """Bytes held by the captured tensors (inputs, unfolded inputs, output gradients, logits, and the
+        logit gradient once computed)."""
+        ts = [self.logits] + ([] if self._g is None else [self._g])
         for lc in self.layers:
             ts.append(lc.inp)
             if lc._a is not None and lc._a.data_ptr() != lc.inp.data_ptr():
@@ -116,8 +132,8 @@ def _unfold(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
         if len(module.normalized_shape) != 1:
             raise ValueError("only LayerNorm over the last dimension is supported")
         x = inp.reshape(inp.shape[0], -1, inp.shape[-1])
-        mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
-        return (x - mu) / torch.sqrt(var + module.eps)
+        # (x − μ)/√(σ² + ε) by the layer-norm kernel itself (Tensor.var over a short last axis is ~50x slower)
+        return F.layer_norm(x, module.normalized_shape, None, None, module.eps)
     if isinstance(module, nn.Conv2d):
         cols = F.unfold(inp, module.kernel_size, dilation=module.dilation, padding=module.padding,
                         stride=module.stride)  # (m, k, L)
@@ -156,6 +172,98 @@ def trainable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
+class _Hook:
+    """The forward hook of one layer: records (layer index, detached input, output) while its owner
+    records, else does nothing. A deep copy or a pickle of the module gets an inert hook (the copy is a
+    different module; it gets hooks of its own on its first capture)."""
+
+    __slots__ = ("owner", "module", "index")
+
+    def __init__(self, owner: _Hooks, module: nn.Module, index: int) -> None:
+        self.owner, self.module, self.index = weakref.ref(owner), module, index
+
+    def __call__(self, mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        owner = self.owner()
+        if owner is not None and owner.rec is not None and mod is self.module:
+            owner.rec.append((self.index, args[0].detach(), out if owner.keep_out else None))
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        return _inert_hook
+
+    def __reduce__(self) -> tuple:
+        return (_make_inert, ())
+
+
+def _inert_hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+    return None
+
+
+def _make_inert() -> Any:
+    return _inert_hook
+
+
+class _Hooks:
+    """Forward hooks on the hooked layers of one module, validated and registered once (first capture) and
+    reused by every later capture of that module; they record only inside a capture. Rebuilt when the
+    module's number of submodules changes or a pass does not call every layer once."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.layers = trainable_layers(module)
+        self.n_modules = sum(1 for _ in module.modules())
+        self.rec: list | None = None
+        self.keep_out = False
+        self.handles = [m.register_forward_hook(_Hook(self, m, k)) for k, (_, m) in enumerate(self.layers)]
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+_HOOKS: weakref.WeakKeyDictionary[nn.Module, _Hooks] = weakref.WeakKeyDictionary()
+
+
+def _hooks(module: nn.Module, rebuild: bool = False) -> _Hooks:
+    h = _HOOKS.get(module)
+    if h is not None and not rebuild and h.n_modules == sum(1 for _ in module.modules()):
+        return h
+    if h is not None:
+        h.remove()
+    h = _HOOKS[module] = _Hooks(module)
+    return h
+
+
+def release_hooks(module: nn.Module) -> bool:
+    """Remove the capture hooks registered on ``module`` (by its first :func:`capture`); True if it had any.
+    Not needed for correctness: inactive hooks do nothing, and they are re-registered on demand."""
+    h = _HOOKS.pop(module, None)
+    if h is None:
+        return False
+    h.remove()
+    return True
+
+
+def _recorded_pass(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: bool, keep_out: bool) -> tuple:
+    """Forward ``x`` through ``module`` with its (persistent) hooks recording (layer index, input, output if
+    ``keep_out``): (hooks, records, logits, row losses). Retried once with rebuilt hooks if a layer did
+    not run exactly once (a changed module)."""
+    for attempt in (0, 1):
+        hk = _hooks(module, rebuild=attempt == 1)
+        rec: list = []
+        hk.rec, hk.keep_out = rec, keep_out
+        try:
+            with torch.set_grad_enabled(grad):
+                z = module(x)
+                losses = example_losses(z, y)
+        finally:
+            hk.rec = None
+        n = len(hk.layers)
+        if len(rec) == n and len({r[0] for r in rec}) == n:
+            return hk, rec, z, losses
+    raise ValueError(f"expected each of the {n} layers to run once in the forward pass, "
+                     f"saw {len(rec)} calls (shared or unused layers are not supported)")
+
+
 def capture(
     module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backward: bool = True, keep_graph: bool = False
 ) -> Capture:
@@ -174,39 +282,23 @@ def capture(
     Returns
     -------
     Capture with detached layer inputs, ``b`` (if requested), logits, row losses and ``g``.
+
+    Notes
+    -----
+    The forward hooks are registered on the first capture of a module and stay (doing nothing outside a
+    capture), so a training loop pays no per-step hook registration or layer validation;
+    :func:`release_hooks` removes them.
     """
-    layers = trainable_layers(module)
-    caps: list[LayerCapture] = []
-    outs: list[torch.Tensor] = []
-
-    def hook(name: str):
-        def fn(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            caps.append(LayerCapture(name, mod, args[0].detach()))
-            outs.append(out)
-
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
-    try:
-        with torch.set_grad_enabled(backward or keep_graph):
-            z = module(x)
-            losses = example_losses(z, y)
-    finally:
-        for h in handles:
-            h.remove()
-    if len(caps) != len(layers):
-        raise ValueError(f"expected each of the {len(layers)} layers to run once in the forward pass, "
-                         f"saw {len(caps)} calls (shared or unused layers are not supported)")
+    hk, rec, z, losses = _recorded_pass(module, x, y, backward or keep_graph, backward)
+    caps = [LayerCapture(hk.layers[k][0], hk.layers[k][1], inp) for k, inp, _ in rec]
     if backward:
-        grads = torch.autograd.grad(losses.sum(), outs, retain_graph=keep_graph)
+        grads = torch.autograd.grad(losses.sum(), [r[2] for r in rec], retain_graph=keep_graph)
         for lc, gr in zip(caps, grads, strict=True):
             if isinstance(lc.module, nn.Conv2d):
                 lc.b = gr.reshape(gr.shape[0], gr.shape[1], -1).transpose(1, 2)
             else:
                 lc.b = gr.reshape(gr.shape[0], -1, gr.shape[-1])
-    zd = z.detach()
-    g = sequence_logit_grad(zd, y) if zd.ndim == 3 else logit_grad(zd, y)
-    return Capture(caps, zd, losses if keep_graph else losses.detach(), g)
+    return Capture(caps, z.detach(), losses if keep_graph else losses.detach(), y=y)
 
 
 def capture_split(
@@ -291,7 +383,7 @@ def set_update_grads(
                 lc.module.bias.grad = flat[nw:].clone()
             continue
         bw = lc.b[:n_train] * (w / denom)[:, None, None]
-        gW = torch.einsum("nlo,nlk->ok", bw, lc.a[:n_train])
-        lc.module.weight.grad = gW.reshape(lc.module.weight.shape).clone()
+        gW = torch.einsum("nlo,nlk->ok", bw, lc.a[:n_train])  # a fresh tensor: its reshape needs no copy
+        lc.module.weight.grad = gW.reshape(lc.module.weight.shape)
         if lc.has_bias:
             lc.module.bias.grad = bw.sum((0, 1))

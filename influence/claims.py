@@ -8,26 +8,43 @@ per claim with the measured value and a verdict out of :data:`VERDICTS`, compute
 Test kinds (keys besides ``kind`` in brackets):
 
 ``compare`` [table, estimator, baselines, metrics {name: higher|lower}, where, group_by, key, margin,
-    factor, min_value, rule, columns]
+    min_margin, factor, strict, min_value, control, paired_by, min_rounds, report_metrics, rule, columns]
     Per group (mean over the remaining rows, e.g. seeds) and metric, the estimator *wins* if it is at
     least as good as the best baseline: higher-is-better ``A ≥ factor·B + margin`` (lower-is-better
-    ``A ≤ factor·B − margin``); ``margin: sd`` requires beating the best baseline by more than the larger
-    standard deviation over seeds; ``min_value`` additionally requires ``A ≥ min_value``.
+    ``A ≤ factor·B − margin``; ``strict: true``: ``>`` / ``<``, a tie is a loss); ``margin: sd`` requires
+    beating the best baseline by more than the larger standard deviation over seeds (strictly), at least
+    ``min_margin`` (for tables with one seed, whose sd is unknown); ``min_value`` additionally requires
+    ``A ≥ min_value``. An undefined ``A`` (NaN: e.g. the rank correlation of a constant estimator) is a
+    loss, never a skipped comparison; NaN baselines are left out.
+    ``control: {estimator, metric, direction, margin, min_margin}``: per group the estimator must also beat
+    the best control estimator (e.g. ``random``, the chance baseline in the same table) on ``metric`` by
+    more than ``margin`` (a number or ``sd``); where it does not, every comparison of the group is lost
+    (an estimate no better than chance wins nothing, e.g. an RMSE "won" by predicting ≈ 0). A table without
+    the control gives ``not run``; groups without it are skipped and counted in ``measured``.
+    ``paired_by: rep`` (timings measured in interleaved rounds): per group, metric and baseline, the
+    per-round ratios ``A_k / B_k`` (rounds matched on that column); the estimator wins if the median ratio
+    is ``≤ factor`` (lower) or ``≥ factor`` (higher) against every baseline, with at least ``min_rounds``
+    (default 5) rounds; ``measured`` gives the worst median with its interquartile range.
+    ``report_metrics`` (paired only): metrics whose ratios are shown in ``measured`` but not judged.
     ``rule: most`` → reproduced if more than half of the comparisons are won, partly if at least
     ``partly`` (default 0.25) of them; ``rule: all`` → reproduced if all, partly if any.
     ``columns: {estimator: column}`` reads a wide table (one column per estimator, one metric) instead.
-``equal`` [table, estimators (two), metrics, where, tol]
-    The two estimators' metrics agree within ``tol`` on every row (same setting and seed).
+``equal`` [table, estimators (two), metrics, where, tol, control]
+    The two estimators' metrics agree within ``tol`` on every row (same setting and seed); an undefined
+    metric is no agreement. ``control`` (as above): each of the two must beat the control on every row —
+    two equal trivial estimators are no evidence of an identity.
 ``threshold`` [table, metric, where, op, value, aggregate]
-    The aggregated metric satisfies ``op value``.
-``growth`` [table, estimator, metric, x, where, group_by, rule]
+    The aggregated metric satisfies ``op value``, and no row's metric is undefined (NaN is a failure).
+``growth`` [table, estimator, metric, x, where, group_by, rule, min_metric, control]
     Per group, log(metric) vs log(x) (power law) fits at least as well (R²) as log(metric) vs x
-    (exponential).
+    (exponential); a curve counts only where the estimate is non-trivial: ``min_metric: {name: value}`` at
+    every point, and beating the ``control`` at every x.
 ``checks`` [table]
     The E5 theory checks tagged with the claim id: reproduced if all pass, partly if some, not
     reproduced if none.
-``coverage`` [table, min_estimators]
-    At least ``min_estimators`` estimators appear in the table.
+``coverage`` [table, min_estimators, metric, require]
+    At least ``min_estimators`` estimators appear on every run of the table (with ``metric`` defined when
+    given), besides the ``require``-d controls, which must appear too.
 ``all`` [tests]
     Several of the above (without ids): not run if none ran; among those that ran, reproduced if all
     reproduced, not reproduced if none did, partly otherwise.
@@ -131,6 +148,72 @@ def _verdict_from_fraction(wins: int, total: int, rule: str, partly: float) -> s
 
 
 # --------------------------------------------------------------------------------------------- kinds
+def _names(x: str | Sequence[str] | None) -> list[str]:
+    return [] if x is None else ([x] if isinstance(x, str) else [str(n) for n in x])
+
+
+def _margin(spec: Any, sds: Sequence[float], floor: float | None) -> float:
+    """A margin: a number, or ``"sd"`` (the larger of ``sds``, the standard deviations over seeds / rounds);
+    ``floor`` (``min_margin``) is the least margin, for tables with one seed, whose sd is unknown."""
+    mg = max([float(np.nan_to_num(s)) for s in sds] or [0.0]) if spec == "sd" else float(spec)
+    return max(mg, float(floor)) if floor is not None else mg
+
+
+def _beats(a: float, b: float, direction: str, margin: float, factor: float = 1.0, strict: bool = False) -> bool:
+    """``a`` better than ``b``: higher ``a ≥ factor·b + margin`` (lower ``a ≤ factor·b − margin``); strict
+    inequalities when ``strict`` (a tie is then a loss). Undefined (NaN) ``a`` never wins."""
+    if not math.isfinite(a):
+        return False
+    if direction == "higher":
+        return a > factor * b + margin if strict else a >= factor * b + margin
+    if direction == "lower":
+        return a < factor * b - margin if strict else a <= factor * b - margin
+    raise ValueError(f"metric direction must be 'higher' or 'lower', got {direction!r}")
+
+
+def _control_spec(test: Mapping[str, Any], metrics: Mapping[str, str]) -> dict[str, Any] | None:
+    """The ``control`` of a test: ``{estimator: name(s), metric, direction, margin, min_margin}`` (metric
+    defaults to the test's first metric, direction to that metric's, margin to 0)."""
+    c = test.get("control")
+    if c is None:
+        return None
+    c = {"estimator": c} if isinstance(c, (str, list)) else dict(c)
+    unknown = set(c) - {"estimator", "metric", "direction", "margin", "min_margin"}
+    if unknown or "estimator" not in c:
+        raise ValueError(f"control must be {{estimator, metric, direction, margin, min_margin}}, got {sorted(c)}")
+    metric = c.get("metric") or next(iter(metrics))
+    return {"names": _names(c["estimator"]), "metric": metric,
+            "direction": c.get("direction") or metrics.get(metric, "higher"), "margin": c.get("margin", 0.0),
+            "min_margin": c.get("min_margin")}
+
+
+def _control_gate(rows: pd.DataFrame, key: str, est: str, ctrl: Mapping[str, Any]) -> tuple[bool | None, str]:
+    """Whether ``est`` beats the best control on the control metric, in one group (mean over its rows, a
+    strict inequality: a tie with chance is no evidence). ``None`` when the group has no control row."""
+    m, d = ctrl["metric"], ctrl["direction"]
+    if m not in rows:
+        raise _NotRun(f"control metric {m!r} not in the table")
+    vals = rows.groupby(rows[key].astype(str))[m].agg(["mean", "std"])
+    present = [c for c in ctrl["names"] if c in vals.index and math.isfinite(vals.loc[c, "mean"])]
+    if not present or est not in vals.index:
+        return None, ""
+    best = max(present, key=lambda c: vals.loc[c, "mean"] * (1 if d == "higher" else -1))
+    a, c = float(vals.loc[est, "mean"]), float(vals.loc[best, "mean"])
+    mg = _margin(ctrl["margin"], [vals.loc[est, "std"], vals.loc[best, "std"]], ctrl["min_margin"])
+    return _beats(a, c, d, mg, strict=True), f"{m} {_fmt(a)} vs {best} {_fmt(c)}"
+
+
+def _paired_ratio(rows: pd.DataFrame, key: str, est: str, base: str, metric: str, by: str) -> np.ndarray:
+    """Per-round ratios ``est / base`` of ``metric``, rounds matched on column ``by`` (e.g. ``rep``)."""
+    if by not in rows:
+        raise _NotRun(f"column {by!r} (the round of a paired measurement) not in the table")
+    a = rows[rows[key].astype(str) == est].groupby(by)[metric].mean()
+    b = rows[rows[key].astype(str) == base].groupby(by)[metric].mean()
+    both = a.index.intersection(b.index)
+    r = (a.loc[both] / b.loc[both]).to_numpy(float)
+    return r[np.isfinite(r)]
+
+
 def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
     df = _where(_table(tables, test["table"]), test.get("where"))
     key = test.get("key", "estimator")
@@ -147,39 +230,113 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
         df[key] = df[key].map({v: k for k, v in cols.items()})
     groups = list(test.get("group_by", []))
     margin, factor = test.get("margin", 0.0), float(test.get("factor", 1.0))
-    min_value = test.get("min_value")
-    df = df[df[key].astype(str).isin([est, *bases])]
-    if est not in set(df[key].astype(str)) or not set(bases) & set(df[key].astype(str)):
+    min_value, min_margin, strict = test.get("min_value"), test.get("min_margin"), bool(test.get("strict", False))
+    paired_by, min_rounds = test.get("paired_by"), int(test.get("min_rounds", 5))
+    shown = list(test.get("report_metrics", []))  # paired metrics shown in `measured` but not judged
+    if paired_by and margin != 0.0:
+        raise ValueError("a paired comparison (paired_by) takes its margin in `factor` (a ratio), not `margin`")
+    ctrl = _control_spec(test, metrics)
+    names = [est, *bases, *(ctrl["names"] if ctrl else [])]
+    df = df[df[key].astype(str).isin(names)]
+    present = set(df[key].astype(str))
+    if est not in present or not set(bases) & present:
         raise _NotRun(f"{est} or all of {bases} absent from {test['table']}")
-    wins, total, details = 0, 0, []
-    for m, direction in metrics.items():
-        if m not in df:
-            raise _NotRun(f"metric {m!r} not in {test['table']}")
-        agg = df.groupby([*groups, key], dropna=False)[m].agg(["mean", "std"]).reset_index()
-        for gkey, g in (agg.groupby(groups, dropna=False) if groups else [((), agg)]):
-            g = g.set_index(key)
-            if est not in g.index or not set(bases) & set(g.index):
+    if ctrl and not set(ctrl["names"]) & present:
+        raise _NotRun(f"the control {'/'.join(ctrl['names'])} is absent from {test['table']}: add it to the "
+                      "experiment's estimators")
+    wins, total, details, gated, no_ctrl, reported = 0, 0, [], [0, 0], 0, []
+    for gkey, g in (df.groupby(groups, dropna=False) if groups else [((), df)]):
+        here = set(g[key].astype(str))
+        if est not in here or not set(bases) & here:
+            continue
+        gate, gate_note = (True, "")
+        if ctrl:
+            gate, gate_note = _control_gate(g, key, est, ctrl)
+            if gate is None:  # no control in this group: it cannot be judged
+                no_ctrl += 1
                 continue
-            a, a_sd = float(g.loc[est, "mean"]), float(np.nan_to_num(g.loc[est, "std"]))
-            b_rows = g.loc[[b for b in bases if b in g.index]]
-            best = b_rows["mean"].max() if direction == "higher" else b_rows["mean"].min()
-            best_name = str(b_rows["mean"].idxmax() if direction == "higher" else b_rows["mean"].idxmin())
-            b_sd = float(np.nan_to_num(b_rows.loc[best_name, "std"]))
-            mg = max(a_sd, b_sd) if margin == "sd" else float(margin)
-            if not (math.isfinite(a) and math.isfinite(best)):
-                continue
-            won = a >= factor * best + mg if direction == "higher" else a <= factor * best - mg
-            if margin == "sd":  # strictly more than one sd
-                won = a > best + mg if direction == "higher" else a < best - mg
-            if min_value is not None:
-                won = won and a >= float(min_value)
+            gated[0] += int(gate)
+            gated[1] += 1
+        for m, direction in metrics.items():
+            if m not in g:
+                raise _NotRun(f"metric {m!r} not in {test['table']}")
+            if paired_by:
+                won, rec = _paired_group(g, key, est, [b for b in bases if b in here], m, direction, paired_by,
+                                         factor, min_rounds)
+                if won is None:
+                    continue
+            else:
+                won, rec = _unpaired_group(g, key, est, [b for b in bases if b in here], m, direction, margin,
+                                           min_margin, factor, strict, min_value)
+                if won is None:
+                    continue
+            won = won and bool(gate)
             wins += int(won)
             total += 1
-            details.append({"group": gkey, "metric": m, est: a, best_name: float(best), "won": bool(won)})
+            details.append({"group": gkey, "metric": m, **rec, "control": gate_note, "won": bool(won)})
+        for m in shown if paired_by else []:
+            _, rec = _paired_group(g, key, est, [b for b in bases if b in here], m, next(iter(metrics.values())),
+                                   paired_by, factor, min_rounds)
+            if rec:
+                reported.append({"group": gkey, "metric": m, **rec})
     if total == 0:
-        raise _NotRun("no group has both the estimator and a baseline")
+        raise _NotRun("no group has the estimator, a baseline" + (" and the control" if ctrl else "")
+                      + (f" and {min_rounds} paired rounds" if paired_by else ""))
     verdict = _verdict_from_fraction(wins, total, test.get("rule", "most"), float(test.get("partly", 0.25)))
-    return verdict, f"{est} won {wins}/{total} comparisons ({100 * wins / total:.0f} %)", {"comparisons": details}
+    measured = f"{est} won {wins}/{total} comparisons ({100 * wins / total:.0f} %)"
+    if paired_by:
+        measured += "; " + _worst_ratio(details, groups)
+        if reported:
+            measured += f"; not judged, {'/'.join(shown)}: " + _worst_ratio(reported, groups)
+    if ctrl:
+        measured += (f"; beat the control {'/'.join(ctrl['names'])} on {ctrl['metric']} in {gated[0]}/{gated[1]} "
+                     "groups" + (f" ({no_ctrl} without the control skipped)" if no_ctrl else ""))
+    return verdict, measured, {"comparisons": details}
+
+
+def _worst_ratio(recs: list[dict], groups: list[str]) -> str:
+    """The worst median paired ratio of ``recs`` with its interquartile range, baseline, metric and group."""
+    w = max(recs, key=lambda r: r["ratio"] * (1 if r["direction"] == "lower" else -1))
+    where = f", {'/'.join(map(str, np.atleast_1d(w['group'])))}" if groups else ""
+    return (f"worst median paired ratio {_fmt(w['ratio'])} (IQR {_fmt(w['q25'])}–{_fmt(w['q75'])}, {w['rounds']} "
+            f"rounds; vs {w['baseline']}, {w['metric']}{where})")
+
+
+def _unpaired_group(g: pd.DataFrame, key: str, est: str, bases: list[str], m: str, direction: str, margin: Any,
+                    min_margin: float | None, factor: float, strict: bool,
+                    min_value: float | None) -> tuple[bool | None, dict]:
+    """One (group, metric) comparison of means over the group's rows (seeds). ``None``: no finite baseline."""
+    agg = g.groupby(g[key].astype(str))[m].agg(["mean", "std"])
+    b_rows = agg.loc[[b for b in bases if math.isfinite(agg.loc[b, "mean"])]]
+    if len(b_rows) == 0:
+        return None, {}
+    a = float(agg.loc[est, "mean"])
+    best_name = str(b_rows["mean"].idxmax() if direction == "higher" else b_rows["mean"].idxmin())
+    best = float(b_rows.loc[best_name, "mean"])
+    mg = _margin(margin, [agg.loc[est, "std"], b_rows.loc[best_name, "std"]], min_margin)
+    won = _beats(a, best, direction, mg, factor, strict=strict or margin == "sd")  # "sd": strictly more
+    if min_value is not None:
+        won = won and a >= float(min_value)
+    return won, {est: a, "baseline": best_name, best_name: best, "margin": mg, "direction": direction}
+
+
+def _paired_group(g: pd.DataFrame, key: str, est: str, bases: list[str], m: str, direction: str, by: str,
+                  factor: float, min_rounds: int) -> tuple[bool | None, dict]:
+    """One (group, metric) comparison of paired rounds: the median over rounds of ``est / baseline``
+    against ``factor`` (lower: ``median ≤ factor``; higher: ``median ≥ factor``), for the worst baseline.
+    ``None``: fewer than ``min_rounds`` rounds with every baseline."""
+    recs = []
+    for b in bases:
+        r = _paired_ratio(g, key, est, b, m, by)
+        if len(r) < min_rounds:
+            return None, {}
+        q25, med, q75 = np.quantile(r, [0.25, 0.5, 0.75])
+        recs.append({"baseline": b, "ratio": float(med), "q25": float(q25), "q75": float(q75), "rounds": len(r)})
+    if not recs:
+        return None, {}
+    worst = max(recs, key=lambda r: r["ratio"] * (1 if direction == "lower" else -1))
+    won = worst["ratio"] <= factor if direction == "lower" else worst["ratio"] >= factor
+    return bool(won), {**worst, "factor": factor, "direction": direction, "all": recs}
 
 
 def _equal(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
@@ -195,12 +352,32 @@ def _equal(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -
         both = pa.index.intersection(pb.index)
         if len(both) == 0:
             continue
-        worst = max(worst, float(np.max(np.abs(pa.loc[both].to_numpy() - pb.loc[both].to_numpy()))))
+        diff = np.abs(pa.loc[both].to_numpy(float) - pb.loc[both].to_numpy(float))
+        # an undefined metric (a constant estimator's correlation) is no evidence of equality
+        worst = max(worst, float(np.max(diff)) if np.isfinite(diff).all() else math.inf)
         n = max(n, len(both))
     if n == 0:
         raise _NotRun(f"no setting has both {a} and {b}")
     tol = float(test.get("tol", 1e-8))
-    return ("reproduced" if worst <= tol else "not reproduced"), f"max |Δ| = {_fmt(worst)} over {n} runs", {}
+    verdict = "reproduced" if worst <= tol else "not reproduced"
+    measured = f"max |Δ| = {_fmt(worst)} over {n} runs"
+    ctrl = _control_spec(test, {m: "higher" for m in test["metrics"]})
+    if ctrl:  # two equal trivial estimators are no evidence: each must beat the control on every run
+        if not set(ctrl["names"]) & set(df[key].astype(str)):
+            raise _NotRun(f"the control {'/'.join(ctrl['names'])} is absent from {test['table']}: add it to the "
+                          "experiment's estimators")
+        ok = tot = 0
+        for _, g in (df.groupby(idx, dropna=False) if idx else [((), df)]):
+            for e in (a, b):
+                gate, _ = _control_gate(g, key, e, ctrl)
+                if gate is not None:
+                    ok, tot = ok + int(gate), tot + 1
+        if tot == 0:
+            raise _NotRun(f"no run has both the estimators and the control {'/'.join(ctrl['names'])}")
+        if ok < tot:
+            verdict = "not reproduced"
+        measured += f"; beat the control {'/'.join(ctrl['names'])} on {ctrl['metric']} in {ok}/{tot} (estimator, run)"
+    return verdict, measured, {}
 
 
 def _threshold(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
@@ -208,21 +385,32 @@ def _threshold(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None
     m = test["metric"]
     if m not in df:
         raise _NotRun(f"metric {m!r} not in {test['table']}")
-    vals = pd.to_numeric(df[m], errors="coerce").dropna()
+    vals = pd.to_numeric(df[m], errors="coerce")
     if len(vals) == 0:
         raise _NotRun(f"no values of {m}")
+    n_bad = int((~np.isfinite(vals.to_numpy(float))).sum())
+    vals = vals[np.isfinite(vals.to_numpy(float))]
+    if len(vals) == 0:  # every row undefined (e.g. a constant estimator's correlation): no evidence, a failure
+        return "not reproduced", f"{m} undefined on all {n_bad} rows", {}
     x = float(getattr(vals, test.get("aggregate", "mean"))())
-    ok = _OPS[test.get("op", ">=")](x, float(test["value"]))
-    return ("reproduced" if ok else "not reproduced"), f"{m} = {_fmt(x)} (n = {len(vals)})", {}
+    ok = _OPS[test.get("op", ">=")](x, float(test["value"])) and n_bad == 0
+    return (("reproduced" if ok else "not reproduced"),
+            f"{m} = {_fmt(x)} (n = {len(vals)})" + (f"; undefined on {n_bad} rows" if n_bad else ""), {})
 
 
 def _growth(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
     df = _where(_table(tables, test["table"]), test.get("where"))
     key = test.get("key", "estimator")
+    ctrl = _control_spec(test, {test["metric"]: "lower"})
+    if ctrl and not set(ctrl["names"]) & set(df[key].astype(str)):
+        raise _NotRun(f"the control {'/'.join(ctrl['names'])} is absent from {test['table']}: add it to the "
+                      "experiment's estimators")
+    full = df
     df = df[df[key] == test["estimator"]]
     x, m = test.get("x", "epochs"), test["metric"]
     groups = list(test.get("group_by", []))
-    wins, total, details = 0, 0, []
+    gate_min = dict(test.get("min_metric", {}))  # {metric: least value at every point of the curve}
+    wins, total, details, gated = 0, 0, [], 0
     for gkey, g in (df.groupby(groups) if groups else [((), df)]):
         curve = g.groupby(x)[m].mean()
         curve = curve[(curve > 0) & np.isfinite(curve)]
@@ -231,13 +419,27 @@ def _growth(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) 
         xs, ys = curve.index.to_numpy(float), np.log(curve.to_numpy(float))
         r2 = {name: _r2(feat, ys) for name, feat in (("power", np.log(xs)), ("exponential", xs))}
         won = r2["power"] >= r2["exponential"]
+        # the growth of an estimate's error says nothing when the estimate is trivial: gate every point
+        ok = all((pd.to_numeric(g[gm], errors="coerce") >= float(v)).all() for gm, v in gate_min.items())
+        if ctrl:
+            sel = full
+            for col, val in zip(groups, np.atleast_1d(gkey), strict=True):
+                sel = sel[sel[col].astype(str) == str(val)]
+            for _, pt in sel.groupby(x):
+                gate, _ = _control_gate(pt, key, test["estimator"], ctrl)
+                ok = ok and bool(gate)
+        gated += int(ok)
+        won = won and ok
         wins += int(won)
         total += 1
-        details.append({"group": gkey, **r2})
+        details.append({"group": gkey, **r2, "nontrivial": ok})
     if total == 0:
         raise _NotRun("no group with at least 3 values of " + x)
     verdict = _verdict_from_fraction(wins, total, test.get("rule", "most"), float(test.get("partly", 0.25)))
-    return verdict, f"power law fits better in {wins}/{total} curves", {"fits": details}
+    measured = f"power law fits better in {wins}/{total} curves"
+    if gate_min or ctrl:
+        measured += f" (non-trivial estimate in {gated}/{total})"
+    return verdict, measured, {"fits": details}
 
 
 def _r2(x: np.ndarray, y: np.ndarray) -> float:
@@ -261,9 +463,22 @@ def _checks(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], 
 
 def _coverage(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
     df = _table(tables, test["table"])
-    n_est = df["estimator"].nunique()
-    ok = n_est >= int(test.get("min_estimators", 2))
-    return ("reproduced" if ok else "partly"), f"{n_est} estimators vs LOO on {len(df) // max(n_est, 1)} runs", {}
+    key, metric = test.get("key", "estimator"), test.get("metric")
+    runs = [c for c in SETTING_KEYS if c in df]
+    n_runs = len(df.groupby(runs)) if runs else 1
+    if metric is not None:  # an estimator counts where its metric is defined (not a constant's NaN correlation)
+        if metric not in df:
+            raise _NotRun(f"metric {metric!r} not in {test['table']}")
+        df = df[np.isfinite(pd.to_numeric(df[metric], errors="coerce").to_numpy(float))]
+    per_est = df.assign(**{key: df[key].astype(str)})[[key, *runs]].drop_duplicates().groupby(key).size()
+    on_all = sorted(per_est[per_est == n_runs].index)
+    need = _names(test.get("require"))
+    missing = [c for c in need if c not in on_all]
+    n_est = len([e for e in on_all if e not in need])
+    ok = n_est >= int(test.get("min_estimators", 2)) and not missing
+    measured = (f"{n_est} estimators vs LOO on all {n_runs} runs" + (f" ({metric} defined)" if metric else "")
+                + (f"; control {'/'.join(need)} " + ("present" if not missing else "missing") if need else ""))
+    return ("reproduced" if ok else "partly"), measured, {}
 
 
 def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str) -> tuple[str, str]:
@@ -273,7 +488,7 @@ def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]
         if kind == "all":
             parts = [_run_test(t, tables, cid) for t in test["tests"]]
             ran = [v for v, _ in parts if v != "not run"]
-            measured = "; ".join(m for _, m in parts)
+            measured = "; ".join(dict.fromkeys(m for _, m in parts))  # each distinct message once
             if not ran:
                 return "not run", measured
             if all(v == "reproduced" for v in ran):
@@ -320,7 +535,10 @@ def _unlearned_rows(df: pd.DataFrame, test: Mapping[str, Any], table: str) -> di
     if "learned" not in df:
         return {}
     key = test.get("key", "estimator")
-    names = [n for n in [test.get("estimator"), *test.get("baselines", []), *test.get("estimators", [])] if n]
+    ctrl = test.get("control")
+    ctrl = ctrl.get("estimator") if isinstance(ctrl, Mapping) else ctrl
+    names = [n for n in [test.get("estimator"), *test.get("baselines", []), *test.get("estimators", []),
+                         *_names(ctrl)] if n]
     if names and key in df:
         df = df[df[key].astype(str).isin(names)]
     bad = df[~df["learned"].astype(str).str.lower().isin(["true", "1", "1.0"])]

@@ -32,9 +32,9 @@ import psutil
 import torch
 from torch import nn
 
-from influence.capture import capture, capture_split, set_update_grads
+from influence.capture import capture, set_update_grads
 from influence.data import as_tensors
-from influence.estimators.online import batch_scores
+from influence.estimators.online import GhostStep, batch_scores, lai_scores
 from influence.models import Model, example_losses
 from influence.train import Schedule, StepInfo, TrainingDiverged, Trajectory, train
 
@@ -266,22 +266,30 @@ def curated_step(
         (losses * torch.as_tensor(keep, dtype=losses.dtype)).sum().div(m).backward()
         return keep, losses.detach(), score_time, 0
     method, self_inf, offdiag = spec
-    if method == "lai":
-        cap = (capture(module, xb, yb, backward=False, keep_graph=True) if self_inf
-               else capture_split(module, xb, yb, *target))
+    if method == "lai":  # forward-only captures (the targets without autograd), nothing concatenated
+        cap = capture(module, xb, yb, backward=False, keep_graph=True)
+        cv = None if self_inf else capture(module, *target, backward=False)
+        s = lai_scores(cap, cv, exclude_self=offdiag)
     else:
         xc, yc = (xb, yb) if self_inf else (torch.cat([xb, target[0]]), torch.cat([yb, target[1]]))
         cap = capture(module, xc, yc, backward=True)
-    s = batch_scores(cap, m, method, self_influence=self_inf, exclude_self=offdiag)
+        cv = None
+        if method == "ghost":  # (the per-sample gradients GhostStep holds, gs.nbytes, are not capture bytes)
+            gs = GhostStep(cap, m, self_influence=self_inf)
+            s = gs.scores
+        else:
+            s = batch_scores(cap, m, method, self_influence=self_inf)
     keep = (s >= 0).numpy()
     score_time = time.perf_counter() - ts
     w = torch.as_tensor(keep, dtype=cap.logits.dtype)
     losses = cap.losses[:m]
     if method == "lai":  # the update's backward (scoring needed none)
         (losses * w).sum().div(m).backward()
-    else:  # the update from the same capture: no second pass
+    elif method == "ghost":  # the update from the pieces the scores used: no second pass
+        gs.set_update_grads(w)
+    else:
         set_update_grads(cap, m, w)
-    return keep, losses.detach(), score_time, cap.nbytes()
+    return keep, losses.detach(), score_time, cap.nbytes() + (0 if cv is None else cv.nbytes())
 
 
 def curate_module(

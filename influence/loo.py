@@ -165,7 +165,12 @@ def merge_loo(parts: Sequence[LOOResult]) -> LOOResult:
 
 
 def _target_losses(model: Model, thetas: torch.Tensor, Xt: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
-    """Per-target losses for k parameter vectors (k, p) → (k, n_target)."""
+    """Per-target losses for k parameter vectors (k, p) → (k, n_target) (logistic regression: the logits of
+    all k at once, :func:`influence.linear.jvp`; else ``vmap``)."""
+    if model.is_linear:
+        P = model.unflatten(thetas)
+        z = linear.jvp(P["W0"], P["b0"], Xt)  # (k, n_target, o)
+        return model.loss_from_logits(z, yt.expand(z.shape[:2]))
     return torch.func.vmap(lambda th: model.losses(th, Xt, yt))(thetas)
 
 

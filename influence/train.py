@@ -8,7 +8,9 @@ batch t and the step size η_t) and the L2 coefficient α:
 ``w`` = 1 is the recorded run; ``w`` = 1 with a 0 at j is the trajectory-specific leave-one-out replay
 of j. The denominator stays the original |S_t| (the SGD-IE / ACC-SGD-IE authors' convention), so a
 replay differs from the recorded run only through j's own term. ``weights`` of shape (k, n) replays k
-runs at once (batched matmuls for logistic regression, ``torch.func.vmap`` for MLPs).
+runs at once (``torch.func.vmap`` for MLPs; for logistic regression a closed-form engine: two GEMMs per step
+over the stacked weights, or, for many runs on fewer samples than about twice the features, the runs'
+sample-space (representer) form with one GEMM per step against the Gram matrix; :func:`_linear_engine`).
 """
 
 from __future__ import annotations
@@ -220,6 +222,168 @@ def _step_name(t: int, schedule: Schedule) -> str:
     return f"step {t} (epoch {t // schedule.steps_per_epoch})"
 
 
+#: Closed-form replay engines for logistic regression: ``'auto'`` (the cheaper of :class:`_LinearReplay` and
+#: :class:`_DualLinearReplay` by their operation counts, :func:`_linear_engine`), ``'primal'``, ``'dual'``, or
+#: ``'generic'`` (always ``Model.batch_grad``: the reference the tests compare the engines with).
+_LINEAR_ENGINE = "auto"
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or inf in ``t``, from its sum: a NaN or an inf entry makes the sum NaN or inf, so a finite sum
+    means every entry is finite (a sum overflowing from finite entries, |θ| near 1e308, also reads as
+    diverged). One reduction instead of ``isfinite(t).all()``'s boolean copy of (k, p) every step."""
+    return math.isfinite(float(t.sum()))
+
+
+def _residuals(Z: torch.Tensor, yb: torch.Tensor, scale: torch.Tensor, class_dim: int) -> torch.Tensor:
+    """R_ri = s_ri r_ri with r = σ(z) − y (binary) or softmax(z) − onehot(y), from the logits Z of m samples
+    × k runs (classes along ``class_dim``: (m, k, o) or (m, o, k)) and per-sample, per-run factors ``scale``
+    (m, k) (the weights w_ri / |S|, times −η/γ_r in the dual form)."""
+    s = scale.unsqueeze(class_dim)
+    if Z.shape[class_dim] == 1:
+        return (torch.sigmoid(Z) - yb.to(Z.dtype)[:, None, None]) * s
+    # softmax written out (torch.softmax is several times slower over a short class axis), its normaliser
+    # and the scale applied in one pass, the one-hot part subtracted at the label only
+    R = (Z - Z.amax(class_dim, keepdim=True)).exp_()
+    R *= s / R.sum(class_dim, keepdim=True)
+    R.scatter_add_(class_dim, yb.long().view(-1, 1, 1).expand(s.shape), -s)
+    return R
+
+
+class _LinearReplay:
+    """k logistic-regression runs stepped at once in closed form, parameters held as W (k, o, d), b (k, o).
+
+    One SGD step of :func:`train` for a linear model (``Model.batch_grad`` written out): with
+    Z = X_S [W_1; …; W_k]ᵀ + b (one GEMM, (m, k·o)), r_ri = σ(z_ri) − y_i (binary) or
+    softmax(z_ri) − onehot(y_i) (the closed-form per-sample logit gradients, :mod:`influence.linear`),
+    c_r = 1 − η α Σ_i w_ri / |S| (the L2 term) and R_ri = w_ri r_ri / |S|,
+
+        W_r ← c_r W_r − η Σ_i R_ri x_iᵀ   (one GEMM, written in place),   b_r ← c_r b_r − η Σ_i R_ri.
+
+    Only the first run's per-sample losses are formed (all that :func:`train` logs). Equal to the generic
+    step to rounding (``tests/test_train.py``); it skips the per-run cross-entropy, the second softmax
+    and the flat-vector copies that dominated the batched 10-class replay.
+    """
+
+    def __init__(self, model: Model, theta: torch.Tensor) -> None:
+        k, o, d = theta.shape[0], model.n_out, model.n_features
+        self.model, self.k, self.o, self.d = model, k, o, d
+        self.W = theta[:, : o * d].reshape(k, o, d).clone()
+        self.b = theta[:, o * d :].clone()
+
+    def step(self, X: torch.Tensor, S: np.ndarray, yb: torch.Tensor, wb: torch.Tensor, denom: float, lr: float,
+             l2: float) -> torch.Tensor:
+        """Step on the batch X[S]; return the first run's per-sample losses ℓ_i at the parameters before it."""
+        xb = X[S]
+        k, o, d, m = self.k, self.o, self.d, xb.shape[0]
+        W2 = self.W.view(k * o, d)
+        Z = torch.addmm(self.b.reshape(1, k * o), xb, W2.T).view(m, k, o)
+        losses0 = self.model.loss_from_logits(Z[:, 0], yb)
+        R = _residuals(Z, yb, wb.T / denom, 2)
+        c = 1.0 - lr * l2 * wb.sum(1) / denom if l2 else None
+        beta = 1.0
+        if c is not None:
+            c0 = float(c[0])
+            rows = torch.nonzero(c != c0).flatten()
+            if c0 != 0.0 and rows.numel() <= k // 2:
+                # the GEMM scales every run by c_0; runs whose batch weight differs (e.g. j ∈ S) first by c_r/c_0
+                if rows.numel():
+                    self.W[rows] *= (c[rows] / c0)[:, None, None]
+                beta = c0
+            else:
+                self.W *= c[:, None, None]
+        W2.addmm_(R.reshape(m, k * o).T, xb, beta=beta, alpha=-lr)
+        if c is not None:
+            self.b *= c[:, None]
+        self.b -= lr * R.sum(0)
+        return losses0
+
+    def theta(self) -> torch.Tensor:
+        """The flat parameters (k, p) (a copy)."""
+        return torch.cat([self.W.reshape(self.k, -1), self.b], dim=1)
+
+    def finite(self) -> bool:
+        return _all_finite(self.W) and _all_finite(self.b)
+
+
+class _DualLinearReplay:
+    """The same k runs in sample space (the representer form of SGD on a linear model), for n < ~2d.
+
+    Every update of run r adds multiples of the batch inputs x̃_i = [x_i, 1] and shrinks by c_r (see
+    :class:`_LinearReplay`), so from the shared θ₀ = (W₀, b₀)
+
+        W_r(t) = γ_r(t) (W₀ + Σ_i A_ri(t) x_iᵀ),   b_r(t) = γ_r(t) (b₀ + Σ_i A_ri(t)),   A_ri ∈ R^o,
+
+    with γ_r ← c_r γ_r and A_r[S] ← A_r[S] − (η/γ_r) R_r[S] per step, and the batch logits are
+    Z_r[S] = γ_r (Z₀[S] + K̃[S] A_r) with K̃ = X Xᵀ + 1 (n × n, once) and Z₀ = X W₀ᵀ + b₀. One
+    (m × n)·(n × k·o) GEMM per step instead of the primal's two (m × d)·(d × k·o) ones, no backward GEMM;
+    θ is formed (one GEMM) only at recorded steps. If a shrink factor would make γ_r ≤ 1e-200 (η α ≥ 1,
+    or very long runs) the replay continues in the primal form.
+    """
+
+    def __init__(self, model: Model, theta: torch.Tensor, X: torch.Tensor) -> None:
+        k, o, d = theta.shape[0], model.n_out, model.n_features
+        self.model, self.k, self.o, self.d, self.X = model, k, o, d, X
+        P = model.unflatten(theta[0])
+        self.W0, self.b0 = P["W0"], P["b0"]
+        self.K = torch.addmm(torch.ones(1, 1, dtype=X.dtype), X, X.T)
+        self.Z0 = torch.addmm(self.b0[None], X, self.W0.T)  # (n, o)
+        self.A = torch.zeros(X.shape[0], k * o, dtype=X.dtype)
+        self.gamma = torch.ones(k, dtype=X.dtype)
+        self.primal: _LinearReplay | None = None
+        self._finite = True
+
+    def step(self, X: torch.Tensor, S: np.ndarray, yb: torch.Tensor, wb: torch.Tensor, denom: float, lr: float,
+             l2: float) -> torch.Tensor:
+        if self.primal is not None:
+            return self.primal.step(X, S, yb, wb, denom, lr, l2)
+        k, o, m = self.k, self.o, len(S)
+        g_new = self.gamma * (1.0 - lr * l2 * wb.sum(1) / denom) if l2 else self.gamma
+        if l2 and not bool((g_new > 1e-200).all()):
+            self.primal = _LinearReplay(self.model, self.theta())
+            return self.primal.step(X, S, yb, wb, denom, lr, l2)
+        St = torch.as_tensor(S)
+        Z = (self.K[St] @ self.A).view(m, o, k)  # columns class-major: the class reductions run over k-vectors
+        Z += self.Z0[St][:, :, None]
+        Z *= self.gamma
+        losses0 = self.model.loss_from_logits(Z[:, :, 0], yb)
+        R = _residuals(Z, yb, wb.T * (-lr / denom / g_new)[None, :], 1)
+        self._finite = _all_finite(R)
+        self.A.index_add_(0, St, R.view(m, o * k))
+        self.gamma = g_new
+        return losses0
+
+    def theta(self) -> torch.Tensor:
+        """The flat parameters (k, p): one (k·o × n)·(n × d) GEMM."""
+        if self.primal is not None:
+            return self.primal.theta()
+        k, o = self.k, self.o
+        W = (self.A.T @ self.X).view(o, k, self.d).transpose(0, 1) + self.W0
+        b = self.A.sum(0).view(o, k).T + self.b0
+        g = self.gamma
+        return torch.cat([(g[:, None, None] * W).reshape(k, -1), g[:, None] * b], dim=1)
+
+    def finite(self) -> bool:
+        if self.primal is not None:
+            return self.primal.finite()
+        return self._finite and _all_finite(self.gamma)
+
+
+def _linear_engine(model: Model, X: torch.Tensor, k: int, schedule: Schedule, n_recorded: int) -> str:
+    """``'primal'`` or ``'dual'`` replay for k runs of logistic regression, by multiply-add counts.
+
+    primal: T steps × 2 GEMMs of m·d·(k·o); dual: the Gram matrix n²d once, T steps × m·n·(k·o), and one
+    n·d·(k·o) GEMM per recorded step. The dual form needs the n × n Gram matrix in memory (≤ 256 MB) and is
+    used in float64 only (its logits sum n terms of the Gram matrix: more rounding than the primal's d).
+    """
+    n, d, o, T = X.shape[0], model.n_features, model.n_out, schedule.n_steps
+    m = min(schedule.batch_size, n)
+    primal = 2.0 * T * m * d * k * o
+    dual = float(n) * n * d + T * m * n * k * o + n_recorded * n * d * k * o
+    small = n * n * X.element_size() <= 256 * 2**20
+    return "dual" if (X.dtype == torch.float64 and small and dual < 0.8 * primal) else "primal"
+
+
 class TrainingDiverged(FloatingPointError):
     """SGD diverged: a non-finite loss or parameter, or a loss far above its start (see :func:`train`)."""
 
@@ -307,6 +471,13 @@ def train(
 
     theta = theta0.detach().clone().expand(W.shape[0], -1).clone()
     saved = [theta.clone()] if 0 in keep_set else []
+    # logistic regression without a callback: a closed-form replay engine (_LinearReplay / _DualLinearReplay)
+    fast: _LinearReplay | _DualLinearReplay | None = None
+    if model.is_linear and callback is None and _LINEAR_ENGINE != "generic":
+        engine = _LINEAR_ENGINE
+        if engine == "auto":
+            engine = _linear_engine(model, X, W.shape[0], schedule, len(keep_set - {0}))
+        fast = _DualLinearReplay(model, theta, X) if engine == "dual" else _LinearReplay(model, theta)
     batch_losses = np.empty(T)
     logs: list[dict] = []
     lrs = schedule.lrs()
@@ -317,7 +488,7 @@ def train(
         it = tqdm(it, total=T, desc="sgd", leave=False)
     spe = schedule.steps_per_epoch
     for t, S in it:
-        xb, yb = X[S], y[S]
+        xb, yb = (X[S] if fast is None else None), y[S]  # the closed-form engines gather what they need
         wb = W[:, t // spe, S] if W.ndim == 3 else W[:, S]
         if callback is not None:
             with torch.no_grad():
@@ -332,10 +503,16 @@ def train(
                 if extra.shape != (len(S),):
                     raise ValueError(f"callback weights must have shape ({len(S)},), got {tuple(extra.shape)}")
                 wb = wb * extra.to(wb.dtype)
-        g, ls = model.batch_grad(theta, xb, yb, wb, float(len(S)), l2)
-        batch_losses[t] = float((wb[0] * ls[0].detach()).sum() / len(S))
-        theta = theta - float(lrs[t]) * g.detach()
-        if not (math.isfinite(batch_losses[t]) and bool(torch.isfinite(theta).all())):
+        if fast is not None:
+            ls0 = fast.step(X, S, yb, wb, float(len(S)), float(lrs[t]), l2)
+            batch_losses[t] = float((wb[0] * ls0).sum() / len(S))
+            finite = fast.finite()
+        else:
+            g, ls = model.batch_grad(theta, xb, yb, wb, float(len(S)), l2)
+            batch_losses[t] = float((wb[0] * ls[0].detach()).sum() / len(S))
+            theta = theta - float(lrs[t]) * g.detach()
+            finite = _all_finite(theta)
+        if not (math.isfinite(batch_losses[t]) and finite):
             raise TrainingDiverged(
                 f"training diverged at {_step_name(t, schedule)}: non-finite loss or parameters; lower the "
                 f"learning rate (lr={lrs[t]:.3g}) or add L2"
@@ -347,7 +524,7 @@ def train(
                 f"(lr={lrs[t]:.3g}) or add L2 (max_loss_growth sets the factor)"
             )
         if t + 1 in keep_set:
-            saved.append(theta.clone())
+            saved.append(fast.theta() if fast is not None else theta.clone())
     thetas = torch.stack(saved)
     if single:
         thetas = thetas[:, 0]

@@ -8,7 +8,15 @@ import torch
 from conftest import make_problem
 
 from influence.bounds import Check
-from influence.bounds.diffin import error_growth, fd_hvp_error, fit_growth, gradient_bound, smoothness
+from influence.bounds.diffin import (
+    MIN_SPEARMAN,
+    error_growth,
+    fd_hvp_error,
+    fit_growth,
+    gradient_bound,
+    growth_verdict,
+    smoothness,
+)
 from influence.models import logistic_regression, mlp
 
 
@@ -53,11 +61,77 @@ def test_error_growth_check_is_consistent():
     c = error_growth(model, model.init(0), (X, y), (Xt, yt), epochs=(1, 2, 4), batch_size=6, lr=0.3, l2=1e-2)
     rows = c.details["rows"]
     assert [r["T"] for r in rows] == [4, 8, 16]
-    refit = fit_growth([r["T"] for r in rows], [r["diffin_paper_abs_err"] for r in rows])
-    assert c.passed == (refit["better"] == "power")
-    assert c.measured["diffin_paper_power_r2"] == pytest.approx(refit["power"]["r2"])
+    # the verdict is the stated criterion applied to the full form's own measurements
+    rel = [r["diffin_rel_err"] for r in rows]
+    rho = [r["diffin_spearman"] for r in rows]
+    refit = fit_growth([r["T"] for r in rows], rel)
+    expect = min(rho) > MIN_SPEARMAN and refit["better"] == "power"
+    assert c.passed == expect and c.measured["nontrivial"] == (min(rho) > MIN_SPEARMAN)
+    assert c.measured["power_r2"] == pytest.approx(refit["power"]["r2"])
+    assert c.measured["rel_err"] == pytest.approx(rel)
+    assert not any(c.measured["controls_passed"].values())
     for r in rows:
         assert r["bound"] == pytest.approx(r["T"] ** 2 * 0.3**2 * r["L"] * r["G"] ** 2 / 24)
         # short runs: the first-order term dominates Δθ, so the full form beats the paper form in parameters
         # (measured; on 40 samples it reverses from K = 8 epochs on)
         assert r["diffin_param_err"] < r["diffin_paper_param_err"]
+    # the bound curve with the reported constant lies on or above every measured error
+    C = c.predicted["C_needed"]["diffin"]
+    assert all(r["diffin_abs_err"] <= C * r["bound"] * (1 + 1e-12) for r in rows)
+
+
+def _growing_problem(n: int = 200, seed: int = 0):
+    """Synthetic LOO loss changes at 5 training lengths and an estimate that tracks them, with a relative
+    error growing like T^0.5 (a power law): what the DIFF-2 criterion should accept."""
+    rng = np.random.default_rng(seed)
+    T = np.array([8.0, 16, 32, 64, 128])
+    truths = [rng.standard_normal(n) * 1e-3 * (1 + 0.1 * k) for k in range(len(T))]
+    good = [t + 0.02 * np.sqrt(Tk) * t.std() * rng.standard_normal(n) for t, Tk in zip(truths, T, strict=True)]
+    return T, truths, good
+
+
+def test_growth_verdict_accepts_an_estimate_that_tracks_loo():
+    T, truths, good = _growing_problem()
+    v = growth_verdict(T, good, truths)
+    assert v["nontrivial"] and v["min_spearman"] > 0.9
+    assert v["growth"] == "power" and v["passed"]
+    pairs = zip(good, truths, strict=True)
+    assert v["rel_err"] == pytest.approx([np.linalg.norm(e - t) / np.linalg.norm(t) for e, t in pairs])
+    # an exponentially growing error is not a power law: the same criterion rejects it
+    rng = np.random.default_rng(1)
+    expo = [t + 1e-3 * np.exp(Tk / 20) * t.std() * rng.standard_normal(t.shape)
+            for t, Tk in zip(truths, T, strict=True)]
+    ve = growth_verdict(T, expo, truths)
+    assert ve["nontrivial"] and ve["growth"] == "exponential" and not ve["passed"]
+
+
+@pytest.mark.parametrize("kind", ["zeros", "constant", "random", "paper_like", "negated"])
+def test_trivial_estimate_cannot_pass_diff2(kind):
+    """DIFF-2 used to pass on an estimate ≈ 0 (error ≈ |LOO|, a perfect power-law fit of a constant). The new
+    criterion must reject every estimate that does not track LOO: zeros, a constant, random values, a tiny
+    anti-correlated one (what the published form is) and the negated truth."""
+    T, truths, _ = _growing_problem()
+    rng = np.random.default_rng(3)
+    est = {
+        "zeros": [np.zeros_like(t) for t in truths],
+        "constant": [np.full_like(t, 0.7e-3) for t in truths],
+        "random": [rng.standard_normal(t.shape) * t.std() for t in truths],
+        "paper_like": [-1e-3 * t + 1e-6 * rng.standard_normal(t.shape) for t in truths],
+        "negated": [-t for t in truths],
+    }[kind]
+    v = growth_verdict(T, est, truths)
+    assert not v["nontrivial"] and not v["passed"], v
+    if kind == "zeros":
+        # the old failure mode: a flat relative error of exactly 1 "fits a power law" perfectly
+        assert v["rel_err"] == pytest.approx([1.0] * 5) and v["growth"] == "power"
+
+
+def test_error_growth_rejects_trivial_controls_and_bad_arguments():
+    (X, y), (Xt, yt) = make_problem(n=24, n_target=12, d=3, seed=2)
+    model = logistic_regression(3)
+    with pytest.raises(ValueError, match="judged"):
+        error_growth(model, model.init(0), (X, y), (Xt, yt), epochs=(1, 2, 4), batch_size=6, judged="nope")
+    with pytest.raises(ValueError, match=">= 3"):
+        growth_verdict([1, 2], [np.ones(3)] * 2, [np.ones(3)] * 2)
+    with pytest.raises(ValueError, match="shape"):
+        growth_verdict([1, 2, 3], [np.ones(3)] * 3, [np.ones(4)] * 3)

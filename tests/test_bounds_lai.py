@@ -6,6 +6,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -109,3 +110,16 @@ def test_lai_shapley_check_on_recorded_run(tiny_mlp_run):
     # in this small-step regime the one-step utility is nearly linear, so Shapley ≈ the first-order
     # (Ghost) value: a strong, falsifiable agreement
     assert r_ghost > 0.95, chk.details["per_step"]
+
+
+def test_bound_over_training_series_are_the_pairs_behind_the_summary(tiny_mlp_run):
+    """The E5 scatter draws every pair i <= j: its values reproduce the per-step, per-layer maxima and never
+    exceed the bound."""
+    traj, data, _ = tiny_mlp_run
+    chk = check_lai_bound_over_training(traj, data, n_samples=6, n_steps=3)
+    rows = {(r["step"], r["layer"]): r for r in chk.details["per_step_layer"]}
+    for s in chk.details["series"]:
+        for layer, (gap, bound) in enumerate(zip(s["gap"], s["bound"], strict=True)):
+            assert len(gap) == 6 * 7 // 2
+            assert max(gap) == pytest.approx(rows[(s["step"], layer)]["gap_max"], rel=1e-12, abs=1e-300)
+            assert all(gp <= b * (1 + 1e-9) + 1e-12 for gp, b in zip(gap, bound, strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from influence.bounds import Check
 from influence.bounds.sgd import (
@@ -65,3 +66,34 @@ def test_batch_size_check_reports_consistent_verdict():
     assert len(a) == 3 and all(np.isfinite(a))
     assert all(x < y for x, y in zip(a, c.measured["rel_err_sgd_ie"], strict=True))  # ACC better at every b
     assert c.passed == (all(x2 < x1 for x1, x2 in zip(a, a[1:], strict=False)) and c.measured["slope_acc"] < 0)
+
+
+def test_checks_carry_the_series_the_e5_notebook_draws():
+    """The E5 figures draw the checks' own series: they must be JSON-serialisable (no numpy scalars, no NaN) and
+    agree with the measured values they summarise."""
+    import json
+
+    c = check_one_epoch_identity(n=40)
+    s = c.details["series"]
+    assert len(s["score_acc"]) == len(s["score_sgd_ie"]) == 40
+    diff = np.abs(np.subtract(s["score_acc"], s["score_sgd_ie"])).max() / np.abs(s["score_sgd_ie"]).max()
+    assert diff == c.measured["score_rel_diff"]
+    json.dumps(c.to_dict(), allow_nan=False)
+    e = check_error_vs_epochs(epochs=(1, 2, 4, 8), decay="constant")
+    m, fits = e.measured, e.details["fits_K_ge_2"]
+    K = np.asarray(m["epochs"], float)[1:]
+    for meth in ("acc", "sgd_ie"):  # the drawn lines are least-squares fits of the drawn points (K >= 2)
+        slope, icpt = np.polyfit(np.log(K), np.log(m[f"rel_err_{meth}"][1:]), 1)
+        assert fits[f"rel_err_{meth}"] == {"slope": pytest.approx(slope), "log_c": pytest.approx(icpt)}
+        assert m[f"slope_rel_err_{meth}"] == pytest.approx(slope)
+    json.dumps(e.to_dict(), allow_nan=False)
+
+
+def test_error_order_absolute_errors_are_second_and_first_order():
+    c = check_error_order(n_samples=3)
+    a = c.measured["abs_slope"]
+    # absolute error = relative error × ‖Δθ‖ with ‖Δθ‖ ∝ ε: one more order than the relative slopes
+    assert abs(a["ghost_acc"] - 2) < 0.15 and abs(a["weight_sgd"] - 2) < 0.15
+    assert abs(a["ghost_sgd"] - 1) < 0.3
+    for k, s in c.measured["slope"].items():
+        assert a[k] == pytest.approx(s + 1, abs=0.05), k

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,10 @@ from influence import autodiff, estimators
 from influence.estimators.diffin import diffin, diffin_checkpoints, diffin_direction
 from influence.loo import trajectory_loo
 from influence.metrics import auroc, spearman
-from influence.models import logistic_regression
+from influence.models import logistic_regression, mlp
 from influence.train import Schedule, train
+
+diffin_mod = importlib.import_module("influence.estimators.diffin")
 
 
 def _f(model, th, X, y, l2):
@@ -157,3 +161,42 @@ def test_checkpoints_and_bad_input(tiny_logreg_run):
         diffin(traj, train_data, None)
     assert {"diffin", "diffin_paper", "diffin_self"} <= set(estimators.names())
     assert "diffin_full" not in estimators.names()
+
+
+@pytest.mark.parametrize("make", [lambda: logistic_regression(5), lambda: logistic_regression(5, 3),
+                                  lambda: mlp(5, (6,), 3), lambda: mlp(5, (4, 3), 2)])
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+def test_fast_self_form_gives_the_numbers_of_the_materialised_directions(make, l2, monkeypatch):
+    """Issue 15: the factored self form (loss slopes at perturbed parameters) equals ⟨G_z, D_t(z)⟩ of the
+    materialised HVP directions, for every HVP method, to 1e-10 of the scale (finite differences too:
+    both sides evaluate the same difference quotient), with sub-chunks of 3 rows."""
+    model = make()
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, model.n_classes, (40,), generator=g)
+    th = 0.5 * torch.randn(model.n_params, generator=g, dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    batches = [rng.choice(40, 16, replace=False) for _ in range(2)]
+    monkeypatch.setattr(diffin_mod, "_SLOPE_ELEMENTS", 3 * 16 * max(model.widths[1:]))
+    for hvp in ("exact", "forward", "central"):
+        kw = {"l2": l2, "hvp": hvp, "eps": 1e-3, "chunk": 7}
+        dots, sq = diffin_mod._self_terms(model, th, X, y, batches, **kw)
+        ref_dots, ref_sq = diffin_mod._self_terms_reference(model, th, X, y, batches, **kw)
+        assert float((dots - ref_dots).abs().max()) <= 1e-10 * float(ref_dots.abs().max()), hvp
+        torch.testing.assert_close(sq, ref_sq, rtol=1e-12, atol=0)
+        if hvp == "exact":  # and the finite differences are O(ε) away from the exact curvatures
+            exact = dots
+        else:
+            assert float((dots - exact).abs().max()) <= 1e-2 * float(exact.abs().max()), hvp
+
+
+def test_diffin_self_equals_the_materialised_definition_end_to_end(tiny_mlp_run, monkeypatch):
+    """diffin_self with its defaults (forward differences, proxy batches, both forms) against the same run
+    with the fast self form swapped for the materialised reference."""
+    traj, data, _ = tiny_mlp_run
+    kw = {"proxy_batch": 20, "batches_per_checkpoint": 2, "m": 3, "chunk": 10}
+    fast = {form: estimators.get("diffin_self")(traj, data, None, form=form, **kw) for form in ("paper", "full")}
+    monkeypatch.setattr(diffin_mod, "_self_terms", diffin_mod._self_terms_reference)
+    for form, got in fast.items():
+        ref = estimators.get("diffin_self")(traj, data, None, form=form, **kw)
+        assert np.abs(got - ref).max() <= 1e-10 * np.abs(ref).max(), form

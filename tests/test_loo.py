@@ -178,3 +178,24 @@ def test_single_epoch_removal_equals_a_loop_of_runs_that_skip_the_sample_once(ti
         trajectory_loo(traj, (X, y), target, idx, removal_epoch=E)
     with pytest.raises(ValueError, match="per epoch"):
         train(traj.model, traj.theta0, (X, y), sched, weights=torch.ones(2, E + 1, len(y), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("engine", ["primal", "dual"])
+@pytest.mark.parametrize("removal_epoch", [None, 1])
+def test_multiclass_loo_by_the_closed_form_replays_equals_the_generic_replays(tiny_multiclass, engine, removal_epoch,
+                                                                            monkeypatch):
+    """Issue 15: 10-class-style (here 3-class) logistic-regression LOO through the closed-form replay engines
+    (what ``train`` picks for it) gives the generic ``Model.batch_grad`` replays to 1e-12, both removal modes."""
+    import influence.train as train_mod
+    from influence.train import Schedule
+
+    (X, y), (Xt, yt) = tiny_multiclass
+    model = logistic_regression(4, 3)
+    traj = train(model, model.init(0), (X, y), Schedule(len(y), 10, 3, 0.3, seed=2), l2=0.01)
+    monkeypatch.setattr(train_mod, "_LINEAR_ENGINE", "generic")
+    ref = trajectory_loo(traj, (X, y), (Xt, yt), chunk=7, removal_epoch=removal_epoch)
+    monkeypatch.setattr(train_mod, "_LINEAR_ENGINE", engine)
+    got = trajectory_loo(traj, (X, y), (Xt, yt), chunk=7, removal_epoch=removal_epoch)
+    np.testing.assert_allclose(got.delta_theta, ref.delta_theta, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.loss_change, ref.loss_change, rtol=0, atol=1e-12)
+    assert np.abs(ref.delta_theta).max() > 1e-4  # the removals move the parameters

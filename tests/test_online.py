@@ -10,12 +10,14 @@ from torch.func import functional_call, grad, vmap
 from influence import estimators
 from influence.capture import capture, capture_split, set_update_grads
 from influence.estimators.online import (
+    GhostStep,
     batch_scores,
     ghost_inner,
     in_run_ghost,
     in_run_lai,
     in_run_lai_last_layer,
     lai_inner,
+    lai_scores,
 )
 from influence.loo import trajectory_loo
 from influence.metrics import spearman
@@ -239,3 +241,182 @@ def test_binary_logreg_scores_have_logistic_logit_gradient():
     sched = Schedule(6, 3, 1, 0.1)
     traj = train(model, theta, (x, y), sched)
     assert in_run_lai(traj, (x, y), (x, y)).shape == (6,)
+
+
+# ---------------------------------------------------------------------------------------------- fast paths
+def _strided_cnn(dtype: torch.dtype) -> torch.nn.Module:
+    torch.manual_seed(11)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, stride=2, padding=2, dilation=2, dtype=dtype), torch.nn.ReLU(),
+        torch.nn.Conv2d(3, 4, (2, 3), stride=(1, 2), padding=(1, 0), bias=False, dtype=dtype), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 2, 3, dtype=dtype),
+    )
+
+
+def _fast_cases(dtype: torch.dtype):
+    """(name, module, x, y): MLPs with 1 and 3 logits, the SmallCNN, a strided / dilated / bias-free CNN."""
+    g = torch.Generator().manual_seed(21)
+    torch.manual_seed(21)
+    out = []
+    for n_out in (1, 3):
+        out.append((f"mlp{n_out}", _mlp_module(dtype, n_out), torch.randn(11, 5, generator=g, dtype=dtype),
+                    torch.randint(0, max(n_out, 2), (11,), generator=g)))
+    out.append(("cnn", SmallCNN(in_channels=2, side=8, n_out=4, width=3, dtype=dtype),
+                torch.randn(11, 2, 8, 8, generator=g, dtype=dtype), torch.randint(0, 4, (11,), generator=g)))
+    out.append(("cnn-strided", _strided_cnn(dtype), torch.randn(11, 2, 9, 9, generator=g, dtype=dtype),
+                torch.randint(0, 3, (11,), generator=g)))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("self_influence", [False, True])
+@pytest.mark.parametrize("form", [dict(), dict(linear_form="pair"), dict(linear_form="contract"),
+                                  dict(max_per_sample_bytes=0)], ids=["auto", "pair", "contract", "no-per-sample"])
+def test_ghost_step_equals_explicit_per_sample_gradient_products(dtype, self_influence, form):
+    """GhostStep (the curation fast path) = mean_j ⟨∇ℓ_i, ∇ℓ_j⟩ from vmap(grad), every per-layer form."""
+    n = 7
+    for name, module, x, y in _fast_cases(dtype):
+        rows = slice(0, n) if self_influence else slice(None)
+        cap = capture(module, x[rows], y[rows])
+        G = explicit_grads(module, x[rows], y[rows])
+        ref = G[:n] @ (G[:n] if self_influence else G[n:]).mean(0)
+        gs = GhostStep(cap, n, self_influence=self_influence, **form)
+        torch.testing.assert_close(gs.scores, ref, **TOL[dtype], msg=name)
+        torch.testing.assert_close(gs.scores, batch_scores(cap, n, "ghost", self_influence=self_influence),
+                                   **TOL[dtype], msg=name)
+        # without the bias terms: the weight gradients only
+        weights = [k for k, _ in module.named_parameters() if k.endswith("weight")]
+        Gw = explicit_grads(module, x[rows], y[rows], weights)
+        ref_w = Gw[:n] @ (Gw[:n] if self_influence else Gw[n:]).mean(0)
+        gsw = GhostStep(cap, n, self_influence=self_influence, bias=False, **form)
+        torch.testing.assert_close(gsw.scores, ref_w, **TOL[dtype], msg=name)
+
+
+@pytest.mark.parametrize("form", [dict(), dict(linear_form="contract"), dict(max_per_sample_bytes=0)],
+                         ids=["auto", "contract", "no-per-sample"])
+def test_ghost_step_update_equals_the_weighted_backward(form):
+    w = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    for name, module, x, y in _fast_cases(torch.float64):
+        for self_influence in (False, True):
+            xs, ys = (x[:7], y[:7]) if self_influence else (x, y)
+            cap = capture(module, xs, ys)
+            gs = GhostStep(cap, 7, self_influence=self_influence, **form)
+            module.zero_grad()
+            (row_losses(module(x[:7]), y[:7]) * w).sum().div(5.0).backward()
+            ref = [p.grad.clone() for p in module.parameters()]
+            for p in module.parameters():
+                p.grad = torch.full_like(p, 3.0)  # overwritten, not accumulated
+            gs.set_update_grads(w, denom=5.0)
+            for p, r in zip(module.parameters(), ref, strict=True):
+                torch.testing.assert_close(p.grad, r, rtol=1e-10, atol=1e-13, msg=name)
+            gs.set_update_grads()  # unweighted batch mean = the plain gradient
+            module.zero_grad()
+            row_losses(module(x[:7]), y[:7]).mean().backward()
+            got = [p.grad.clone() for p in module.parameters()]
+            gs.set_update_grads()
+            for p, r in zip(module.parameters(), got, strict=True):
+                torch.testing.assert_close(p.grad, r, rtol=1e-10, atol=1e-13, msg=name)
+
+
+def test_ghost_step_bad_inputs():
+    name, module, x, y = _fast_cases(torch.float64)[0]
+    cap = capture(module, x, y)
+    with pytest.raises(ValueError, match="no target rows"):
+        GhostStep(cap, len(x))
+    with pytest.raises(ValueError, match="n_train"):
+        GhostStep(cap, 0)
+    with pytest.raises(ValueError, match="linear_form"):
+        GhostStep(cap, 4, linear_form="nope")
+    with pytest.raises(ValueError, match="backward=True"):
+        GhostStep(capture(module, x, y, backward=False), 4)
+    with pytest.raises(ValueError, match="weights must have shape"):
+        GhostStep(cap, 4).set_update_grads(torch.ones(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lai_scores_from_split_captures_equal_the_concatenated_capture(dtype):
+    for name, module, x, y in _fast_cases(dtype):
+        ct = capture(module, x[:7], y[:7], backward=False, keep_graph=True)
+        cv = capture(module, x[7:], y[7:], backward=False)
+        cat = capture(module, x, y, backward=False)
+        M = lai_inner(cat)
+        torch.testing.assert_close(lai_scores(ct, cv), M[:7, 7:].mean(1), **TOL[dtype], msg=name)
+        torch.testing.assert_close(lai_scores(ct, cv), batch_scores(cat, 7, "lai"), **TOL[dtype], msg=name)
+        for kw in (dict(last_layer_only=True), dict(layers=[0]), dict(bias=False)):
+            torch.testing.assert_close(lai_scores(ct, cv, **kw), lai_inner(cat, **kw)[:7, 7:].mean(1), **TOL[dtype],
+                                       msg=f"{name} {kw}")
+        # self-influence, with and without the diagonal
+        Mt = M[:7, :7]
+        torch.testing.assert_close(lai_scores(ct), Mt.mean(1), **TOL[dtype], msg=name)
+        torch.testing.assert_close(lai_scores(ct, exclude_self=True), (Mt.sum(1) - Mt.diagonal()) / 6, **TOL[dtype],
+                                   msg=name)
+        assert ct.losses.requires_grad and not cv.losses.requires_grad
+    with pytest.raises(ValueError, match="exclude_self"):
+        lai_scores(ct, cv, exclude_self=True)
+    other = capture(_fast_cases(dtype)[0][1], *_fast_cases(dtype)[0][2:], backward=False)
+    with pytest.raises(ValueError, match="same module"):
+        lai_scores(ct, other)
+
+
+def _n_hooks(module: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in module.modules())
+
+
+def test_hooks_are_registered_once_and_do_nothing_outside_a_capture():
+    import copy
+    import io
+
+    from influence.capture import release_hooks
+
+    name, module, x, y = _fast_cases(torch.float64)[2]  # SmallCNN: 3 hooked layers
+    assert _n_hooks(module) == 0
+    before = module(x)
+    c1 = capture(module, x, y)
+    assert _n_hooks(module) == 3
+    c2 = capture(module, x, y)
+    assert _n_hooks(module) == 3  # the second capture reuses them
+    torch.testing.assert_close(ghost_inner(c1), ghost_inner(c2), rtol=0, atol=0)
+    assert torch.equal(module(x), before)  # inert outside a capture
+    # a deep copy gets inert hooks and hooks of its own on its first capture; pickling works
+    twin = copy.deepcopy(module)
+    torch.testing.assert_close(ghost_inner(capture(twin, x, y)), ghost_inner(c1), rtol=1e-12, atol=1e-14)
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert torch.equal(loaded(x), before)
+    # a changed module (a layer replaced) gets its hooks rebuilt
+    with torch.no_grad():
+        new_head = torch.nn.Linear(module.net[-1].in_features, 4, dtype=torch.float64)
+        new_head.weight.copy_(module.net[-1].weight)
+        new_head.bias.copy_(module.net[-1].bias)
+    module.net[-1] = new_head
+    c3 = capture(module, x, y)
+    torch.testing.assert_close(ghost_inner(c3), ghost_inner(c1), rtol=1e-12, atol=1e-14)
+    assert c3.layers[-1].module is new_head
+    assert release_hooks(module) and _n_hooks(module) == 0 and not release_hooks(module)
+    torch.testing.assert_close(ghost_inner(capture(module, x, y)), ghost_inner(c1), rtol=1e-12, atol=1e-14)
+
+
+def test_plain_training_is_bit_identical_on_a_hooked_module():
+    name, a, x, y = _fast_cases(torch.float64)[2]
+    import copy
+
+    b = copy.deepcopy(a)
+    capture(a, x, y)  # a now carries (inert) hooks
+    for module in (a, b):
+        opt = torch.optim.SGD(module.parameters(), lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            row_losses(module(x), y).mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_capture_logit_gradient_is_computed_on_demand():
+    name, module, x, y = _fast_cases(torch.float64)[1]
+    cap = capture(module, x, y)
+    assert cap._g is None
+    torch.testing.assert_close(cap.g, torch.softmax(cap.logits, -1) - torch.nn.functional.one_hot(y, 3).double())
+    assert cap._g is not None

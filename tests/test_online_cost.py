@@ -12,7 +12,9 @@ def test_rows_and_footprints():
     assert len(rows) == 3 * len(POLICIES)
     by = {r["policy"]: r for r in rows}
     assert set(by) == set(POLICIES)
-    assert all(r["step_time_s"] > 0 for r in rows)
+    assert all(r["step_time_s"] > 0 and r["step_cpu_s"] > 0 for r in rows)
+    # rounds: every policy once per round, numbered 0..repeats-1 (the claims pair the policies within a round)
+    assert sorted(r["rep"] for r in rows if r["policy"] == "lai") == [0, 1, 2]
     # the footprint is an exact count: Ghost holds every layer's output gradients on top of LAI's inputs,
     # and a validation batch costs more than self-influence
     assert by["lai"]["footprint_mb"] < by["ghost"]["footprint_mb"]

@@ -241,3 +241,45 @@ def test_lai_self_influence_without_the_diagonal():
     assert torch.allclose(batch_scores(cap, n, "lai", self_influence=True), M.mean(1), rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="exclude_self"):
         batch_scores(cap, n, "lai", exclude_self=True)
+
+
+@pytest.mark.parametrize("module", MODELS, ids=IDS)
+@pytest.mark.parametrize("budget", [2**27, 0], ids=["per-sample", "contraction"])
+def test_ghost_step_on_transformers_equals_per_sample_gradients(module, budget):
+    """The curation fast path (GhostStep) on token sequences: scores against targets and self-influence
+    scores equal the explicit per-sample gradient products; the update equals the weighted backward."""
+    from influence.estimators.online import GhostStep
+
+    x, y = batch_for(module)
+    G = per_sample_grads(module, x, y)
+    cap = capture(module, x, y)
+    gs = GhostStep(cap, 4, max_per_sample_bytes=budget)
+    assert torch.allclose(gs.scores, G[:4] @ G[4:].mean(0), rtol=1e-10, atol=1e-13)
+    cs = capture(module, x[:4], y[:4])
+    gss = GhostStep(cs, 4, self_influence=True, max_per_sample_bytes=budget)
+    assert torch.allclose(gss.scores, G[:4] @ G[:4].mean(0), rtol=1e-10, atol=1e-13)
+    assert torch.allclose(gss.scores, batch_scores(cs, 4, "ghost", self_influence=True), rtol=1e-10, atol=1e-13)
+    w = torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=D)
+    loss = sequence_losses if y.ndim == 2 else row_losses
+    module.zero_grad()
+    (w * loss(module(x[:4]), y[:4])).sum().div(4).backward()
+    ref = [p.grad.clone() for p in module.parameters()]
+    for step in (gs, gss):
+        module.zero_grad()
+        step.set_update_grads(w)
+        for p, r in zip(module.parameters(), ref, strict=True):
+            assert torch.allclose(p.grad, r, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("module", MODELS, ids=IDS)
+def test_lai_scores_from_split_captures_on_transformers(module):
+    from influence.estimators.online import lai_scores
+
+    x, y = batch_for(module)
+    M = lai_inner(capture(module, x, y, backward=False))
+    ct = capture(module, x[:4], y[:4], backward=False, keep_graph=True)
+    cv = capture(module, x[4:], y[4:], backward=False)
+    assert torch.allclose(lai_scores(ct, cv), M[:4, 4:].mean(1), rtol=1e-12, atol=1e-15)
+    assert torch.allclose(lai_scores(ct), M[:4, :4].mean(1), rtol=1e-12, atol=1e-15)
+    Mt = M[:4, :4]
+    assert torch.allclose(lai_scores(ct, exclude_self=True), (Mt.sum(1) - Mt.diagonal()) / 3, rtol=1e-12, atol=1e-15)

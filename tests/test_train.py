@@ -199,3 +199,60 @@ def test_bad_inputs_give_clear_errors(tiny_binary):
     with pytest.raises(ValueError, match="theta0"):
         train(model, torch.zeros(3, dtype=torch.float64), (X, y), sched)
     assert math.isclose(sched.n_steps, 4)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+@pytest.mark.parametrize("engine", ["primal", "dual"])
+def test_closed_form_replay_engines_equal_the_generic_step(n_classes, engine, monkeypatch):
+    """Issue 15: the closed-form logistic-regression replays (primal W/b GEMMs; sample-space representer form)
+    give the generic ``Model.batch_grad`` runs to 1e-12, for one and k runs, per-epoch weights, L2 with
+    the shrink factor 1 − ηα·Σw/|S| positive, zero (ηα = 1: the dual form hands over to the primal) and
+    negative, every recorded step and the logged batch losses."""
+    import influence.train as train_mod
+
+    g = torch.Generator().manual_seed(n_classes)
+    n, d = 50, 6
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.randint(0, n_classes, (n,), generator=g)
+    model = logistic_regression(d, n_classes)
+    theta0 = 0.1 * torch.randn(model.n_params, generator=g, dtype=torch.float64)
+    sched = Schedule(n, 16, 3, 0.5, seed=4)
+    loo = torch.ones(n, n, dtype=torch.float64) - torch.eye(n, dtype=torch.float64)
+    for weights in (None, torch.rand(n, generator=g, dtype=torch.float64), loo,
+                    torch.rand(4, 3, n, generator=g, dtype=torch.float64)):
+        for l2 in (0.0, 0.01, 2.0, 5.0):
+            for record in ("all", "final"):
+                kw = {"weights": weights, "l2": l2, "record": record, "max_loss_growth": None}
+                monkeypatch.setattr(train_mod, "_LINEAR_ENGINE", "generic")
+                ref = train(model, theta0, (X, y), sched, **kw)
+                monkeypatch.setattr(train_mod, "_LINEAR_ENGINE", engine)
+                got = train(model, theta0, (X, y), sched, **kw)
+                torch.testing.assert_close(got.thetas, ref.thetas, rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-12, atol=1e-13)
+
+
+def test_replay_engine_choice_follows_the_operation_counts():
+    """The representer form is picked for many runs on few samples (n < 2d), the primal one for a single run
+    (the n²d Gram matrix would cost more than its steps) and for n ≫ d."""
+    from influence.train import _linear_engine
+
+    wide, narrow = logistic_regression(784, 10), logistic_regression(20, 10)
+    X = torch.zeros(1000, 784, dtype=torch.float64)
+    sched = Schedule(1000, 100, 20, 0.1)
+    assert _linear_engine(wide, X, 200, sched, 1) == "dual"
+    assert _linear_engine(wide, X, 1, sched, 1) == "primal"
+    assert _linear_engine(wide, X, 200, sched, sched.n_steps) == "primal"  # forming θ at every step
+    assert _linear_engine(narrow, torch.zeros(1000, 20, dtype=torch.float64), 200, sched, 1) == "primal"
+    assert _linear_engine(wide, X.float(), 200, sched, 1) == "primal"  # the representer form in float64 only
+
+
+@pytest.mark.parametrize("engine", ["primal", "dual"])
+def test_closed_form_replays_detect_divergence(tiny_binary, engine, monkeypatch):
+    import influence.train as train_mod
+
+    (X, y), _ = tiny_binary
+    monkeypatch.setattr(train_mod, "_LINEAR_ENGINE", engine)
+    model = logistic_regression(5, 3)
+    y3 = y % 3
+    with pytest.raises(FloatingPointError, match="diverged at step"):
+        train(model, model.init(0), (X * 1e200, y3), Schedule(len(y), 16, 2, 1e10), weights=torch.ones(4, len(y)))

@@ -1,20 +1,26 @@
 """Cost of online scoring per training step (claim LAI-4): plain SGD vs LAI vs Ghost vs vmap per-sample grads.
 
 Every method takes one full training step on a batch of 32 (+ a target batch of 32 for the scored ones),
-with curation weights w_i = 1[score_i ≥ 0] and the batch loss Σ w_i ℓ_i / 32:
+with curation weights w_i = 1[score_i ≥ 0] and the batch loss Σ w_i ℓ_i / 32. The scored methods run
+``influence.curation.curated_step``, the code the training loops use:
 
 ``plain``  forward + backward on the batch, SGD update.
 ``plain_fwd`` a plain step plus a no-grad forward of the target batch: the floor of any method that
            scores against a target batch it has to push through the network (reference only).
 ``lai``    hooked forwards of the batch (autograd on) and of the target batch (no_grad), LAI scores from
-           the captured layer inputs and closed-form logit gradients, then backward of the weighted loss.
-``ghost``  one hooked forward + backward over [batch; target] (output gradients of every layer), ghost
-           dot products, update gradient assembled from the capture (``set_update_grads``, no 2nd pass).
+           the captured layer inputs and closed-form logit gradients (``lai_scores``), then backward of
+           the weighted loss.
+``ghost``  one hooked forward + backward over [batch; target] (output gradients of every layer), Ghost
+           scores and the update gradient from the same pieces (``GhostStep``: pair form for Linear
+           layers on vectors, per-sample weight gradients of the batch for convolutions and sequence
+           layers; no second pass).
+``lai_self``, ``ghost_self``: the self-influence variants (the batch scores itself; no target batch).
+``ghost_flat``, ``ghost_flat_self``: the position-aligned Ghost (sequence models).
+``lai_ref``, ``ghost_ref`` (and ``lai_self_ref``, ``ghost_self_ref``): the same steps by the reference
+           path (``capture_split`` / ``capture`` + ``batch_scores`` + ``set_update_grads``): the same
+           keep masks, for the speed-up of the fast path in the same run.
 ``vmap``   explicit per-sample gradients of the batch (``vmap(grad)``) and the target gradient, their dot
            products, update = weighted sum of the per-sample gradients.
-
-``ghost_flat``, ``lai_self``, ``ghost_self``, ``ghost_flat_self``: the position-aligned Ghost and the
-           self-influence variants (the batch scores itself), through ``influence.curation.curated_step``.
 
 Models: MLP 784-128-10, MLP 784-512-512-10, SmallCNN (two 3×3 conv layers, 28×28 input), and the
 transformers of E8 / E9 (``gpt``: TinyGPT, 67 characters, context 64, width 64, 2 layers; ``encoder``:
@@ -22,7 +28,9 @@ TextClassifier, 2000 words, 32 tokens, width 32, 1 layer; the row loss of the GP
 cross-entropy of a sequence). Each
 model's methods are timed interleaved step by step (round robin, each on its own copy of the model) so
 that the load of a shared machine hits them alike; time = median over ``--steps`` steps after
-``--warmup``. Memory: each (model, method) runs in a fresh subprocess so that its peak RSS is its own,
+``--warmup``, as wall time and as the thread's CPU time (``time.thread_time``: robust to a loaded
+machine, where a step can wait for a core; exact with ``--threads 1``); each row records the load
+average. Memory: each (model, method) runs in a fresh subprocess so that its peak RSS is its own,
 reported as the rise of the process's peak RSS over a plain step (CPU), or of
 ``torch.cuda.max_memory_allocated`` on CUDA. The scoring's own tensor footprint (captured
 activations / output gradients / per-sample gradients) is reported too (``scoring_mb``).
@@ -52,8 +60,10 @@ from torch.func import functional_call, grad, vmap
 log = logging.getLogger("bench_online")
 
 MODELS = ("mlp-784-128-10", "mlp-784-512-512-10", "cnn-small", "gpt", "encoder")
-METHODS = ("plain", "plain_fwd", "lai", "ghost", "vmap", "ghost_flat", "lai_self", "ghost_self", "ghost_flat_self")
-CURATED = ("ghost_flat", "lai_self", "ghost_self", "ghost_flat_self")  # run through curated_step
+METHODS = ("plain", "plain_fwd", "lai", "ghost", "lai_self", "ghost_self", "ghost_flat", "ghost_flat_self", "lai_ref",
+           "ghost_ref", "vmap")
+EXTRA = ("lai_self_ref", "ghost_self_ref")  # not run by default
+CURATED = ("lai", "ghost", "ghost_flat", "lai_self", "ghost_self", "ghost_flat_self")  # run through curated_step
 TRANSFORMERS = {  # the default sizes of E8 (gpt) and E9 (encoder)
     "gpt": {"vocab_size": 67, "context": 64, "d_model": 64, "n_layers": 2, "n_heads": 4},
     "encoder": {"vocab_size": 2000, "context": 32, "d_model": 32, "n_layers": 1, "n_heads": 2, "n_classes": 2},
@@ -109,21 +119,27 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
                 module(xv)
             sgd()
             return 0
-    elif method == "lai":
+    elif method in ("lai_ref", "lai_self_ref"):
+        self_inf = method == "lai_self_ref"
+
         def step(xb, yb, xv, yv) -> int:
             for p in params:
                 p.grad = None
             b = xb.shape[0]
-            cap = capture_split(module, xb, yb, xv, yv)
-            w = (batch_scores(cap, b, "lai") >= 0).to(params[0].dtype)
+            cap = (capture(module, xb, yb, backward=False, keep_graph=True) if self_inf
+                   else capture_split(module, xb, yb, xv, yv))
+            w = (batch_scores(cap, b, "lai", self_influence=self_inf) >= 0).to(params[0].dtype)
             ((w * cap.losses[:b]).sum() / b).backward()
             sgd()
             return cap.nbytes()
-    elif method == "ghost":
+    elif method in ("ghost_ref", "ghost_self_ref"):
+        self_inf = method == "ghost_self_ref"
+
         def step(xb, yb, xv, yv) -> int:
             b = xb.shape[0]
-            cap = capture(module, torch.cat([xb, xv]), torch.cat([yb, yv]), backward=True)
-            w = (batch_scores(cap, b, "ghost") >= 0).to(params[0].dtype)
+            cap = (capture(module, xb, yb, backward=True) if self_inf
+                   else capture(module, torch.cat([xb, xv]), torch.cat([yb, yv]), backward=True))
+            w = (batch_scores(cap, b, "ghost", self_influence=self_inf) >= 0).to(params[0].dtype)
             set_update_grads(cap, b, w)
             sgd()
             return cap.nbytes()
@@ -188,21 +204,24 @@ def _sync(device: str) -> None:
 
 
 def time_interleaved(model_name: str, methods: list[str], *, batch: int, target: int, steps: int, warmup: int,
-                     device: str, dtype: torch.dtype) -> dict[str, list[float]]:
-    """Per-step wall times (s) of every method, interleaved step by step (round robin) in one process, so
-    that a drifting machine load hits all methods alike. Each method trains its own copy of the model."""
+                     device: str, dtype: torch.dtype) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-step wall times and thread CPU times (s) of every method, interleaved step by step (round
+    robin) in one process, so that a drifting machine load hits all methods alike. Each method trains
+    its own copy of the model."""
     data = _data(model_name, batch, target, device, dtype)
     fns = {m: make_step(m, build(model_name, dtype).to(device)) for m in methods}
     times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
     for k in range(warmup + steps):
         for m in methods:
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             fns[m](*data[k % len(data)])
             _sync(device)
             if k >= warmup:
                 times[m].append(time.perf_counter() - t0)
-    return times
+                cpu[m].append(time.thread_time() - c0)
+    return times, cpu
 
 
 def _hwm_kb() -> float:
@@ -248,7 +267,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="JSON file for the results")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + EXTRA)
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-method peak-memory subprocesses")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--target", type=int, default=32)
     ap.add_argument("--steps", type=int, default=100)
@@ -269,24 +289,34 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for model_name in args.models:
-        times = time_interleaved(model_name, args.methods, batch=args.batch, target=args.target, steps=args.steps,
-                                 warmup=args.warmup, device=args.device, dtype=dtype)
+        load0 = os.getloadavg()[0]
+        times, cpu = time_interleaved(model_name, args.methods, batch=args.batch, target=args.target,
+                                      steps=args.steps, warmup=args.warmup, device=args.device, dtype=dtype)
+        load1 = os.getloadavg()[0]
         med = {m: statistics.median(t) for m, t in times.items()}
+        cmed = {m: statistics.median(t) for m, t in cpu.items()}
         for method in args.methods:
-            out = subprocess.run([*base_cmd, "--single", model_name, method], capture_output=True, text=True,
-                                 env=env, check=True)
-            mem = json.loads(out.stdout.strip().splitlines()[-1])
+            if args.no_memory:
+                mem = {}
+            else:
+                out = subprocess.run([*base_cmd, "--single", model_name, method], capture_output=True, text=True,
+                                     env=env, check=True)
+                mem = json.loads(out.stdout.strip().splitlines()[-1])
             r = {"model": model_name, "method": method, "step_ms_median": 1e3 * med[method],
                  "step_ms_q25": 1e3 * statistics.quantiles(times[method], n=4)[0],
-                 "step_ms_q75": 1e3 * statistics.quantiles(times[method], n=4)[2], **mem,
+                 "step_ms_q75": 1e3 * statistics.quantiles(times[method], n=4)[2],
+                 "step_cpu_ms_median": 1e3 * cmed[method], **mem,
                  "batch": args.batch, "target": args.target, "device": args.device, "dtype": args.dtype,
-                 "threads": args.threads, "steps": args.steps}
-            if "plain" in med:
-                r["time_ratio_vs_plain"] = med[method] / med["plain"]
+                 "threads": args.threads, "steps": args.steps, "loadavg_start": load0, "loadavg_end": load1}
+            for ref in ("plain", "plain_fwd"):
+                if ref in med:
+                    r[f"time_ratio_vs_{ref}"] = med[method] / med[ref]
+                    r[f"cpu_ratio_vs_{ref}"] = cmed[method] / cmed[ref]
             rows.append(r)
-            log.info("%-20s %-6s %9.3f ms  x%5.2f  +%6.1f MB peak  scoring %.2f MB", model_name, method,
-                     r["step_ms_median"], r.get("time_ratio_vs_plain", float("nan")), r["extra_peak_mb"],
-                     r["scoring_mb"])
+            log.info("%-20s %-15s %9.3f ms  x%5.2f  cpu %9.3f ms  x%5.2f  +%6.1f MB peak  scoring %.2f MB",
+                     model_name, method, r["step_ms_median"], r.get("time_ratio_vs_plain", float("nan")),
+                     r["step_cpu_ms_median"], r.get("cpu_ratio_vs_plain", float("nan")),
+                     r.get("extra_peak_mb", float("nan")), r.get("scoring_mb", float("nan")))
     if args.out is not None:
         from influence.io import save_json
 

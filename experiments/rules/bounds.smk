@@ -28,7 +28,8 @@ rule table_E5:
     input:
         expand(f"{RES}/bounds/{{check}}.json", check=list(bound_checks())),
     output:
-        f"{RES}/metrics/E5_bounds.csv",
+        csv=f"{RES}/metrics/E5_bounds.csv",
+        series=f"{RES}/metrics/E5_series.json",  # the checks' full records: what the E5 notebook draws
     log:
         f"{RES}/logs/tables/E5.log",
     threads: 1

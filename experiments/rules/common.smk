@@ -189,8 +189,10 @@ def all_targets():
         f"{RES}/report/claims.csv",
         f"{RES}/report/claims.tex",
         f"{RES}/report/claims.md",
+        f"{RES}/report/numbers.tex",
         PAPER_OUT,
         *ALL_FIGURES_TABLES,
+        *NOTEBOOK_HTML,
     ]
 
 
@@ -287,12 +289,41 @@ def nb_on(nb):
     return "experiment" not in NB[nb] or exp_on(NB[nb]["experiment"])
 
 
+def _claim_tables(test):
+    """The metric tables a claim's test reads (``kind: all`` recursively; ``checks`` read E5_bounds by default)."""
+    if test.get("kind") == "all":
+        return {t for sub in test["tests"] for t in _claim_tables(sub)}
+    if test.get("kind") == "checks":
+        return {test.get("table", "E5_bounds")}
+    return {test["table"]} if "table" in test else set()
+
+
+with open(os.path.join(REPO, "paper", "claims.yaml")) as _f:
+    _CLAIMS = yaml.safe_load(_f)
+# The claims each notebook tests (its opening cell names them, its captions list them): those whose test reads one
+# of its metric tables, or whose `experiment:` names it (X-2: E7, asserted by the test suite).
+NB_CLAIMS = {
+    nb: [c["id"] for c in _CLAIMS
+         if _claim_tables(c["test"]) & {os.path.splitext(os.path.basename(p))[0] for p in spec["inputs"].values()}
+         or nb.split("_")[0] in [e.strip() for e in str(c["experiment"]).split(",")]]
+    for nb, spec in NB.items()
+}
+# The caption of figure <f> in the `snakemake --report` HTML: experiments/report/captions/<f>.rst (RST, rendered
+# with Jinja: `snakemake.params.notebook`, `snakemake.params.claims`); a figure without one has no caption.
+CAPTIONS = os.path.join(REPO, "experiments", "report", "captions")
+
+
+def _caption(f):
+    return f"../report/captions/{f}.rst" if os.path.exists(os.path.join(CAPTIONS, f"{f}.rst")) else None
+
+
 def nb_outputs(nb):
     spec = NB[nb]
     out = {}
     for f in spec["figures"]:
         out[f"{f}_pdf"] = f"{RES}/figures/{f}.pdf"
-        out[f"{f}_png"] = report(f"{RES}/figures/{f}.png", category=nb.replace("_", " "), labels={"figure": f})
+        out[f"{f}_png"] = report(f"{RES}/figures/{f}.png", caption=_caption(f), category=nb.replace("_", " "),
+                                 labels={"figure": f})
     for t in spec["tables"]:
         out[f"{t}_csv"] = f"{RES}/tables/{t}.csv"
         out[f"{t}_tex"] = f"{RES}/tables/{t}.tex"
@@ -313,8 +344,12 @@ def notebook_rule(nb):
             NOTEBOOKS_ENV
         input:
             **NB_INPUTS[nb],
+            claims_yaml=f"{REPO}/paper/claims.yaml",  # the criteria of the claims the notebook tests, stated in it
         output:
             **nb_outputs(nb),
+        params:
+            notebook=nb,
+            claims=NB_CLAIMS[nb],
         log:
             notebook=f"{RES}/notebooks/{nb}.ipynb",
         threads: 1
@@ -332,3 +367,6 @@ ALL_FIGURES_TABLES = [
         + [f"{RES}/tables/{t}.{x}" for t in NB[nb]["tables"] for x in ("csv", "tex")]
     )
 ]
+# The executed notebooks exported to HTML, readable without Jupyter, figures embedded (the notebook_html rule,
+# in experiments/rules/notebooks_html.smk).
+NOTEBOOK_HTML = [f"{RES}/notebooks/{nb}.html" for nb in NB if nb_on(nb)]

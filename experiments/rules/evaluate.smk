@@ -168,3 +168,46 @@ rule table_E6:
         runtime=5,
     script:
         "../scripts/collect.py"
+
+
+# DIFF-5 on repeated measurements: the E6 timing estimators again, in interleaved rounds, in one job per cost setting
+# (influence.tasks.e6_cost.time_estimators); the claim reads the median paired ratio over the rounds.
+rule cost_timing:
+    conda:
+        CORE_ENV
+    input:
+        unpack(splits_of),
+        run=f"{RES}/runs/{SET}/run.pt",
+    output:
+        f"{RES}/cost/{SET}/timing.csv",
+    params:
+        estimators=exp_cfg("cost")["timing_estimators"],
+        hparams={e: est_spec(e)["hparams"] for e in exp_cfg("cost")["timing_estimators"]},
+        repeats=exp_cfg("cost")["repeats"],
+        warmup=exp_cfg("cost")["warmup"],
+    log:
+        f"{RES}/logs/cost_timing/{SET}.log",
+    # the timings compare estimators within this one job: one thread, like the score jobs
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/e6_timing.py"
+
+
+rule table_E6_timing:
+    conda:
+        CORE_ENV
+    input:
+        timing=_per_setting("cost", f"{RES}/cost/{SET}/timing.csv"),
+    output:
+        timing=f"{RES}/metrics/E6_timing.csv",
+    log:
+        f"{RES}/logs/tables/E6_timing.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/collect.py"

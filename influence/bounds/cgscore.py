@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -154,7 +153,6 @@ def complexity_gap_kernel(K: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, flo
 def _run_check(
     name: str, expect_hold: bool, X: np.ndarray, y: np.ndarray, leave_out: np.ndarray, tolerance: float, **kw: Any
 ) -> Check:
-    t0 = time.perf_counter()
     run = ntk_movement(X, y, leave_out=leave_out, **kw)
     cmp = _compare(X, y, run, leave_out)
     holds = cmp["total_rel_err"] <= tolerance and cmp["per_sample_rel_l2"] <= tolerance
@@ -196,7 +194,6 @@ def _run_check(
             "total_rel_err_K0": cmp["total_rel_err_K0"],
             "per_sample_rel_l2_K0": cmp["per_sample_rel_l2_K0"],
             "C_K0": cmp["C_K0"].tolist(),
-            "wall_s": time.perf_counter() - t0,
         },
     )
 

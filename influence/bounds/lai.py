@@ -120,6 +120,14 @@ def check_lai_bound(model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch
     )
 
 
+def _pairs(res: dict[str, torch.Tensor], key: str) -> list[list[float]]:
+    """Per layer, the values of ``res[key]`` on the pairs i ≤ j (the matrices are symmetric): for the E5
+    scatter of gap against bound."""
+    m = res[key].shape[-1]
+    iu = torch.triu_indices(m, m)
+    return res[key][:, iu[0], iu[1]].tolist()
+
+
 def _bound_check(res: dict[str, Any], name: str, criterion: str, *, measured: dict | None = None,
                  details: dict | None = None) -> Check:
     """The verdict of a per-pair, per-layer bound ``res`` (``gap``, ``bound``, ``ghost``, ``lai``; the last
@@ -151,7 +159,7 @@ def check_lai_bound_over_training(traj: Trajectory, train_data: Any, *, steps: A
     rng = np.random.default_rng(seed)
     if steps is None:
         steps = traj.steps[np.unique(np.linspace(0, len(traj.steps) - 1, n_steps).round().astype(int))]
-    rows = []
+    rows, series = [], []
     passed, n_viol = True, 0
     for s in steps:
         idx = rng.choice(X.shape[0], size=min(n_samples, X.shape[0]), replace=False)
@@ -162,6 +170,7 @@ def check_lai_bound_over_training(traj: Trajectory, train_data: Any, *, steps: A
         n_viol += int(v.sum())
         passed &= bool((res["gap"][-1] <= tol[-1]).all())
         ratio = _ratio(res, tol)
+        series.append({"step": int(s), "gap": _pairs(res, "gap"), "bound": _pairs(res, "bound")})
         for layer in range(res["gap"].shape[0]):
             gp, rt = res["gap"][layer].flatten(), ratio[layer].flatten()
             rows.append({"step": int(s), "layer": layer, "gap_median": float(gp.median()), "gap_max": float(gp.max()),
@@ -176,7 +185,8 @@ def check_lai_bound_over_training(traj: Trajectory, train_data: Any, *, steps: A
                       q["layer"] for q in rows)], default=0.0),
                   "last_layer_max_gap": max(r["gap_max"] for r in rows if r["layer"] == max(q["layer"] for q in rows))},
         predicted={"last_layer_gap": 0.0, "ratio_max_le": 1.0},
-        details={"per_step_layer": rows},
+        details={"per_step_layer": rows, "n_samples": int(min(n_samples, X.shape[0])),
+                 "model": traj.model.describe(), "series": series},
     )
 
 
@@ -250,7 +260,8 @@ def check_lai_bound_module(module: torch.nn.Module, x: torch.Tensor, y: torch.Te
         "|Ghost_flat_l - LAI_l| <= |a_i||a_j||g_i||g_j||J_i J_j^T - I|_2 for every pair and Linear layer "
         "(+256 eps relative), and gap = 0 on the output layer",
         measured={"exact_ghost_pairs_over_bound": int(exact_over.sum())},
-        details={"layers": res["names"], "n_pairs": int(res["gap"][0].numel())},
+        details={"layers": res["names"], "n_pairs": int(res["gap"][0].numel()),
+                 "series": {k: _pairs(res, k) for k in ("gap", "bound", "gap_exact")}},
     )
 
 
@@ -287,7 +298,8 @@ def check_lai_bound_transformers(*, steps: tuple[int, ...] = (0, 40), n_samples:
                 idx = rng.choice(X.shape[0], size=n_samples, replace=False)
                 chk = check_lai_bound_module(module, X[idx], Y[idx])
                 passed &= chk.passed
-                per_step.append({"step": t, **chk.measured, "layers": chk.details["layers"]})
+                per_step.append({"step": t, **chk.measured, "layers": chk.details["layers"],
+                                 "series": chk.details["series"]})
             S = rng.choice(X.shape[0], size=batch_size, replace=False)
             opt.zero_grad(set_to_none=True)
             curated_step(module, "vanilla", X[S], Y[S])
@@ -375,7 +387,9 @@ def check_lai_shapley(traj: Trajectory, train_data: Any, target_data: Any, *, n_
                                 n_perm=n_perm, seed=int(rng.integers(2**31)))
         rows.append({"step": int(t), "pearson_lai": pearson(lai, shap), "pearson_ghost": pearson(ghost, shap),
                      "spearman_lai": spearman(lai, shap), "spearman_ghost": spearman(ghost, shap),
-                     "shapley_se_over_sd": float(se.mean() / max(shap.std(), 1e-300))})
+                     "shapley_se_over_sd": float(se.mean() / max(shap.std(), 1e-300)),
+                     "shapley": shap.tolist(), "shapley_se": se.tolist(), "lai": lai.tolist(),
+                     "ghost": ghost.tolist()})
     r_lai = float(np.nanmean([r["pearson_lai"] for r in rows]))
     r_ghost = float(np.nanmean([r["pearson_ghost"] for r in rows]))
     return Check(

@@ -89,7 +89,13 @@ def _rel_err(est: np.ndarray, truth: np.ndarray) -> float:
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
     """Least-squares slope of log y against log x."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+    return _loglog_fit(x, y)["slope"]
+
+
+def _loglog_fit(x: Any, y: Any) -> dict[str, float]:
+    """Least-squares line log y ≈ log_c + slope · log x (what the E5 figures draw beside the points)."""
+    slope, icpt = np.polyfit(np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64)), 1)
+    return {"slope": float(slope), "log_c": float(icpt)}
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -115,7 +121,10 @@ def check_one_epoch_identity(
         criterion=f"relative max difference of scores and of Δθ̂ <= {tol:g}",
         measured={"score_rel_diff": ds, "param_rel_diff": dp},
         predicted={"score_rel_diff": 0.0, "param_rel_diff": 0.0},
-        details={"n": len(y), "batch_size": batch_size, "lr": lr, "l2": l2, "epochs": 1},
+        details={"n": len(y), "batch_size": batch_size, "lr": lr, "l2": l2, "epochs": 1,
+                 "series": {"score_acc": s_acc.tolist(), "score_sgd_ie": s_sgd.tolist(),
+                            "param_norm_acc": np.linalg.norm(p_acc, axis=1).tolist(),
+                            "param_norm_sgd_ie": np.linalg.norm(p_sgd, axis=1).tolist()}},
     )
 
 
@@ -128,18 +137,20 @@ def check_metagradient(
     trained for several epochs. Criterion: relative max difference ≤ ``tol`` on both."""
     (X, y), target = _problem(data, n, d, n_classes, seed)
     C = int(max(n_classes, int(y.max()) + 1))
-    diffs = {}
+    diffs, series = {}, {}
     for name, model in (("logreg", logistic_regression(X.shape[1], C)), ("mlp", mlp(X.shape[1], (hidden,), C))):
         traj = _run(model, (X, y), Schedule(len(y), batch_size, epochs, lr, seed=seed), l2)
         ie, mg = sgd_ie(traj, (X, y), target), metagradient(traj, (X, y), target)
         diffs[name] = float(np.abs(ie - mg).max() / max(np.abs(mg).max(), 1e-300))
+        series[name] = {"sgd_ie": ie.tolist(), "metagradient": mg.tolist()}
     return Check(
         name="sgd_ie_equals_metagradient",
         passed=bool(all(v <= tol for v in diffs.values())),
         criterion=f"relative max |SGD-IE - metagradient| <= {tol:g} on a logistic regression and an MLP",
         measured={f"rel_diff_{k}": v for k, v in diffs.items()},
         predicted={f"rel_diff_{k}": 0.0 for k in diffs},
-        details={"n": len(y), "batch_size": batch_size, "epochs": epochs, "lr": lr, "l2": l2, "hidden": hidden},
+        details={"n": len(y), "batch_size": batch_size, "epochs": epochs, "lr": lr, "l2": l2, "hidden": hidden,
+                 "series": series},
     )
 
 
@@ -178,16 +189,24 @@ def check_error_vs_epochs(
     multi = [i for i, k in enumerate(K) if k >= 2]
     better = all(rel_acc[i] < rel_sgd[i] for i in multi)
     grows = len(multi) < 2 or ratio[multi[-1]] > ratio[multi[0]]
+    # descriptive (not judged): log-log fits of the errors against K over K >= 2, drawn in the E5 notebook
+    fits = {} if len(multi) < 2 else {
+        f"{kind}_{m}": _loglog_fit([K[i] for i in multi], [err[i] for i in multi])
+        for kind, errs in (("rel_err", {"acc": rel_acc, "sgd_ie": rel_sgd}), ("abs_err", {"acc": abs_acc,
+                                                                                         "sgd_ie": abs_sgd}))
+        for m, err in errs.items()
+    }
     return Check(
         name=f"acc_vs_sgd_ie_error_vs_epochs_{decay}",
         passed=bool(better and grows),
         criterion="rel. error ACC < SGD-IE for every K >= 2, and the ratio SGD/ACC grows from the smallest to the "
         "largest K >= 2",
         measured={"epochs": K, "rel_err_acc": rel_acc, "rel_err_sgd_ie": rel_sgd, "ratio_sgd_over_acc": ratio,
-                  "abs_err_acc": abs_acc, "abs_err_sgd_ie": abs_sgd, "mean_norm_delta_theta": norm},
+                  "abs_err_acc": abs_acc, "abs_err_sgd_ie": abs_sgd, "mean_norm_delta_theta": norm,
+                  **{f"slope_{k}": v["slope"] for k, v in fits.items()}},
         predicted={"ratio_at_K1": 1.0, "acc_better_for_K>=2": True, "ratio_grows_with_K": True},
         details={"n": len(y), "batch_size": batch_size, "lr": lr, "l2": l2, "decay": decay,
-                 "n_checked": len(idx)},
+                 "n_checked": len(idx), "fits_K_ge_2": fits},
     )
 
 
@@ -260,6 +279,7 @@ def check_error_order(
     A_eps = {float(ei): acc_sgd_ie_params(traj, (X, y), indices=js, hessian_weight=float(ei)) for ei in e}
     errs: dict[str, list[list[float]]] = {k: [] for k in ("ghost_acc", "ghost_sgd", "weight_sgd", "weight_acc_eps",
                                                            "weight_acc_full")}
+    abs_errs: dict[str, list[list[float]]] = {k: [] for k in errs}
     for r, j in enumerate(js):
         g = _ghost_deltas(traj, X, y, int(j), e)
         w = _weight_deltas(traj, X, y, int(j), e)
@@ -269,7 +289,12 @@ def check_error_order(
         errs["weight_sgd"].append(rel(e[:, None] * A_sgd[r], w).tolist())
         errs["weight_acc_eps"].append(rel(np.stack([ei * A_eps[float(ei)][r] for ei in e]), w).tolist())
         errs["weight_acc_full"].append(rel(e[:, None] * A_acc[r], w).tolist())
+        for k, tru in (("ghost", g), ("weight", w)):  # ‖Δθ‖ of the replay, to turn relative into absolute errors
+            for name in errs:
+                if name.startswith(k):
+                    abs_errs[name].append((np.asarray(errs[name][-1]) * np.linalg.norm(tru, axis=1)).tolist())
     gm = {k: np.exp(np.log(np.asarray(v)).mean(0)) for k, v in errs.items()}
+    gm_abs = {k: np.exp(np.log(np.asarray(v)).mean(0)) for k, v in abs_errs.items()}
     slopes = {k: _slope(e, v) for k, v in gm.items()}
     dif = np.linalg.norm(A_sgd - A_acc, axis=1)
     limits = {
@@ -288,10 +313,15 @@ def check_error_order(
         f"full correction): error at the smallest eps within {limit_rtol:.0%} of the predicted limit; ghost ACC < "
         "ghost SGD-IE at eps=1",
         measured={"eps": e.tolist(), "slope": slopes, "rel_err_geomean": {k: v.tolist() for k, v in gm.items()},
-                  "rel_err_at_smallest_eps": {k: float(v[-1]) for k, v in gm.items()}},
-        predicted={"slope": {k: 1.0 for k in second}, "limit_as_eps_to_0": limits},
+                  "rel_err_at_smallest_eps": {k: float(v[-1]) for k, v in gm.items()},
+                  "abs_err_geomean": {k: v.tolist() for k, v in gm_abs.items()},
+                  "abs_slope": {k: _slope(e, v) for k, v in gm_abs.items()}},
+        predicted={"slope": {k: 1.0 for k in second}, "limit_as_eps_to_0": limits,
+                   "abs_slope": {k: (2.0 if k in second else 1.0) for k in gm_abs}},
         details={"n": len(y), "epochs": epochs, "batch_size": batch_size, "lr": lr, "l2": l2,
-                 "samples": js.tolist(), "rel_err_per_sample": errs},
+                 "samples": js.tolist(), "rel_err_per_sample": errs,
+                 "fits_abs": {k: _loglog_fit(e, v) for k, v in gm_abs.items()},
+                 "fits_rel": {k: _loglog_fit(e, v) for k, v in gm.items()}},
     )
 
 
@@ -318,7 +348,8 @@ def check_batch_size(
         rel_acc.append(_rel_err(acc_sgd_ie_params(traj, (X, y), indices=idx), truth))
         rel_sgd.append(_rel_err(sgd_ie_params(traj, (X, y), indices=idx), truth))
     mono = all(a2 < a1 for a1, a2 in zip(rel_acc, rel_acc[1:], strict=False))
-    slope = _slope(np.asarray(bs, float), np.asarray(rel_acc))
+    fits = {"acc": _loglog_fit(bs, rel_acc), "sgd_ie": _loglog_fit(bs, rel_sgd)}
+    slope = fits["acc"]["slope"]
     return Check(
         name="acc_sgd_ie_error_vs_batch_size",
         passed=bool(mono and slope < 0),
@@ -326,5 +357,5 @@ def check_batch_size(
         measured={"batch_sizes": bs, "rel_err_acc": rel_acc, "rel_err_sgd_ie": rel_sgd, "slope_acc": slope,
                   "slope_sgd_ie": _slope(np.asarray(bs, float), np.asarray(rel_sgd))},
         predicted={"slope_acc": "< 0 (about -1)", "monotone_decreasing": True},
-        details={"n": len(y), "epochs": epochs, "lr": lr, "l2": l2, "n_checked": len(idx)},
+        details={"n": len(y), "epochs": epochs, "lr": lr, "l2": l2, "n_checked": len(idx), "fits": fits},
     )

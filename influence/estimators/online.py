@@ -7,6 +7,9 @@ already produces, without per-sample gradients:
 * :func:`influence.capture.capture` runs the pass with hooks (layer inputs and, for Ghost, the per-row
   gradients of the loss w.r.t. each layer's output).
 * :func:`ghost_inner` / :func:`lai_inner` turn a capture into per-pair (per-layer) inner products.
+* :func:`batch_scores` is the reference per-step score; :func:`lai_scores` (from separate captures of the
+  training and target rows) and :class:`GhostStep` (scores and the curated update from one capture)
+  are the fast paths online curation runs (:func:`influence.curation.curated_step`), equal to it.
 * :func:`in_run_ghost`, :func:`in_run_lai` (registered as ``"ghost"``, ``"lai"`` and
   ``"lai_last_layer"``) replay a recorded :class:`~influence.train.Trajectory` and accumulate the
   per-step scores over the whole run, so they can be compared with trajectory LOO.
@@ -22,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from influence.capture import Capture, LayerCapture, capture, layer_grads
@@ -34,6 +38,8 @@ __all__ = [
     "ghost_flat_inner",
     "lai_inner",
     "batch_scores",
+    "lai_scores",
+    "GhostStep",
     "in_run_ghost",
     "in_run_lai",
     "in_run_lai_last_layer",
@@ -327,20 +333,57 @@ def batch_scores(
                                 bias=bias).mean(1)
     if method != "lai":
         raise ValueError(f"method must be 'ghost', 'ghost_flat' or 'lai', got {method!r}")
-    # Σ_l ⟨g_i,g_j⟩(⟨a_i^l,a_j^l⟩ + c_l) = ⟨g_i,g_j⟩ (Σ_l ⟨a_i^l,a_j^l⟩ + Σ_l c_l): one product, summed inputs
     which = _pick(cap.layers, layers, last_layer_only, weight_only=True)
+    return _lai_mean([cap.layers[k].a_flat[rows_i] for k in which], [cap.layers[k].a_flat[rows_j] for k in which],
+                     cap.g[rows_i], cap.g[rows_j], sum(_bias_count(cap.layers[k]) for k in which) if bias else 0,
+                     exclude_self)
+
+
+def _lai_mean(a_i: list[torch.Tensor], a_j: list[torch.Tensor], g_i: torch.Tensor, g_j: torch.Tensor, n_bias: int,
+              exclude_self: bool) -> torch.Tensor:
+    """mean_j ⟨g_i,g_j⟩ (Σ_l ⟨a_i^l,a_j^l⟩ + Σ_l c_l) (over j ≠ i with ``exclude_self``, rows i = rows j then):
+    one product of the logit gradients, the layer inputs' Grams accumulated in place."""
     A = None
-    for k in which:
-        lc = cap.layers[k]
-        ai, aj = lc.a_flat[rows_i], lc.a_flat[rows_j]
+    for ai, aj in zip(a_i, a_j, strict=True):
         A = ai @ aj.T if A is None else A.addmm_(ai, aj.T)
-    n_bias = sum(_bias_count(cap.layers[k]) for k in which) if bias else 0
     if n_bias:
         A = A.add_(float(n_bias))
-    M = (_flat(cap.g[rows_i]) @ _flat(cap.g[rows_j]).T) * A
+    M = (_flat(g_i) @ _flat(g_j).T).mul_(A)
     if exclude_self:
-        return (M.sum(1) - M.diagonal()) / (n_train - 1)
+        return (M.sum(1) - M.diagonal()) / (M.shape[0] - 1)
     return M.mean(1)
+
+
+def lai_scores(
+    train: Capture,
+    target: Capture | None = None,
+    *,
+    layers: Any = None,
+    last_layer_only: bool = False,
+    bias: bool = True,
+    exclude_self: bool = False,
+) -> torch.Tensor:
+    """LAI per-step scores from a capture of the training rows and one of the target rows (the fast path
+    of online curation: two forward-only captures, nothing concatenated).
+
+    score_i = mean_{j∈V} ⟨g_i, g_j⟩ Σ_l (⟨vec a_i^l, vec a_j^l⟩ + c_l) (Yang, Huang & Liu 2025), equal to
+    ``batch_scores(cat, len(train), "lai")`` on the capture of the concatenated rows. ``target`` None:
+    the self-influence variant (V = the training rows, i included; ``exclude_self``: j ≠ i).
+    """
+    if target is None:
+        if exclude_self and train.logits.shape[0] < 2:
+            raise ValueError("exclude_self needs a batch of at least 2 rows")
+    elif exclude_self:
+        raise ValueError("exclude_self applies to the self-influence scores only (target=None)")
+    elif len(target.layers) != len(train.layers) or any(
+            a.module is not b.module for a, b in zip(train.layers, target.layers, strict=True)):
+        raise ValueError("the training and target captures must come from the same module")
+    which = _pick(train.layers, layers, last_layer_only, weight_only=True)
+    a_i = [train.layers[k].a_flat for k in which]
+    a_j = a_i if target is None else [target.layers[k].a_flat for k in which]
+    g_j = train.g if target is None else target.g
+    n_bias = sum(_bias_count(train.layers[k]) for k in which) if bias else 0
+    return _lai_mean(a_i, a_j, train.g, g_j, n_bias, exclude_self)
 
 
 def _ghost_mean(cap: Capture, ri: slice, rj: slice, which: list[int], bias: bool) -> torch.Tensor:
@@ -376,6 +419,190 @@ def _ghost_mean(cap: Capture, ri: slice, rj: slice, which: list[int], bias: bool
             val = val + bi.sum(1) @ bj.sum(1).mean(0)
         out = val if out is None else out + val
     return out
+
+
+class GhostStep:
+    """Ghost scores of the training rows of one capture and the curated update from the same pieces: the
+    fast path of online curation (one forward + one backward per step, no per-step Python set-up).
+
+    ``scores`` equals ``batch_scores(cap, n_train, "ghost", self_influence=...)``: mean_j ⟨∇ℓ_i, ∇ℓ_j⟩ over
+    the target rows j (or the training rows themselves), i.e. ⟨∇ℓ_i, Ḡ⟩ with Ḡ the mean target gradient;
+    :meth:`set_update_grads` writes ∇ Σ_i w_i ℓ_i / denom into the hooked layers' ``.grad`` (as
+    :func:`influence.capture.set_update_grads`). Per layer, by shapes:
+
+    * Linear on vectors (L = 1): the ghost pair form mean_j (⟨a_i,a_j⟩ + 1)⟨b_i,b_j⟩ (Wang et al. 2025), or
+      the contraction b_iᵀ Ḡ a_i when that needs fewer flops (``linear_form``: ``'auto'``, ``'pair'``,
+      ``'contract'``); update (w ⊙ b)ᵀ a.
+    * Linear on sequences and Conv2d (L > 1): the per-sample weight gradients G_i = b_iᵀ a_i of the
+      training rows are materialised for this layer only — one batched matmul, or for a convolution one
+      grouped weight-gradient convolution (no unfolding) — then score = G_i · Ḡ and update = Σ_i w_i G_i,
+      both cheap; Ḡ from one weight-gradient product over the target rows (the mean of the G_i with
+      ``self_influence``). A layer whose G_i would exceed ``max_per_sample_bytes`` uses the contraction
+      Σ_s b_isᵀ Ḡ a_is instead (a convolution of the inputs with Ḡ).
+    * Embedding and LayerNorm: contraction with Ḡ (index matching) / explicit per-row gradients (small).
+
+    ``bias`` (scores only; the update always includes every parameter): include the bias gradients.
+
+    References
+    ----------
+    Wang, J. T., Mittal, P., Song, D., Jia, R. "Data Shapley in One Training Run", ICLR 2025.
+    """
+
+    def __init__(self, cap: Capture, n_train: int, *, self_influence: bool = False, bias: bool = True,
+                 max_per_sample_bytes: int = 2**27, linear_form: str = "auto") -> None:
+        if linear_form not in ("auto", "pair", "contract"):
+            raise ValueError(f"linear_form must be 'auto', 'pair' or 'contract', got {linear_form!r}")
+        m = cap.logits.shape[0]
+        if not 1 <= n_train <= m:
+            raise ValueError(f"n_train must be in [1, {m}], got {n_train}")
+        if not self_influence and n_train == m:
+            raise ValueError("the capture holds no target rows; pass targets or use self_influence=True")
+        self.cap, self.n, self.bias = cap, int(n_train), bool(bias)
+        self.self_influence = bool(self_influence)
+        self.max_bytes, self.linear_form = int(max_per_sample_bytes), linear_form
+        self.nbytes = 0  # bytes of the per-sample gradients held for the update
+        self._update: list[tuple[LayerCapture, Any]] = []
+        s = None
+        for lc in cap.layers:
+            if lc.b is None:
+                raise ValueError("Ghost scores need a capture with backward=True")
+            v = self._layer(lc)
+            s = v if s is None else s.add_(v)
+        self.scores: torch.Tensor = s
+
+    # ---- per layer: returns that layer's scores (n,) and records what the update needs
+    def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return t[: self.n], (t[: self.n] if self.self_influence else t[self.n :])
+
+    def _layer(self, lc: LayerCapture) -> torch.Tensor:
+        mod = lc.module
+        if isinstance(mod, nn.Conv2d):
+            return self._conv(lc)
+        if isinstance(mod, nn.Linear):
+            return self._linear(lc)
+        n = self.n
+        if isinstance(mod, nn.Embedding):  # contraction with the mean target gradient (a V × d table)
+            rj = slice(0, n) if self.self_influence else slice(n, None)
+            mj = n if self.self_influence else lc.b.shape[0] - n
+            table = layer_grads(lc, rj, lc.b.new_full((mj,), 1.0 / mj)).reshape(mod.weight.shape)
+            self._update.append((lc, None))
+            return (lc.b[:n] * table[lc.a[:n].long()]).sum((1, 2))
+        # LayerNorm: per-row gradients Σ_τ b_iτ ⊙ x̂_iτ and Σ_τ b_iτ (2d numbers per row)
+        (xt, xv), (bt, bv) = self._split(lc.a), self._split(lc.b)
+        Pw = (bt * xt).sum(1)
+        Pb = bt.sum(1) if lc.has_bias else None
+        if self.self_influence:
+            gw = Pw.mean(0)
+        else:
+            gw = (bv * xv).sum((0, 1)) / bv.shape[0]
+        val = Pw @ gw
+        if Pb is not None and self.bias:
+            val = val + Pb @ (Pb.mean(0) if self.self_influence else bv.sum((0, 1)) / bv.shape[0])
+        self._update.append((lc, ("explicit", Pw, Pb)))
+        self.nbytes += 2 * Pw.numel() * Pw.element_size()
+        return val
+
+    def _linear(self, lc: LayerCapture) -> torch.Tensor:
+        n = self.n
+        a, b = lc.a, lc.b  # (m, L, k), (m, L, o)
+        (at, av), (bt, bv) = self._split(a), self._split(b)
+        mj, L, k, o = av.shape[0], a.shape[1], a.shape[2], b.shape[2]
+        bias = self.bias and lc.has_bias
+        if L == 1:
+            at, av, bt, bv = at[:, 0], av[:, 0], bt[:, 0], bv[:, 0]
+            pair = n * mj * (k + o) <= (n + mj) * o * k if self.linear_form == "auto" else self.linear_form == "pair"
+            if pair:
+                A = at @ av.T
+                if bias:
+                    A = A.add_(1.0)
+                val = (bt @ bv.T).mul_(A).mean(1)
+            else:
+                gbar = bv.T @ av / mj
+                val = ((bt @ gbar) * at).sum(1)
+                if bias:
+                    val = val + bt @ bv.mean(0)
+            self._update.append((lc, ("linear", at, bt)))
+            return val
+        Bt = bt.sum(1)  # per-sample bias gradients (n, o)
+        if n * o * k * b.element_size() <= self.max_bytes:
+            G = torch.bmm(bt.transpose(1, 2), at).reshape(n, -1)  # per-sample weight gradients (n, o·k)
+            gbar = G.mean(0) if self.self_influence else (bv.reshape(-1, o).T @ av.reshape(-1, k)).reshape(-1) / mj
+            val = G @ gbar
+            self._update.append((lc, ("explicit", G, Bt)))
+            self.nbytes += G.numel() * G.element_size()
+        else:
+            gbar = bv.reshape(-1, o).T @ av.reshape(-1, k) / mj
+            val = ((bt @ gbar) * at).sum((1, 2))
+            self._update.append((lc, ("linear", at, bt)))
+        if bias:
+            val = val + Bt @ bv.sum(1).mean(0)
+        return val
+
+    def _conv(self, lc: LayerCapture) -> torch.Tensor:
+        n, mod = self.n, lc.module
+        x = lc.inp
+        m, C = x.shape[0], x.shape[1]
+        o = mod.out_channels
+        gout = lc.b.transpose(1, 2).reshape(m, o, *_conv_out_hw(mod, x))  # the native (m, o, H', W')
+        (xt, xv), (gt, gv) = self._split(x), self._split(gout)
+        mj = xv.shape[0]
+        kw = dict(stride=mod.stride, padding=mod.padding, dilation=mod.dilation)
+        bias = self.bias and lc.has_bias
+        Bt = gt.sum((2, 3))
+        per_sample = n * mod.weight.numel() * x.element_size()
+        if per_sample <= self.max_bytes:
+            # per-sample weight gradients: the batch as n groups of one grouped weight-gradient convolution
+            G = torch.nn.grad.conv2d_weight(xt.reshape(1, n * C, *xt.shape[2:]), (n * o, *mod.weight.shape[1:]),
+                                            gt.reshape(1, n * o, *gt.shape[2:]), groups=n, **kw).reshape(n, -1)
+            gbar = G.mean(0) if self.self_influence else torch.nn.grad.conv2d_weight(
+                xv, mod.weight.shape, gv, **kw).reshape(-1) / mj
+            val = G @ gbar
+            self._update.append((lc, ("explicit", G, Bt)))
+            self.nbytes += G.numel() * G.element_size()
+        else:  # Σ_s b_isᵀ Ḡ a_is = ⟨b_i, conv(x_i; Ḡ)⟩
+            gbar = torch.nn.grad.conv2d_weight(xv, mod.weight.shape, gv, **kw) / mj
+            val = (gt * F.conv2d(xt, gbar, None, **kw)).sum((1, 2, 3))
+            self._update.append((lc, ("conv", xt, gt)))
+        if bias:
+            val = val + Bt @ gv.sum((2, 3)).mean(0)
+        return val
+
+    def set_update_grads(self, weights: torch.Tensor | None = None, denom: float | None = None) -> None:
+        """Write ∇_θ Σ_{i<n_train} w_i ℓ_i / denom (default denom = n_train) into ``.grad`` of every hooked
+        layer's parameters (overwriting), from the pieces the scores used."""
+        n = self.n
+        w = self.cap.logits.new_ones(n) if weights is None else torch.as_tensor(weights).to(self.cap.logits)
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape ({n},), got {tuple(w.shape)}")
+        wd = w / float(n if denom is None else denom)
+        for lc, data in self._update:
+            mod = lc.module
+            if data is None:  # Embedding: Σ_i w_i Σ_τ e_{idx_iτ} b_iτᵀ by index_add
+                mod.weight.grad = layer_grads(lc, slice(0, n), wd).reshape(mod.weight.shape)
+                continue
+            kind, p, q = data
+            if kind == "explicit":  # p: per-sample weight gradients (n, P_w), q: per-sample bias gradients (or None)
+                mod.weight.grad = (wd @ p).reshape(mod.weight.shape)
+                if lc.has_bias:
+                    mod.bias.grad = wd @ q
+            elif kind == "linear":  # p: inputs (n, [L,] k), q: output gradients (n, [L,] o)
+                bw = q * wd.reshape(-1, *([1] * (q.ndim - 1)))
+                bw2, a2 = bw.reshape(-1, bw.shape[-1]), p.reshape(-1, p.shape[-1])
+                mod.weight.grad = bw2.T @ a2
+                if lc.has_bias:
+                    mod.bias.grad = bw2.sum(0)
+            else:  # conv: p inputs (n, C, H, W), q output gradients (n, o, H', W')
+                gw = q * wd[:, None, None, None]
+                mod.weight.grad = torch.nn.grad.conv2d_weight(p, mod.weight.shape, gw, stride=mod.stride,
+                                                              padding=mod.padding, dilation=mod.dilation)
+                if lc.has_bias:
+                    mod.bias.grad = gw.sum((0, 2, 3))
+
+
+def _conv_out_hw(mod: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
+    """Spatial size of a convolution's output: ⌊(H + 2p − d(k − 1) − 1)/s⌋ + 1 per dimension."""
+    return tuple((x.shape[2 + d] + 2 * mod.padding[d] - mod.dilation[d] * (mod.kernel_size[d] - 1) - 1)
+                 // mod.stride[d] + 1 for d in (0, 1))
 
 
 # ---------------------------------------------------------------------------------------------- in-run scores

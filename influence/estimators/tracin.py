@@ -1,8 +1,12 @@
 """TracIn-CP, Grad-Dot and TracIn self-influence (Pruthi et al., NeurIPS 2020; Charpiat et al., 2019).
 
-All three are sums of per-sample gradient inner products at recorded parameters. Per-sample gradients
-come from :mod:`influence.autodiff` (closed form for logistic regression, forward-mode
-``jvp`` / chunked ``vmap(grad)`` for MLPs); no n × p matrix is formed.
+All three are sums of per-sample gradient inner products at recorded parameters. For a layered
+:class:`~influence.models.Model` (logistic regression, MLPs) they are ghost-factorised per layer,
+⟨∇ℓ_i, ∇ℓ_t⟩ = Σ_l ⟨a_i^l, a_t^l⟩⟨b_i^l, b_t^l⟩ (+ the bias term), from one hooked forward/backward pass per
+checkpoint over [train; targets] (:mod:`influence.ghost`; the input Gram of the first layer is computed
+once for all checkpoints). The reference path — per-sample gradients from :mod:`influence.autodiff`
+(closed form for logistic regression, forward-mode ``jvp`` / chunked ``vmap(grad)`` for MLPs) — is kept
+for the tests (:func:`_use_ghost`). Neither forms an n × p matrix.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from influence.autodiff import grad_dots, grad_gram, grad_sqnorms, mean_grad
+from influence.autodiff import grad_dots, grad_gram, grad_sqnorms, mean_grad, per_sample_grads
 from influence.data import as_tensors
 from influence.estimators import register
+from influence.ghost import GhostPairs, ghost_sqnorms, rows_per_pass
+from influence.models import Model
 from influence.train import Trajectory
 
-__all__ = ["tracin", "grad_dot", "self_influence", "checkpoint_steps"]
+__all__ = ["tracin", "grad_dot", "self_influence", "checkpoint_steps", "target_grad_dots"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +74,41 @@ def _tensors(traj: Trajectory | None, train_data: Any, target_data: Any) -> tupl
     return X, y, Xt, yt
 
 
+def _use_ghost(model: Any) -> bool:
+    """The ghost-factorised path for layered models (every :class:`Model`: stacks of Linear layers); the
+    tests switch it off to compare with the per-sample-gradient reference path."""
+    return isinstance(model, Model)
+
+
+def _module(model: Model, theta: torch.Tensor) -> torch.nn.Module:
+    """``model.to_module(θ)`` without drawing from the global RNG (nn.Linear initialises its weights
+    before θ is copied in), so that the ghost path leaves the caller's random state as the reference did."""
+    with torch.random.fork_rng(devices=[]):
+        return model.to_module(theta)
+
+
+def target_grad_dots(model: Model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, Xt: torch.Tensor,
+                     yt: torch.Tensor, *, per_target: bool, l2: float = 0.0, chunk: int = 256) -> torch.Tensor:
+    """TracIn's inner products at one θ: ⟨∇f_i, ∇ℓ_t⟩ (N, n_t) with ``per_target``, else ⟨∇f_i, ∇L⟩ (N, 1),
+    where f_i = ℓ_i + (l2/2)‖θ‖² and L is the mean target loss (no L2). Ghost-factorised for layered models
+    (:class:`influence.ghost.GhostPairs`), per-sample gradients otherwise. Also Diff-In's first-order term."""
+    if _use_ghost(model):
+        pairs = GhostPairs(X, y, Xt, yt, rows=rows_per_pass(model, chunk, Xt.shape[0]), reuse=False)
+        module = _module(model, theta)
+        return pairs.gram(module, l2=l2) if per_target else pairs.mean_dots(module, l2=l2)[:, None]
+    V = per_sample_grads(model, theta, Xt, yt) if per_target else mean_grad(model, theta, Xt, yt)[None]
+    return grad_dots(model, theta, X, y, V, l2=l2, chunk=chunk)
+
+
 def _sum_over(traj: Trajectory, X, y, Xt, yt, steps, etas, per_target: bool, l2: float, chunk: int) -> np.ndarray:
     model = traj.model
+    if _use_ghost(model):  # one GhostPairs for all checkpoints: the input Gram is computed once
+        pairs = GhostPairs(X, y, Xt, yt, rows=rows_per_pass(model, chunk, Xt.shape[0]), reuse=len(steps) > 1)
+        out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
+        for c, eta in zip(steps, etas, strict=True):
+            module = _module(model, traj.theta_at(int(c)))
+            out.add_(pairs.gram(module, l2=l2) if per_target else pairs.mean_dots(module, l2=l2), alpha=float(eta))
+        return out.numpy()
     out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
     for c, eta in zip(steps, etas, strict=True):
         theta = traj.theta_at(int(c))
@@ -102,7 +141,8 @@ def tracin(
     per_target : return the (n_train, n_target) matrix of per-target-sample scores (for LDS) instead
         of its row mean.
     include_l2 : use ∇f_j = ∇ℓ_j + α θ (the training objective) instead of ∇ℓ_j (TracIn's definition).
-    chunk : samples per chunk of per-sample gradients (memory ∝ chunk · p).
+    chunk : samples per chunk of per-sample gradients (memory ∝ chunk · p) on the reference path; the
+        ghost path runs passes of :func:`influence.ghost.rows_per_pass` rows within that memory.
 
     Returns
     -------
@@ -118,6 +158,9 @@ def tracin(
     Sign: removing z_j from a step θ_{t+1} = θ_t − η ∇ℓ_j would change θ_{t+1} by +η∇ℓ_j, which changes
     L by +η⟨∇ℓ_j, ∇L⟩ to first order. So TracIn's sign already is ours (estimated L(θ^{-j}) − L(θ),
     positive = helpful, "proponent"); no conversion.
+
+    Cost (layered models, ghost path): per checkpoint one forward/backward pass over [train; targets] and
+    per layer the products ⟨a_j, a_t⟩⟨b_j, b_t⟩ (the first layer's ⟨x_j, x_t⟩ once for all checkpoints).
 
     References
     ----------
@@ -139,10 +182,16 @@ def _tracin_ideal(traj: Trajectory, X, y, Xt, yt, per_target: bool, l2: float) -
         raise ValueError("checkpoints='ideal' needs every step recorded (train with record='all')")
     model = traj.model
     out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
+    ghost = _use_ghost(model)
+    K = X.reshape(X.shape[0], -1) @ Xt.reshape(Xt.shape[0], -1).T if ghost else None  # input Gram, once
     for t, (S, eta) in enumerate(zip(traj.batches(), traj.lrs(), strict=True)):
         theta = traj.thetas[t]
         S = torch.as_tensor(S)
-        if per_target:
+        if ghost:
+            pairs = GhostPairs(X[S], y[S], Xt, yt, rows=len(S), input_gram=K[S])
+            module = _module(model, theta)
+            out[S] += (eta / len(S)) * (pairs.gram(module, l2=l2) if per_target else pairs.mean_dots(module, l2=l2))
+        elif per_target:
             out[S] += (eta / len(S)) * grad_gram(model, theta, X[S], y[S], Xt, yt, l2=l2)
         else:
             out[S] += (eta / len(S)) * grad_dots(model, theta, X[S], y[S], mean_grad(model, theta, Xt, yt), l2=l2)
@@ -214,6 +263,11 @@ def self_influence(
     steps, etas = checkpoint_steps(traj, checkpoints)
     out = torch.zeros(X.shape[0], dtype=traj.thetas.dtype)
     for c, eta in zip(steps, etas, strict=True):
-        out += eta * grad_sqnorms(traj.model, traj.theta_at(int(c)), X, y, l2=l2, chunk=chunk)
+        theta = traj.theta_at(int(c))
+        if _use_ghost(traj.model):
+            out += eta * ghost_sqnorms(_module(traj.model, theta), X, y, l2=l2,
+                                       rows=rows_per_pass(traj.model, chunk))
+        else:
+            out += eta * grad_sqnorms(traj.model, theta, X, y, l2=l2, chunk=chunk)
     return out.numpy()
 

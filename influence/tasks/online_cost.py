@@ -12,7 +12,11 @@ against one) through :func:`influence.curation.curated_step`, the code the E8 / 
 
 **Time**: the policies run interleaved step by step (round robin, each on its own copy of the model), so
 that a drifting machine load hits them alike; ``repeats`` timed steps after ``warmup`` untimed ones, one
-row per timed step (the claims compare means with the standard deviation as the margin).
+row per timed step, numbered ``rep`` (the round). Each step records its wall time ``step_time_s`` and the CPU
+time of the process ``step_cpu_s`` (``time.process_time``; with one torch thread it does not count the time
+the process waits for a loaded machine's cores). Claim LAI-4 compares policies *within* a round: the paired
+ratio ``t_LAI(k) / t_Ghost(k)`` of round ``k`` cancels a load shared by the round, and its median over the
+rounds, with the interquartile range as the spread, decides (:mod:`influence.claims`, ``paired_by``).
 **Memory**: the step's tensor footprint, counted exactly rather than sampled: bytes of the tensors
 autograd saves for the backward (``torch.autograd.graph.saved_tensors_hooks``, each storage once) plus
 the bytes the capture holds (layer inputs, output gradients, logits). It does not depend on the machine's
@@ -100,7 +104,8 @@ def step_costs(
     """Per-step wall time and tensor footprint of each curation policy on a transformer (see module doc).
 
     ``model``: keyword arguments of :func:`build_model` (vocab_size, context, d_model, n_layers, n_heads,
-    n_classes). Rows: one per (policy, timed step) with ``step_time_s``, ``saved_mb``, ``capture_mb``,
+    n_classes). Rows: one per (policy, timed step) with ``rep`` (the round), ``step_time_s`` (wall),
+    ``step_cpu_s`` (process CPU time), ``saved_mb``, ``capture_mb``,
     ``footprint_mb`` = saved + capture, ``ratio_to_vanilla`` (this step's time over the median vanilla
     step; NaN without a vanilla policy) and the sizes.
     """
@@ -108,21 +113,23 @@ def step_costs(
     if unknown:
         raise ValueError(f"unknown policies {unknown}; use {tuple(MODULE_POLICIES)}")
     if repeats < 2:
-        raise ValueError(f"repeats must be >= 2 (the claims use the spread), got {repeats}")
+        raise ValueError(f"repeats must be >= 2 (the claims use the spread; LAI-4 needs >= 5), got {repeats}")
     base = build_model(kind, seed=seed, **model)
     data = _batches(kind, base, batch_size, target_size, k=4, seed=seed + 1)
     mods = {p: copy.deepcopy(base) for p in policies}
     opts = {p: torch.optim.AdamW(mods[p].parameters(), lr=lr) for p in policies}
     times: dict[str, list[float]] = {p: [] for p in policies}
+    cpu: dict[str, list[float]] = {p: [] for p in policies}
     for k in range(warmup + repeats):
         xb, yb, tgt = data[k % len(data)]
         for p in policies:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             opts[p].zero_grad(set_to_none=True)
             curated_step(mods[p], p, xb, yb, _target_for(p, tgt))
             opts[p].step()
             if k >= warmup:
                 times[p].append(time.perf_counter() - t0)
+                cpu[p].append(time.process_time() - c0)
     xb, yb, tgt = data[0]
     foot = {p: _footprint(copy.deepcopy(base), p, xb, yb, tgt) for p in policies}
     plain = float(np.median(times["vanilla"])) if "vanilla" in times else float("nan")
@@ -131,9 +138,9 @@ def step_costs(
     for p in policies:
         spec = MODULE_POLICIES[p]
         saved, cap = foot[p]
-        for r, t in enumerate(times[p]):
+        for r, (t, c) in enumerate(zip(times[p], cpu[p], strict=True)):
             rows.append({"model": kind, "policy": p, "self_influence": bool(spec is not None and spec[1]),
-                         "rep": r, "step_time_s": t, "ratio_to_vanilla": t / plain, "saved_mb": saved,
+                         "rep": r, "step_time_s": t, "step_cpu_s": c, "ratio_to_vanilla": t / plain, "saved_mb": saved,
                          "capture_mb": cap, "footprint_mb": saved + cap, "batch_size": batch_size,
                          "target_size": target_size, "n_params": n_params, **model})
         log.info("%s %-16s median %.4f s (%.2fx vanilla), footprint %.1f MiB", kind, p, np.median(times[p]),

@@ -1,0 +1,16 @@
+"""Rule numbers: results/report/numbers.tex, the LaTeX macros the report reads every number and verdict from
+(:func:`influence.report.write_numbers`: the claims table, the configuration and each experiment's tables)."""
+
+from pathlib import Path
+
+from wfio import setup
+
+from influence.claims import load_claims
+from influence.report import write_numbers
+
+sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
+log = setup(sm)
+results = Path(sm.input.claims).resolve().parents[1]  # <results>/report/claims.csv
+ids = [c["id"] for c in load_claims(sm.input.claims_yaml)]
+macros = write_numbers(results, sm.output[0], config=dict(sm.params.config), claim_ids=ids)
+log.info("%d macros", len(macros))
