@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make reproduce   -- create .venv if missing, install everything, run the whole workflow
+#   make reproduce   -- create .venv if missing, install everything (TeX from Debian if missing), run the whole
+#                       workflow, ending with results/report/paper.pdf
 #   make test        -- create .venv if missing, install, run the test suite
 # Both are idempotent: the install step reruns only when pyproject.toml or this Makefile changes.
 
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 8
 
-.PHONY: reproduce test install lint bench paper clean
+.PHONY: reproduce test install lint bench paper tex clean
 
 install: $(STAMP)
 
@@ -33,19 +34,29 @@ $(STAMP): pyproject.toml Makefile
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-reproduce: $(STAMP)
+reproduce: $(STAMP) tex
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# every benchmark (LOO, estimators, online, peers), then one table: results/benchmarks/summary.{csv,md}
 bench: $(STAMP)
-	$(BIN)/python experiments/benchmarks/bench_loo.py
+	$(BIN)/python experiments/benchmarks/summary.py --run --dir results/benchmarks
 
-# TeX from Debian packages, then the report
-paper: $(STAMP)
-	command -v latexmk >/dev/null || (apt-get update && apt-get install -y --no-install-recommends \
-	  texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk lmodern)
+# TeX from Debian packages when latexmk or pdftoppm is missing (poppler-utils: the report's tests render the PDF):
+# apt-get as root, or through sudo when it needs no password; otherwise one line saying how, and a failure.
+TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk lmodern poppler-utils
+tex:
+	@if command -v latexmk >/dev/null && command -v pdftoppm >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=; \
+	elif command -v apt-get >/dev/null && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make: the PDF report needs TeX, which is missing and cannot be installed here (no root, no apt-get); install it with: sudo apt-get install -y --no-install-recommends $(TEX_PACKAGES)" >&2; exit 1; fi; \
+	echo "make: installing TeX from Debian packages: $(TEX_PACKAGES)"; \
+	$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEX_PACKAGES)
+
+# the report alone (results/report/paper.pdf), TeX installed first
+paper: $(STAMP) tex
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) paper
 
 clean:

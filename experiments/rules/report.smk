@@ -1,4 +1,4 @@
-# Notebooks (figures + tables, drawing only), the claims table and the LaTeX report.
+# Notebooks (figures + tables, drawing only), the claims table, the report's numbers and the LaTeX report.
 
 # One rule per notebook: notebook_E1_fidelity, ..., notebook_E7_peers (notebook_rule in common.smk).
 for _nb in NB:
@@ -29,12 +29,37 @@ rule claims:
         "../scripts/claims.py"
 
 
+# Every number and verdict the report's prose cites, as LaTeX macros (influence.report): from the claims table,
+# the metric tables (and E7's peer tables) and the configuration. An experiment that did not run gives "not run".
+rule numbers:
+    conda:
+        CORE_ENV
+    input:
+        claims=f"{RES}/report/claims.csv",
+        claims_yaml=f"{REPO}/paper/claims.yaml",
+        tables=METRIC_TABLES,
+        peers=[p for k, p in NB_INPUTS["E7_peers"].items() if k in ("A", "B") and p],
+    output:
+        f"{RES}/report/numbers.tex",
+    params:
+        config=config,
+    log:
+        f"{RES}/logs/numbers.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/numbers.py"
+
+
 rule paper:
     conda:
         CORE_ENV
     input:
         tex=f"{REPO}/paper/report.tex",
         claims=f"{RES}/report/claims.tex",
+        numbers=f"{RES}/report/numbers.tex",
         figures_tables=ALL_FIGURES_TABLES,
     output:
         PAPER_OUT,

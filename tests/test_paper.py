@@ -1,0 +1,308 @@
+"""The PDF report: built from a generated results folder, rendered to PNG and read back as text.
+
+The folder (:func:`make_results`) holds every metric table the report's numbers read, with the columns the workflow
+writes, seeded random values (Diff-In's published form anti-correlated with LOO, as measured), every figure and
+table of ``experiments/notebooks.yaml`` and a claims table with every claim of ``paper/claims.yaml``. The tests
+build it with the code the ``paper`` rule runs (:func:`influence.report.write_numbers`, then
+:func:`influence.report.build_pdf`) and check the PDF with poppler: ``pdftotext`` holds the sections, one
+caption per figure, every claim id in the claims table, the numbers of the tables and no unresolved value;
+``pdftoppm`` renders every page. A second folder with no experiment run must build too ("not run" throughout).
+
+They skip, saying why, only where TeX or poppler is missing and cannot be installed (``make paper`` installs
+both from Debian).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from influence.claims import VERDICTS, load_claims, to_latex
+from influence.io import save_csv, save_text
+from influence.report import build_pdf, fmt, macro_name, write_numbers
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = yaml.safe_load((REPO / "experiments" / "notebooks.yaml").read_text())
+CLAIMS = load_claims(REPO / "paper" / "claims.yaml")
+DEFAULT = yaml.safe_load((REPO / "experiments" / "config" / "default.yaml").read_text())
+SOURCE = REPO / "paper" / "report.tex"
+TOOLS = ("latexmk", "pdftotext", "pdftoppm")
+MISSING = [t for t in TOOLS if shutil.which(t) is None]
+needs_tex = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"{', '.join(MISSING)} not installed: `make paper` installs TeX and poppler (apt-get install "
+           "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk lmodern poppler-utils)",
+)
+def source_text() -> str:
+    """The report source without its comments."""
+    return "\n".join(re.sub(r"(?<!\\)%.*", "", line) for line in SOURCE.read_text().splitlines())
+
+
+SECTIONS = ("How this report is made", "Setup shared by the experiments", "The claims",
+            "LAI: layer-aware influence", "Diff-In", "CG-score", "ACC-SGD-IE", "Theory checks", "Cost",
+            "Side by side with dattri", "Limitations")
+
+
+# ------------------------------------------------------------------------------------------ the results folder
+def _setting_rows(rng, datasets, noises, models, epochs, estimators, metrics):
+    rows = []
+    for d in datasets:
+        for z in noises:
+            for m in models:
+                for e in epochs:
+                    for est in estimators:
+                        row = {"dataset": d, "noise": z, "model": m, "epochs": e, "seed": 0, "estimator": est}
+                        row.update({k: f(rng, est, e) for k, f in metrics.items()})
+                        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _figure(path_pdf: Path, path_png: Path, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    x = np.linspace(0, 1, 20)
+    ax.plot(x, np.sin(6 * x), label=name)
+    ax.set_xlabel("x (unit)")
+    ax.set_ylabel("y")
+    ax.set_title(name)
+    fig.savefig(path_pdf, bbox_inches="tight")
+    fig.savefig(path_png, dpi=60, bbox_inches="tight")
+    plt.close(fig)
+
+
+def make_results(root: Path, *, run: bool = True) -> Path:
+    """A results folder the report can be built from; ``run=False``: every experiment off (empty tables)."""
+    res = root / "results"
+    rng = np.random.default_rng(0)
+    tables: dict[str, pd.DataFrame] = {}
+    if run:
+        sp = {"diffin_paper": -0.5, "diffin": 0.8, "random": 0.0}
+        tables["metrics/E1_fidelity.csv"] = _setting_rows(
+            rng, ["adult", "mnist17"], ["clean", "sym20"], ["logreg", "mlp8"], [1, 3, 10],
+            ["sgd_ie", "acc_sgd_ie", "diffin_paper", "diffin", "tracin", "influence_function", "ghost", "lai"],
+            {"n_compared": lambda r, s, e: 400,
+             "kendall": lambda r, s, e: float(np.clip(sp.get(s, 0.6) + 0.05 * r.standard_normal(), -1, 1)),
+             "spearman": lambda r, s, e: float(np.clip(sp.get(s, 0.7) + 0.05 * r.standard_normal(), -1, 1)),
+             "pearson": lambda r, s, e: float(r.uniform(-1, 1)),
+             "rmse": lambda r, s, e: float(r.uniform(1e-4, 1e-3)),
+             "jaccard_top10": lambda r, s, e: float(r.uniform()),
+             "jaccard_bottom10": lambda r, s, e: float(r.uniform())})
+        ests = ["sgd_ie", "acc_sgd_ie", "tracin", "influence_function", "diffin_self", "self_influence", "cg_score",
+                "loss", "el2n", "forgetting", "random"]
+        tables["metrics/E2_detection.csv"] = _setting_rows(
+            rng, ["digits", "adult"], ["sym20"], ["logreg"], [10], ests,
+            {"direction": lambda r, s, e: "low", "n_noisy": lambda r, s, e: 80,
+             "auroc": lambda r, s, e: float(r.uniform(0.5, 1)), "ap": lambda r, s, e: float(r.uniform())})
+        clean = _setting_rows(rng, ["digits", "adult"], ["sym20"], ["logreg"], [10],
+                              ["sgd_ie", "acc_sgd_ie", "diffin_self", "oracle", "random_removal"],
+                              {"k": lambda r, s, e: 80, "fraction": lambda r, s, e: 1.0,
+                               "test_accuracy": lambda r, s, e: float(r.uniform(0.7, 0.95))})
+        tables["metrics/E2_cleansing.csv"] = clean
+        tables["metrics/E3_curation.csv"] = pd.DataFrame(
+            [{"dataset": d, "policy": p, "seed": s, "final_test_acc": float(rng.uniform(0.4, 0.8)),
+              "time_per_step_s": float(rng.uniform(0.001, 0.01)), "wall_s": 1.0,
+              **({"spearman_lai_ghost": float(rng.uniform(0.7, 0.95))} if p == "vanilla" else {})}
+             for d in ("mnist1d", "mnist5k_e3") for p in ("vanilla", "lai", "ghost", "small_loss")
+             for s in range(3)])
+        dele = _setting_rows(rng, ["adult"], ["clean"], ["logreg"], [10], ["diffin_paper", "tracin", "cg_score"],
+                             {"k": lambda r, s, e: 10, "predicted": lambda r, s, e: float(r.standard_normal()),
+                              "actual": lambda r, s, e: float(r.standard_normal())})
+        dele = pd.concat([dele.assign(removed=w, k=k) for w in ("helpful", "harmful") for k in (10, 40)])
+        dele["predicted"] = rng.standard_normal(len(dele))
+        dele["actual"] = dele["predicted"] + 0.3 * rng.standard_normal(len(dele))
+        tables["metrics/E4_deletion.csv"] = dele
+        core = _setting_rows(rng, ["adult"], ["clean"], ["logreg"], [10],
+                             ["diffin_paper", "tracin", "cg_score", "random_removal"],
+                             {"test_accuracy": lambda r, s, e: float(r.uniform(0.6, 0.9))})
+        tables["metrics/E4_coreset.csv"] = pd.concat([core.assign(keep_fraction=f) for f in (0.3, 0.5, 0.9)])
+        tables["metrics/E5_bounds.csv"] = pd.DataFrame(
+            [{"check": n, "name": n, "passed": ok, "criterion": "c", "claims": c, "measured": "{}",
+              "predicted": "{}"} for n, ok, c in (("one_epoch_identity", True, "ACC-1"),
+                                                   ("error_order", False, "ACC-3"),
+                                                   ("lai_bound", True, "LAI-5"))])
+        tables["metrics/E6_cost.csv"] = pd.DataFrame(
+            [{"estimator": est, "kind": "estimator", "wall_s": float(rng.uniform(0.1, 2)), "peak_rss_mb": 300.0,
+              "setting_dataset": d, "setting_noise": "clean", "setting_model": "logreg", "setting_epochs": 2,
+              "setting_seed": 0} for d in ("adult_n250", "adult_n1000")
+             for est in ("tracin", "diffin_paper", "acc_sgd_ie", "trajectory_loo")])
+        tables["metrics/transformer_cost.csv"] = pd.DataFrame(
+            [{"model": m, "policy": p, "rep": r, "step_time_s": float(rng.uniform(0.01, 0.1)),
+              "ratio_to_vanilla": float(rng.uniform(1, 3)), "footprint_mb": float(rng.uniform(1, 10))}
+             for m in ("gpt", "encoder") for p in ("vanilla", "lai", "ghost", "ghost_flat") for r in range(3)])
+        tables["metrics/E8_lm.csv"] = pd.DataFrame(
+            [{"dataset": "shakespeare", "model": "tinygpt", "policy": p, "seed": s,
+              "final_val_loss": float(rng.uniform(2, 3)), "unigram_val_loss": 3.3,
+              "noisy_dropped_fraction": float(rng.uniform()), "clean_dropped_fraction": float(rng.uniform()),
+              "learned": True} for p in ("vanilla", "vanilla_clean", "lai_self") for s in range(3)])
+        tables["metrics/E8_shapley.csv"] = pd.DataFrame(
+            [{"dataset": "shakespeare", "step": t, "pearson_lai": 0.2, "pearson_ghost": 0.99,
+              "pearson_ghost_flat": 0.6, "first_order_rel_err": 0.01} for t in range(4)])
+        tables["metrics/E9_text.csv"] = pd.DataFrame(
+            [{"dataset": "rotten_tomatoes", "policy": p, "seed": s, "noise_rate": rate,
+              "final_test_acc": float(rng.uniform(0.5, 0.7)), "majority_acc": 0.5, "learned": True,
+              "noisy_dropped_fraction": 0.4, "clean_dropped_fraction": 0.3}
+             for p, rate in (("vanilla", 0.4), ("lai", 0.4), ("ghost", 0.4), ("vanilla", 0.0)) for s in range(3)])
+        tables["peers/taskA.csv"] = pd.DataFrame(
+            [{"task": "A", "method": m, "library": lib, "status": st, "spearman_loo": v, "spearman_traj_loo": v}
+             for m, lib, st, v in (("influence_function", "ours", "ok", 0.99), ("acc_sgd_ie", "ours", "ok", 0.9),
+                                   ("if_explicit", "dattri", "ok", 0.98), ("lissa", "dattri", "failed: X", None))])
+    for spec in NOTEBOOKS.values():
+        for p in spec["inputs"].values():
+            if p not in tables:
+                save_text(res / p, "")  # a disabled experiment: an empty table
+        for f in spec["figures"] if run else []:
+            (res / "figures").mkdir(parents=True, exist_ok=True)
+            _figure(res / "figures" / f"{f}.pdf", res / "figures" / f"{f}.png", f)
+        for t in spec["tables"] if run else []:
+            save_text(res / "tables" / f"{t}.tex",
+                      "\\begin{tabular}{lr}\\toprule name & value \\\\ \\midrule "
+                      f"{t.replace('_', chr(92) + '_')} & 1 \\\\ \\bottomrule\\end{{tabular}}\n")
+    for p, df in tables.items():
+        save_csv(res / p, df)
+    claims = pd.DataFrame([{k: c[k] for k in ("id", "paper", "claim", "experiment", "metric", "criterion")}
+                           | {"measured": f"measured value of {c['id']}",
+                              "verdict": VERDICTS[i % len(VERDICTS)] if run else "not run"}
+                           for i, c in enumerate(CLAIMS)])
+    save_csv(res / "report" / "claims.csv", claims)
+    save_text(res / "report" / "claims.tex", to_latex(claims))
+    return res
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base`` as Snakemake lays a ``--configfile`` over the default (mappings merge, lists
+    replace)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def build(res: Path, config: dict) -> tuple[Path, dict[str, str], list[str]]:
+    """numbers.tex, then the PDF, as the workflow's `numbers` and `paper` rules do."""
+    macros = write_numbers(res, res / "report" / "numbers.tex", config=config, claim_ids=[c["id"] for c in CLAIMS])
+    pdf = res / "report" / "paper.pdf"
+    missing = build_pdf(SOURCE, res, pdf, config_name=config["name"], log_path=res / "paper.log")
+    return pdf, macros, missing
+
+
+def pdf_text(pdf: Path) -> str:
+    out = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return out
+
+
+def flat(text: str) -> str:
+    """Text with line-end hyphenation and runs of white space joined (a claim id may wrap in its table cell)."""
+    return re.sub(r"\s+", " ", re.sub(r"-\s*\n\s*", "-", text))
+
+
+def render(pdf: Path, out: Path, dpi: int = 40) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), str(pdf), str(out / "page")], check=True)
+    return sorted(out.glob("page*.png"))
+
+
+def _ink(png: Path) -> float:
+    """Fraction of non-white pixels of a rendered page."""
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(png)[..., :3]
+    return float((img.mean(axis=2) < 0.9).mean())
+
+
+# --------------------------------------------------------------------------------------------------- tests
+def test_report_includes_every_figure_and_table_of_the_notebooks_once():
+    src = source_text()
+    figs = re.findall(r"\\fig\{([^}]+)\}", src)
+    tabs = re.findall(r"\\tab\{([^}]+)\}", src)
+    listed_figs = [f for spec in NOTEBOOKS.values() for f in spec["figures"]]
+    listed_tabs = [t for spec in NOTEBOOKS.values() for t in spec["tables"]]
+    assert sorted(figs) == sorted(listed_figs), set(figs) ^ set(listed_figs)
+    assert sorted(tabs) == sorted(listed_tabs), set(tabs) ^ set(listed_tabs)
+
+
+def test_report_cites_only_claims_of_the_claims_file():
+    keys = {macro_name(c["id"]) for c in CLAIMS}
+    src = source_text()
+    cited = set(re.findall(r"\\(?:claimbox|verdict|ifok|ifjudged)\{([A-Za-z]+)\}", src))
+    cited |= {m.group(2) for m in re.finditer(r"\\val\{(measured|claim|criterion|verdict|experiment)([A-Z][A-Za-z]*)\}",
+                                                src)}
+    assert cited, "the report cites no claim"
+    assert cited <= keys, cited - keys
+
+
+def test_report_discusses_every_claim_of_the_claims_file():
+    src = source_text()
+    shown = set(re.findall(r"\\(?:claimbox|verdict)\{([A-Za-z]+)\}", src))
+    missing = [c["id"] for c in CLAIMS if macro_name(c["id"]) not in shown]
+    assert not missing, f"claims without a \\claimbox or \\verdict in paper/report.tex: {missing}"
+
+
+@needs_tex
+def test_pdf_has_the_sections_figures_claims_and_generated_numbers(tmp_path):
+    res = make_results(tmp_path)
+    pdf, macros, missing = build(res, DEFAULT)
+    assert not missing, missing
+    text = pdf_text(pdf)
+    joined = flat(text)
+    assert "[no value" not in joined
+    for s in SECTIONS:
+        assert s in joined, s
+    # every figure of the notebooks is a captioned figure; none reads "was not generated"
+    n_figs = sum(len(spec["figures"]) for spec in NOTEBOOKS.values())
+    captions = re.findall(r"Figure (\d+):", joined)
+    assert len(set(captions)) == n_figs, (len(set(captions)), n_figs)
+    assert "was not generated" not in joined
+    # the claims table: every claim id of paper/claims.yaml, and the verdicts it carries
+    claims_part = joined[joined.index("The claims"):]
+    for c in CLAIMS:
+        assert c["id"] in claims_part, c["id"]
+    for v in ("reproduced", "partly", "not reproduced"):
+        assert v in claims_part
+    # numbers from the tables, as the module formats them (an independent computation of two of them)
+    e1 = pd.read_csv(res / "metrics" / "E1_fidelity.csv")
+    paper_form = e1[(e1.estimator == "diffin_paper") & (e1.epochs >= 2)]["spearman"].mean()
+    assert macros["EiSpearmanDiffinPaper"] == fmt(paper_form)
+    assert fmt(paper_form).replace(r"\ensuremath{-}", "−") in joined or fmt(paper_form).replace(
+        r"\ensuremath{-}", "-") in joined
+    sel = e1[(e1.estimator == "diffin_paper") & (e1.epochs >= 2)]
+    assert f"negative in {int((sel.spearman < 0).sum())} of {len(sel)} runs" in joined
+    assert f"configuration {DEFAULT['name']}" in joined
+
+
+@needs_tex
+def test_pdf_pages_render_with_figures_on_them(tmp_path):
+    res = make_results(tmp_path)
+    pdf, _, _ = build(res, DEFAULT)
+    pages = render(pdf, tmp_path / "png")
+    n_pages = int(re.search(r"Pages:\s+(\d+)", subprocess.run(["pdfinfo", str(pdf)], capture_output=True,
+                                                                text=True).stdout).group(1)) \
+        if shutil.which("pdfinfo") else len(pages)
+    assert len(pages) == n_pages >= 8
+    ink = [_ink(p) for p in pages]
+    assert min(ink) > 0.003, ink  # no blank page
+    assert max(ink) > 0.05, ink  # figure pages carry ink
+
+
+@needs_tex
+def test_pdf_builds_when_no_experiment_ran(tmp_path):
+    res = make_results(tmp_path, run=False)
+    smoke = yaml.safe_load((REPO / "experiments" / "config" / "smoke.yaml").read_text())
+    pdf, macros, missing = build(res, merge(DEFAULT, smoke))
+    assert not missing, missing
+    joined = flat(pdf_text(pdf))
+    assert "[no value" not in joined
+    assert "not run" in joined and "was not generated" in joined
+    assert macros["ranEi"] == "0" and macros["EiSpearmanDiffinPaper"] == "not run"
+    for c in CLAIMS:
+        assert c["id"] in joined, c["id"]
