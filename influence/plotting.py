@@ -142,6 +142,13 @@ def ascii_tex(tex: str) -> str:
     )
 
 
+def _tex_escape(text: str) -> str:
+    """``text`` with TeX's special characters escaped (for a caption written into TeX)."""
+    special = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
+               "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}
+    return "".join(special.get(ch, ch) for ch in text)
+
+
 def savetable(
     df: pd.DataFrame, out: Mapping[str, str], name: str, caption: str, tex_df: pd.DataFrame | None = None
 ) -> None:
@@ -166,5 +173,5 @@ def savetable(
     if len(t):
         tex = f"% {caption}\n" + t.to_latex(index=False, float_format="%.3g", escape=True, na_rep="--")
     else:
-        tex = "\\emph{" + caption + ": not run in this configuration.}\n"
+        tex = "\\emph{" + _tex_escape(caption) + ": not run in this configuration.}\n"
     save_text(out[f"{name}_tex"], ascii_tex(tex))

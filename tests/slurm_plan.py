@@ -1,7 +1,10 @@
 """What a cluster run requests: every job of a Snakemake dry run with its resources, and the totals.
 
-    snakemake --profile experiments/profiles/slurm --configfile experiments/config/paper.yaml -n > plan.txt
+    snakemake --profile experiments/profiles/slurm --configfile experiments/config/paper.yaml -n --cores 64 > plan.txt
     python tests/slurm_plan.py plan.txt [--benchmarks results/benchmarks]
+
+(``--cores``: a dry run caps every job's threads at ``--cores``, 1 when it is not given, while a cluster run does
+not; give at least the largest ``threads:`` of any rule, 2 here, or the plan undercounts those jobs' CPUs.)
 
 A job asks Slurm for ``cpus`` CPUs (the ``cpus_per_task`` resource, else the rule's ``threads``, as the SLURM
 executor plugin does) for ``runtime`` minutes, so the requested CPU-hours of a plan are

@@ -134,3 +134,14 @@ def test_module_is_torch_free():
     code = "import sys; import influence.plotting; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert got.split() == ["False", "False"]
+
+
+def test_an_empty_table_writes_its_caption_escaped_for_tex(tmp_path):
+    import pandas as pd
+
+    from influence.plotting import savetable
+
+    out = {"t_csv": tmp_path / "t.csv", "t_tex": tmp_path / "t.tex"}
+    savetable(pd.DataFrame(), out, "t", "lds_mean_target: 50 % & more {x}")
+    tex = (tmp_path / "t.tex").read_text()
+    assert r"lds\_mean\_target: 50 \% \& more \{x\}" in tex and "not run" in tex
