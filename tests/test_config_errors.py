@@ -114,7 +114,8 @@ CASES = [
     # --- caught now, by the schema's per-kind noise rules and the plan-time checks of common.smk
     ("empty_estimator_list", {"experiments.fidelity.estimators": []}, ["experiments.fidelity.estimators", "empty"]),
     ("every_estimator_skips_the_model",
-     {"estimators.sgd_ie.skip_models": ["logreg"], "estimators.acc_sgd_ie.skip_models": ["logreg"]},
+     {"estimators.sgd_ie.skip_models": ["logreg"], "estimators.acc_sgd_ie.skip_models": ["logreg"],
+      "estimators.random.skip_models": ["logreg"]},
      ["experiments.fidelity.estimators", "logreg", "skip_models"]),
     ("label_noise_without_rate", {"noise.sym30": {"kind": "symmetric"}}, ["'rate' is a required", "['sym30']"]),
     ("feature_noise_without_rate", {"noise.feat": {"kind": "gaussian", "sigma": 2.0}},
