@@ -43,9 +43,10 @@ def score_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "results" / "scores").rglob("*.npy"))}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """One smoke run for the module (about 30 jobs; ~40 s on an idle 2-core machine)."""
+    """One smoke run for the whole session (test_workflow, test_reproducible, test_notebooks and test_slurm share it;
+    about 50 jobs, ~1 min on an idle 2-core machine)."""
     work = tmp_path_factory.mktemp("smoke")
     res = snakemake(work, "--configfile", str(SMOKE), "--cores", "2", "--quiet", "rules", timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
