@@ -240,6 +240,18 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
     return dot / len(batches), sq
 
 
+def _grads_and_directions(model: Any, theta: torch.Tensor, Xz: torch.Tensor, yz: torch.Tensor, X: torch.Tensor,
+                          y: torch.Tensor, batches: Any, *, l2: float, hvp: str, eps: float | None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample gradients G(z) of the rows (Xz, yz) and their directions D_t(z) averaged over ``batches``
+    (:func:`diffin_direction`, one batch HVP per row and batch)."""
+    G = per_sample_grads(model, theta, Xz, yz, l2=l2)
+    D = torch.zeros_like(G)
+    for S in batches:
+        D += diffin_direction(model, theta, Xz, yz, X[S], y[S], l2=l2, hvp=hvp, eps=eps)
+    return G, D / len(batches)
+
+
 def _self_terms_reference(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, batches: list[np.ndarray],
                           *, l2: float, hvp: str, eps: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_self_terms` by materialised directions D_t(z) (:func:`diffin_direction`, one batch HVP per
@@ -249,11 +261,7 @@ def _self_terms_reference(model, theta: torch.Tensor, X: torch.Tensor, y: torch.
     sq = torch.zeros(N, dtype=theta.dtype)
     for s in range(0, N, chunk):
         sl = slice(s, min(s + chunk, N))
-        G = per_sample_grads(model, theta, X[sl], y[sl], l2=l2)
-        D = torch.zeros_like(G)
-        for S in batches:
-            D += diffin_direction(model, theta, X[sl], y[sl], X[S], y[S], l2=l2, hvp=hvp, eps=eps)
-        D /= len(batches)
+        G, D = _grads_and_directions(model, theta, X[sl], y[sl], X, y, batches, l2=l2, hvp=hvp, eps=eps)
         dot[sl] = (G * D).sum(1)
         sq[sl] = (G * G).sum(1)
     return dot, sq
@@ -415,11 +423,7 @@ def diffin(
         else:
             for s in range(0, N, chunk):
                 sl = slice(s, min(s + chunk, N))
-                G = per_sample_grads(model, theta, X[sl], y[sl], l2=l2)
-                D = torch.zeros_like(G)
-                for S in batches:
-                    D += diffin_direction(model, theta, X[sl], y[sl], X[S], y[S], l2=l2, hvp=hvp, eps=eps)
-                D /= len(batches)
+                G, D = _grads_and_directions(model, theta, X[sl], y[sl], X, y, batches, l2=l2, hvp=hvp, eps=eps)
                 out[sl] += a_t * D + (c1 * G if form == "full" else 0.0)
     return out.numpy()
 
