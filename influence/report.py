@@ -221,16 +221,23 @@ def _sel(df: pd.DataFrame | None, table: str, where: Mapping[str, Any] | None = 
     return df if len(df) else None
 
 
+def _selected(df: pd.DataFrame | None, col: str, table: str, where: Mapping[str, Any] | None,
+              by: Iterable[str]) -> tuple[pd.DataFrame, pd.Series] | None:
+    """The selected rows and their ``col`` as numbers (columns checked first); ``None`` when nothing is selected."""
+    if df is not None:
+        _need(df, [col, *by], table)
+    df = _sel(df, table, where)
+    return None if df is None else (df, pd.to_numeric(df[col], errors="coerce"))
+
+
 def _mean(df: pd.DataFrame | None, col: str, table: str, where: Mapping[str, Any] | None = None,
           by: Iterable[str] = ()) -> float | None:
     """Mean of ``col`` over the selected rows; with ``by``, the mean of the group means (e.g. datasets first,
     so a dataset with more seeds does not weigh more). ``None`` when nothing is selected."""
-    if df is not None:
-        _need(df, [col, *by], table)
-    df = _sel(df, table, where)
-    if df is None:
+    sel = _selected(df, col, table, where, by)
+    if sel is None:
         return None
-    vals = pd.to_numeric(df[col], errors="coerce")
+    df, vals = sel
     if by:
         vals = vals.groupby([df[b] for b in by]).mean()
     vals = vals.dropna()
@@ -241,12 +248,10 @@ def _sd(df: pd.DataFrame | None, col: str, table: str, where: Mapping[str, Any] 
         by: Iterable[str] = ()) -> float | None:
     """Sample standard deviation (ddof 1) of ``col`` over the selected rows (e.g. seeds; 0 for one row); with
     ``by``, the mean of the groups' standard deviations. ``None`` when nothing is selected."""
-    if df is not None:
-        _need(df, [col, *by], table)
-    df = _sel(df, table, where)
-    if df is None:
+    sel = _selected(df, col, table, where, by)
+    if sel is None:
         return None
-    vals = pd.to_numeric(df[col], errors="coerce")
+    df, vals = sel
     groups = [g.dropna() for _, g in vals.groupby([df[b] for b in by])] if by else [vals.dropna()]
     return float(np.mean([g.std(ddof=1) if len(g) > 1 else 0.0 for g in groups]))
 
