@@ -90,12 +90,17 @@ def test_smoke_claims_table_is_computed_from_the_run(smoke_run):
 
 
 @pytest.mark.slow
-def test_two_clean_smoke_runs_give_identical_score_files(smoke_run, tmp_path):
+def test_two_clean_smoke_runs_give_identical_score_files_batched_or_one_job_per_estimator(smoke_run, tmp_path):
     first = score_files(smoke_run)
     assert first, "the smoke run wrote no score files"
     targets = [str(Path("results") / "scores" / Path(k).relative_to(Path("results") / "scores")) for k in first]
-    res = snakemake(tmp_path, *targets, "--configfile", str(SMOKE), "--cores", "2", "--quiet", "rules", timeout=600)
+    # the smoke run scores a run's estimators in one job (batch_estimators); this one runs a job per estimator
+    res = snakemake(tmp_path, *targets, "--configfile", str(SMOKE), "--config", "batch_estimators=False",
+                    "--cores", "2", "--quiet", "rules", timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
+    bench = {p.name for p in (tmp_path / "results" / "benchmarks" / "estimate").rglob("*.tsv")}
+    assert bench == {Path(k).with_suffix(".tsv").name for k in first}, bench  # one job per estimator, no batch.tsv
+    assert {p.name for p in (smoke_run / "results" / "benchmarks" / "estimate").rglob("*.tsv")} == {"batch.tsv"}
     assert score_files(tmp_path) == first
 
 

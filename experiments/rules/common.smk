@@ -3,6 +3,7 @@
 # experiments/config/schema.yaml (filled in by `validate` in the Snakefile), so the rules read keys by indexing.
 import itertools
 import os
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -19,7 +20,10 @@ ENVS = "../../envs"
 CORE_ENV, NOTEBOOKS_ENV, PEERS_ENV = (f"{ENVS}/{name}.yaml" for name in ("core", "notebooks", "peers"))
 # One recorded training run: data setting / noise setting / model recipe / epochs / seed.
 SET = "{dataset}/{noise}/{model}/ep{epochs}/seed{seed}"
+SET_FIELDS = ("dataset", "noise", "model", "epochs", "seed")
+SET_PARSE = re.compile(r"([^/]+)/([^/]+)/([^/]+)/ep(\d+)/seed(\d+)")  # a concrete SET back into its fields
 NAME = r"[A-Za-z0-9_]+"
+NO_MATCH = r"(?!)"  # a wildcard constraint no value meets (a rule switched off by batch_estimators)
 
 
 wildcard_constraints:

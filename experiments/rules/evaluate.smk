@@ -50,6 +50,8 @@ rule cleanse:
     output:
         f"{RES}/cleansing/{SET}/{{estimator}}.csv",
     params:
+        estimators=lambda wc: [wc.estimator],
+        setting=lambda wc: dict(wc.items()),
         spec=lambda wc: config["models"][wc.model],
         fractions=exp_cfg("detection")["cleanse_fractions"],
         directions=SUSPICION_OVERRIDES,
@@ -61,6 +63,8 @@ rule cleanse:
     resources:
         mem_mb=2000,
         runtime=30,
+    wildcard_constraints:
+        estimator=NO_MATCH if config["batch_estimators"] else NAME,  # batched: the cleanse_<run> jobs below
     script:
         "../scripts/cleanse.py"
 
@@ -75,6 +79,8 @@ rule deletion:
         deletion=f"{RES}/deletion/{SET}/{{estimator}}.csv",
         coreset=f"{RES}/coreset/{SET}/{{estimator}}.csv",
     params:
+        estimators=lambda wc: [wc.estimator],
+        setting=lambda wc: dict(wc.items()),
         spec=lambda wc: config["models"][wc.model],
         ks=exp_cfg("deletion")["ks"],
         keep_fractions=exp_cfg("deletion")["keep_fractions"],
@@ -86,8 +92,77 @@ rule deletion:
     resources:
         mem_mb=2000,
         runtime=30,
+    wildcard_constraints:
+        estimator=NO_MATCH if config["batch_estimators"] else NAME,  # batched: the deletion_<run> jobs below
     script:
         "../scripts/deletion.py"
+
+
+# batch_estimators: one job per recorded run for all its estimators' cleansing / deletion tables (as for the
+# scores, runs.smk); the same tables as one job per estimator.
+if config["batch_estimators"]:
+    for _s in _detection_settings():
+        _key, _ests = SET.format(**_s), cleanse_estimators(_s["model"])
+        _wc = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
+
+        rule:
+            name:
+                "cleanse_" + re.sub(r"\W", "_", _key)
+            conda:
+                CORE_ENV
+            input:
+                **splits_of(_wc),
+                scores=[f"{RES}/scores/{_key}/{e}.npy" for e in _ests if e not in ("oracle", "random_removal")],
+            output:
+                [f"{RES}/cleansing/{_key}/{e}.csv" for e in _ests],
+            params:
+                estimators=_ests,
+                setting=vars(_wc),
+                spec=config["models"][_s["model"]],
+                fractions=exp_cfg("detection")["cleanse_fractions"],
+                directions=SUSPICION_OVERRIDES,
+            log:
+                f"{RES}/logs/cleanse/{_key}/batch.log",
+            benchmark:
+                f"{RES}/benchmarks/cleanse/{_key}/batch.tsv"
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=30 * len(_ests),
+            script:
+                "../scripts/cleanse.py"
+
+    for _s in settings("deletion"):
+        _key, _ests = SET.format(**_s), estimators_for("deletion", _s["model"]) + ["random_removal"]
+        _wc = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
+
+        rule:
+            name:
+                "deletion_" + re.sub(r"\W", "_", _key)
+            conda:
+                CORE_ENV
+            input:
+                **splits_of(_wc),
+                scores=[f"{RES}/scores/{_key}/{e}.npy" for e in _ests if e != "random_removal"],
+            output:
+                deletion=[f"{RES}/deletion/{_key}/{e}.csv" for e in _ests],
+                coreset=[f"{RES}/coreset/{_key}/{e}.csv" for e in _ests],
+            params:
+                estimators=_ests,
+                setting=vars(_wc),
+                spec=config["models"][_s["model"]],
+                ks=exp_cfg("deletion")["ks"],
+                keep_fractions=exp_cfg("deletion")["keep_fractions"],
+            log:
+                f"{RES}/logs/deletion/{_key}/batch.log",
+            benchmark:
+                f"{RES}/benchmarks/deletion/{_key}/batch.tsv"
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=30 * len(_ests),
+            script:
+                "../scripts/deletion.py"
 
 
 rule table_E1:

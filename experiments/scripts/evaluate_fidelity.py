@@ -8,7 +8,7 @@ import numpy as np
 from wfio import setup
 
 from influence.io import save_csv
-from influence.loo import LOOResult
+from influence.loo_result import LOOResult
 from influence.tasks.e1_fidelity import agreement_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)

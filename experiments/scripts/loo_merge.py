@@ -4,7 +4,7 @@
 from wfio import setup
 
 from influence.io import read_json, save_json
-from influence.loo import LOOResult, merge_loo, merge_provenance
+from influence.loo_result import LOOResult, merge_loo, merge_provenance
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
