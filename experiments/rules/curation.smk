@@ -6,7 +6,10 @@ rule curate:
         CORE_ENV
     output:
         f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
+    wildcard_constraints:
+        seed=NO_MATCH if config["batch_seeds"] else r"\d+",  # batched: below
     params:
+        seeds=lambda wc: [wc.seed],
         spec=lambda wc: config["data"][wc.dataset],
         run=exp_cfg("curation")["run"],
         noise_rate=exp_cfg("curation")["noise_rate"],
@@ -21,6 +24,21 @@ rule curate:
         runtime=60,
     script:
         "../scripts/curate.py"
+
+
+# batch_seeds: all seeds of a curate in one job (one interpreter start instead of one per seed)
+if config["batch_seeds"]:
+
+    use rule curate as curate_seeds with:
+        output:
+            expand(f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json", seed=exp_cfg("curation")["seeds"], allow_missing=True),
+        params:
+            seeds=exp_cfg("curation")["seeds"],
+        log:
+            f"{RES}/logs/curate/{{dataset}}/{{policy}}/seeds.log",
+        benchmark:
+            f"{RES}/benchmarks/curate/{{dataset}}/{{policy}}/seeds.tsv",
+
 
 
 rule table_E3:

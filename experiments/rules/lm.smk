@@ -42,8 +42,10 @@ rule lm_run:
     output:
         f"{RES}/lm/{{stream}}/{{policy}}/seed{{seed}}.json",
     wildcard_constraints:
+        seed=NO_MATCH if config["batch_seeds"] else r"\d+",  # batched: below
         stream="noisy|clean",
     params:
+        seeds=lambda wc: [wc.seed],
         dataset=E8_DATASET,
         data=E8["data"],
         model=E8["model"],
@@ -60,6 +62,21 @@ rule lm_run:
         runtime=60,
     script:
         "../scripts/e8_run.py"
+
+
+# batch_seeds: all seeds of a lm_run in one job (one interpreter start instead of one per seed)
+if config["batch_seeds"]:
+
+    use rule lm_run as lm_run_seeds with:
+        output:
+            expand(f"{RES}/lm/{{stream}}/{{policy}}/seed{{seed}}.json", seed=E8["seeds"], allow_missing=True),
+        params:
+            seeds=E8["seeds"],
+        log:
+            f"{RES}/logs/lm/{{stream}}/{{policy}}/seeds.log",
+        benchmark:
+            f"{RES}/benchmarks/lm/{{stream}}/{{policy}}/seeds.tsv",
+
 
 
 rule lm_shapley:

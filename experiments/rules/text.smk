@@ -39,8 +39,10 @@ rule text_run:
     output:
         f"{RES}/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.json",
     wildcard_constraints:
+        seed=NO_MATCH if config["batch_seeds"] else r"\d+",  # batched: below
         rate=r"\d+",
     params:
+        seeds=lambda wc: [wc.seed],
         spec=lambda wc: E9_DATASETS[wc.dataset],
         model=E9["model"],
         run=E9["run"],
@@ -55,6 +57,21 @@ rule text_run:
         runtime=30,
     script:
         "../scripts/e9_text.py"
+
+
+# batch_seeds: all seeds of a text_run in one job (one interpreter start instead of one per seed)
+if config["batch_seeds"]:
+
+    use rule text_run as text_run_seeds with:
+        output:
+            expand(f"{RES}/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.json", seed=E9["seeds"], allow_missing=True),
+        params:
+            seeds=E9["seeds"],
+        log:
+            f"{RES}/logs/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.log",
+        benchmark:
+            f"{RES}/benchmarks/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.tsv",
+
 
 
 rule table_E9:
