@@ -175,3 +175,36 @@ def savetable(
     else:
         tex = "\\emph{" + _tex_escape(caption) + ": not run in this configuration.}\n"
     save_text(out[f"{name}_tex"], ascii_tex(tex))
+
+
+#: Columns of the ``make bench`` summary (``experiments/benchmarks/summary.py``) the notebooks show.
+BENCH_COLUMNS = ["group", "case", "ours", "reference", "unit", "ours_time", "ref_time", "ref_over_ours",
+                 "cpu_ref_over_ours", "ours_peak_mb", "ref_peak_mb", "goal", "met", "basis", "threads", "load_avg"]
+
+
+def bench_rows(bench: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """The rows of a ``make bench`` summary in ``groups`` (empty if there is no summary)."""
+    if not len(bench) or "group" not in bench:
+        return pd.DataFrame()
+    t = bench[bench["group"].isin(groups)]
+    return t[[c for c in BENCH_COLUMNS if c in t]].reset_index(drop=True)
+
+
+def bench_words(t: pd.DataFrame, what: str) -> list[str]:
+    """Markdown lines: each row of ``t`` with a goal (ours vs the reference, the ratio on the row's basis, met or
+    not), then how many goals were met; or that no benchmark table was given."""
+    if not len(t):
+        return [f"**{what}**: no `make bench` table was given (config `bench_summary`); not run."]
+    threads = ", ".join(str(int(x)) for x in sorted(t["threads"].dropna().unique())) if "threads" in t else "?"
+    lines = [f"**{what}** (`make bench`, {len(t)} rows; a stored measurement of one machine, threads {threads}, "
+             f"load average {t['load_avg'].min():.2g}–{t['load_avg'].max():.2g}):"]
+    goals = t[t["goal"].notna() & (t["goal"].astype(str) != "")]
+    for _, r in goals.iterrows():
+        cpu = r.get("basis") == "cpu"
+        ratio = r["cpu_ref_over_ours"] if cpu else r["ref_over_ours"]
+        lines.append(f"- `{r['case']}`: ours (`{r['ours']}`) {r['ours_time']:.3g} {r['unit']} vs `{r['reference']}` "
+                     f"{r['ref_time']:.3g} {r['unit']}, reference / ours {ratio:.3g} ({'CPU' if cpu else 'wall'} "
+                     f"time); goal {r['goal']}: **{'met' if r['met'] == 'yes' else 'not met'}**")
+    n_met = int((goals["met"] == "yes").sum())
+    lines.append(f"- goals met: {n_met} of {len(goals)}" if len(goals) else "- no row of these groups has a goal")
+    return lines

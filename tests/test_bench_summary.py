@@ -97,3 +97,20 @@ def test_summary_reports_missing_outputs_and_writes_both_files(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert "online: online.json: missing (run bench_online.py)" in md
     assert math.isclose(float(df[df["case"] == "mnist17-logreg"]["ref_over_ours"].iloc[0]), 30.0)
+
+
+def test_notebook_helpers_show_the_groups_asked_for_and_state_every_goal(tmp_path):
+    from influence.plotting import bench_rows, bench_words
+
+    _write_outputs(tmp_path)
+    summary.main(["--dir", str(tmp_path)])
+    df = pd.read_csv(tmp_path / "summary.csv")  # as the notebooks read it (the goal column is NaN where empty)
+    t = bench_rows(df, ["loo", "online"])
+    assert set(t["group"]) == {"loo", "online"} and "source" not in t
+    words = "\n".join(bench_words(t, "Benchmarks"))
+    goals = t[t["goal"].notna()]
+    assert f"goals met: {int((goals['met'] == 'yes').sum())} of {len(goals)}" in words
+    assert "`mnist5k-logreg10`: ours" in words and "(CPU time); goal" in words and "**not met**" in words
+    assert "mnist17-logreg" not in words  # no goal, no line
+    assert bench_rows(pd.DataFrame(), ["loo"]).empty
+    assert "not run" in bench_words(pd.DataFrame(), "Benchmarks")[0]

@@ -15,6 +15,8 @@ from influence.data import SIZES
 from influence.io import config_hash
 
 RES = config["results"]
+# the `make bench` table the E6 / E7 notebooks show (relative paths: to the repository)
+BENCH_SUMMARY = os.path.join(REPO, config["bench_summary"])
 # Conda environments of the rules (`--software-deployment-method conda`), relative to the rule files.
 ENVS = "../../envs"
 CORE_ENV, NOTEBOOKS_ENV, PEERS_ENV = (f"{ENVS}/{name}.yaml" for name in ("core", "notebooks", "peers"))

@@ -14,9 +14,10 @@
 
 E7 = exp_cfg("peers")
 E7_TASKS = E7["tasks"]
-# The notebook reads the tables of the configured tasks only (input keys A, cost_A for task A, B, cost_B for B).
+# The notebook reads the tables of the configured tasks only (input keys A, cost_A for task A, B, cost_B for B; the
+# other keys, e.g. bench, always).
 NB_INPUTS["E7_peers"] = {
-    key: path if key.rpartition("_")[2] in E7_TASKS else []
+    key: path if key.rpartition("_")[2] in E7_TASKS or key.rpartition("_")[2] not in ("A", "B") else []
     for key, path in NB_INPUTS["E7_peers"].items()
 }
 
