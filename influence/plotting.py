@@ -208,3 +208,15 @@ def bench_words(t: pd.DataFrame, what: str) -> list[str]:
     n_met = int((goals["met"] == "yes").sum())
     lines.append(f"- goals met: {n_met} of {len(goals)}" if len(goals) else "- no row of these groups has a goal")
     return lines
+
+
+def bench_tex(t: pd.DataFrame) -> pd.DataFrame:
+    """A compact ``make bench`` table for the report: the rows with a goal, ours vs the reference and the ratio on
+    each row's basis (CPU or wall time)."""
+    if not len(t) or "goal" not in t:
+        return pd.DataFrame()
+    g = t[t["goal"].notna() & (t["goal"].astype(str) != "")]
+    ratio = [r["cpu_ref_over_ours"] if r.get("basis") == "cpu" else r["ref_over_ours"] for _, r in g.iterrows()]
+    return pd.DataFrame({"case": g["case"], "ours": g["ours"], "reference": g["reference"], "unit": g["unit"],
+                         "ours time": g["ours_time"], "reference time": g["ref_time"], "ref/ours": ratio,
+                         "basis": g["basis"], "goal": g["goal"], "met": g["met"]}).reset_index(drop=True)
