@@ -24,6 +24,8 @@ CORE_ENV, NOTEBOOKS_ENV, PEERS_ENV = (f"{ENVS}/{name}.yaml" for name in ("core",
 SET = "{dataset}/{noise}/{model}/ep{epochs}/seed{seed}"
 SET_FIELDS = ("dataset", "noise", "model", "epochs", "seed")
 SET_PARSE = re.compile(r"([^/]+)/([^/]+)/([^/]+)/ep(\d+)/seed(\d+)")  # a concrete SET back into its fields
+
+
 NAME = r"[A-Za-z0-9_]+"
 NO_MATCH = r"(?!)"  # a wildcard constraint no value meets (a rule switched off by batch_estimators)
 

@@ -103,11 +103,12 @@ rule deletion:
 if config["batch_estimators"]:
     for _s in _detection_settings():
         _key, _ests = SET.format(**_s), cleanse_estimators(_s["model"])
+        _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
         _wc = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
 
         rule:
             name:
-                "cleanse_" + re.sub(r"\W", "_", _key)
+                f"cleanse_{_suffix}"
             conda:
                 CORE_ENV
             input:
@@ -134,11 +135,12 @@ if config["batch_estimators"]:
 
     for _s in settings("deletion"):
         _key, _ests = SET.format(**_s), estimators_for("deletion", _s["model"]) + ["random_removal"]
+        _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
         _wc = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
 
         rule:
             name:
-                "deletion_" + re.sub(r"\W", "_", _key)
+                f"deletion_{_suffix}"
             conda:
                 CORE_ENV
             input:
@@ -292,6 +294,8 @@ rule table_E6_timing:
 # a measurement of one machine, not a result of this run, so the workflow reads a stored copy (config
 # `bench_summary`: the snapshot shipped with the repository, or a fresh results/benchmarks/summary.csv).
 rule bench_summary:
+    conda:
+        CORE_ENV
     input:
         BENCH_SUMMARY,
     output:

@@ -99,11 +99,12 @@ rule estimate:
 # the process); time and peak memory are measured per estimator inside the job as before.
 if config["batch_estimators"]:
     for _key, _ests in SETTING_ESTIMATORS.items():
+        _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
         _wc = SimpleNamespace(**dict(zip(SET_FIELDS, SET_PARSE.fullmatch(_key).groups(), strict=True)))
 
         rule:
             name:
-                "estimate_" + re.sub(r"\W", "_", _key)
+                f"estimate_{_suffix}"
             conda:
                 CORE_ENV
             input:
