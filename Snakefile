@@ -1,6 +1,6 @@
 # Training-data influence along the SGD trajectory: every result, figure, table and the claims table.
 #
-#   snakemake --cores 8                                   # default config (offline, < 30 min on 2 cores)
+#   snakemake --cores 8                                   # default config (offline, ~15 min on 2 idle cores)
 #   snakemake --cores 2 --configfile experiments/config/smoke.yaml     # seconds
 #   snakemake --profile experiments/profiles/slurm --configfile experiments/config/paper.yaml
 #
