@@ -8,16 +8,11 @@ the score files of the real estimators among them (``random_removal`` has none),
 
 import numpy as np
 import pandas as pd
-from wfio import setup
+from wfio import output_paths, setup
 
 from influence.data import Dataset
 from influence.io import save_csv
 from influence.tasks.e4_deletion import coreset_table, deletion_table
-
-
-def _paths(p):  # one named output is a string, several a list
-    return [p] if isinstance(p, str) else list(p)
-
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -27,8 +22,8 @@ train = Dataset.load(sm.input.train)
 target = Dataset.load(sm.input.target)
 evals = {"test": Dataset.load(sm.input.test)}
 score_files = iter(sm.input.scores)
-for name, del_out, core_out in zip(sm.params.estimators, _paths(sm.output.deletion), _paths(sm.output.coreset),
-                                   strict=True):
+outs = zip(sm.params.estimators, output_paths(sm.output.deletion), output_paths(sm.output.coreset), strict=True)
+for name, del_out, core_out in outs:
     if name == "random_removal":
         deletion = pd.DataFrame(columns=["removed", "k", "predicted", "actual"])
         value = None

@@ -7,7 +7,7 @@ and the run are loaded once; each estimator is timed and its peak memory measure
 
 import hashlib
 
-from wfio import setup
+from wfio import output_paths, setup
 
 from influence import estimators
 from influence.data import Dataset
@@ -21,12 +21,8 @@ names = list(sm.params.estimators)
 unknown = [n for n in names if n not in estimators.names()]
 if unknown:
     raise KeyError(f"estimators {unknown} are in the config but not registered; known: {', '.join(estimators.names())}")
-def _paths(p):  # one named output is a string, several a list
-    return [p] if isinstance(p, str) else list(p)
-
-
-outs = list(zip(names, sm.params.hparams, sm.params.config_hash, _paths(sm.output.scores),
-                _paths(sm.output.provenance), strict=True))
+outs = list(zip(names, sm.params.hparams, sm.params.config_hash, output_paths(sm.output.scores),
+                output_paths(sm.output.provenance), strict=True))
 traj = Trajectory.load(sm.input.run)
 train = Dataset.load(sm.input.train)
 target = Dataset.load(sm.input.target)

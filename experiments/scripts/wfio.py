@@ -28,3 +28,8 @@ def setup(snakemake: Any) -> logging.Logger:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(True)
     return logging.getLogger(f"rule.{snakemake.rule}")
+
+
+def output_paths(paths: Any) -> list[str]:
+    """A named output as a list of paths: Snakemake gives one path as a string, several as a list."""
+    return [paths] if isinstance(paths, str) else list(paths)
