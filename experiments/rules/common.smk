@@ -22,10 +22,6 @@ ENVS = "../../envs"
 CORE_ENV, NOTEBOOKS_ENV, PEERS_ENV = (f"{ENVS}/{name}.yaml" for name in ("core", "notebooks", "peers"))
 # One recorded training run: data setting / noise setting / model recipe / epochs / seed.
 SET = "{dataset}/{noise}/{model}/ep{epochs}/seed{seed}"
-SET_FIELDS = ("dataset", "noise", "model", "epochs", "seed")
-SET_PARSE = re.compile(r"([^/]+)/([^/]+)/([^/]+)/ep(\d+)/seed(\d+)")  # a concrete SET back into its fields
-
-
 NAME = r"[A-Za-z0-9_]+"
 NO_MATCH = r"(?!)"  # a wildcard constraint no value meets (a rule switched off by batch_estimators)
 
@@ -158,9 +154,11 @@ for _name, _spec in config["data"].items():
 
 # Which estimators each setting needs (a setting may belong to several experiments).
 SETTING_ESTIMATORS = {}
+SETTING_WILDCARDS = {}  # the same settings' wildcard values (strings, as Snakemake passes them), for the batch rules
 for _exp in ("fidelity", "detection", "deletion", "cost"):
     for _s in settings(_exp):
         SETTING_ESTIMATORS.setdefault(SET.format(**_s), [])
+        SETTING_WILDCARDS[SET.format(**_s)] = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
         for _e in estimators_for(_exp, _s["model"]):
             if _e not in SETTING_ESTIMATORS[SET.format(**_s)]:
                 SETTING_ESTIMATORS[SET.format(**_s)].append(_e)

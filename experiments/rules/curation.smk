@@ -31,14 +31,14 @@ if config["batch_seeds"]:
 
     use rule curate as curate_seeds with:
         output:
-            expand(f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json", seed=exp_cfg("curation")["seeds"], allow_missing=True),
+            expand(f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
+                   seed=exp_cfg("curation")["seeds"], allow_missing=True),
         params:
             seeds=exp_cfg("curation")["seeds"],
         log:
             f"{RES}/logs/curate/{{dataset}}/{{policy}}/seeds.log",
         benchmark:
             f"{RES}/benchmarks/curate/{{dataset}}/{{policy}}/seeds.tsv",
-
 
 
 rule table_E3:

@@ -104,7 +104,7 @@ if config["batch_estimators"]:
     for _s in _detection_settings():
         _key, _ests = SET.format(**_s), cleanse_estimators(_s["model"])
         _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
-        _wc = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
+        _wc = SETTING_WILDCARDS[_key]
 
         rule:
             name:
@@ -136,7 +136,7 @@ if config["batch_estimators"]:
     for _s in settings("deletion"):
         _key, _ests = SET.format(**_s), estimators_for("deletion", _s["model"]) + ["random_removal"]
         _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
-        _wc = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
+        _wc = SETTING_WILDCARDS[_key]
 
         rule:
             name:

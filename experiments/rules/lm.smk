@@ -78,7 +78,6 @@ if config["batch_seeds"]:
             f"{RES}/benchmarks/lm/{{stream}}/{{policy}}/seeds.tsv",
 
 
-
 rule lm_shapley:
     conda:
         CORE_ENV

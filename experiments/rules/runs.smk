@@ -100,7 +100,7 @@ rule estimate:
 if config["batch_estimators"]:
     for _key, _ests in SETTING_ESTIMATORS.items():
         _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
-        _wc = SimpleNamespace(**dict(zip(SET_FIELDS, SET_PARSE.fullmatch(_key).groups(), strict=True)))
+        _wc = SETTING_WILDCARDS[_key]
 
         rule:
             name:

@@ -73,7 +73,6 @@ if config["batch_seeds"]:
             f"{RES}/benchmarks/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.tsv",
 
 
-
 rule table_E9:
     conda:
         CORE_ENV
