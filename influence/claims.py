@@ -1,53 +1,60 @@
-"""The claims table: each claim of the four papers, its criterion, the measured value and the verdict.
+"""The claims table: each claim of the four papers, its criterion, our effect with its interval and the verdict.
 
-Claims live in a data file (``paper/claims.yaml``): id, paper, claim, experiment, metric, criterion (prose)
-and ``test``, the machine-readable form of the criterion. :func:`evaluate_claims` reads the experiment
-tables written by the workflow (``<results>/metrics/<table>.csv``), applies each test and returns one row
-per claim with the measured value and a verdict out of :data:`VERDICTS`, computed, never typed.
+Claims live in a data file (``paper/claims.yaml``): id, paper, claim, experiment, metric, criterion (prose),
+``paper_value`` (the paper's published number, where there is one) and ``test``, the machine-readable form of
+the criterion. :func:`evaluate_claims` reads the experiment tables written by the workflow
+(``<results>/metrics/<table>.csv``), applies each test and returns one row per claim (:data:`COLUMNS`) with the
+effect, its 95 % interval, a one-line diagnosis and a verdict out of :data:`VERDICTS`, computed, never typed.
+
+**Verdicts are three-way, with an interval.** A comparison is an *effect paired by seed* (or by round, for
+timings measured in interleaved rounds; by row, for a wide table): per seed, the estimator's metric minus the
+baseline's (``A − factor·B``), or the log ratio ``log(A/B) − log factor`` for costs and errors judged relative
+(``ratio``). Its mean gets a Student-t interval over the pairs (:func:`interval`; with 5 seeds the percentile
+bootstrap under-covers, the t interval does not rely on a resampling of 5 values). Signed in the claim's favour
+(positive = the claimed side), with the claim's ``margin`` (the smallest effect the claim counts as real, set
+per metric before looking at results):
+
+* *reproduced*: the interval lies entirely past the margin;
+* *refuted*: it lies entirely short of the margin (the claimed effect is excluded);
+* *inconclusive*: it contains the margin; the diagnosis gives the smallest effect the design could detect
+  (:func:`detectable`: a two-sided paired t test at 5 % with 80 % power). One seed is always inconclusive.
 
 Test kinds (keys besides ``kind`` in brackets):
 
-``compare`` [table, estimator, baselines, metrics {name: higher|lower}, where, group_by, key, margin,
-    min_margin, factor, strict, min_value, control, paired_by, min_rounds, report_metrics, rule, columns]
-    Per group (mean over the remaining rows, e.g. seeds) and metric, the estimator *wins* if it is at
-    least as good as the best baseline: higher-is-better ``A ≥ factor·B + margin`` (lower-is-better
-    ``A ≤ factor·B − margin``; ``strict: true``: ``>`` / ``<``, a tie is a loss); ``margin: sd`` requires
-    beating the best baseline by more than the larger standard deviation over seeds (strictly), at least
-    ``min_margin`` (for tables with one seed, whose sd is unknown); ``min_value`` additionally requires
-    ``A ≥ min_value``. An undefined ``A`` (NaN: e.g. the rank correlation of a constant estimator) is a
-    loss, never a skipped comparison; NaN baselines are left out.
-    ``control: {estimator, metric, direction, margin, min_margin}``: per group the estimator must also beat
-    the best control estimator (e.g. ``random``, the chance baseline in the same table) on ``metric`` by
-    more than ``margin`` (a number or ``sd``); where it does not, every comparison of the group is lost
-    (an estimate no better than chance wins nothing, e.g. an RMSE "won" by predicting ≈ 0). A table without
-    the control gives ``not run``; groups without it are skipped and counted in ``measured``.
-    ``paired_by: rep`` (timings measured in interleaved rounds): per group, metric and baseline, the
-    per-round ratios ``A_k / B_k`` (rounds matched on that column); the estimator wins if the median ratio
-    is ``≤ factor`` (lower) or ``≥ factor`` (higher) against every baseline, with at least ``min_rounds``
-    (default 5) rounds; ``measured`` gives the worst median with its interquartile range.
-    ``report_metrics`` (paired only): metrics whose ratios are shown in ``measured`` but not judged.
-    ``rule: most`` → reproduced if more than half of the comparisons are won, partly if at least
-    ``partly`` (default 0.25) of them; ``rule: all`` → reproduced if all, partly if any.
-    ``columns: {estimator: column}`` reads a wide table (one column per estimator, one metric) instead.
+``compare`` [table, estimator, baselines, metrics {name: higher|lower}, where, group_by, key, margin (a number or
+    {metric: number}), factor, ratio (true or a list of metrics), min_value, control, paired_by / pair_by,
+    report_metrics, rule, columns]
+    Per group (setting) and metric, one paired effect against each baseline; the (group, metric) unit is
+    reproduced if it is against every baseline (and, with ``min_value``, the estimator's own value lies above
+    it), refuted if it is refuted against any, inconclusive otherwise; ``measured`` shows the closest
+    baseline. An undefined estimator value (NaN: the rank correlation of a constant estimator) refutes; an
+    undefined baseline is left out. A baseline row without a pair value (e.g. a published number) is a constant.
+    ``control: {estimator, metric, direction, margin}``: per group the estimator must also beat the chance
+    control (e.g. ``random`` in the same table) on ``metric`` by more than ``margin``, judged the same way;
+    where it is refuted, every unit of the group is refuted (an estimate no better than chance supports no
+    claim of fidelity or detection, e.g. an RMSE "won" by predicting ≈ 0); where it is inconclusive, no unit
+    of the group is reproduced. A table without the control gives ``not run``.
+    ``report_metrics``: cost metrics whose ratios are shown in ``measured`` but not judged.
+    ``rule: all`` → reproduced if every unit is, refuted if any is; ``rule: most`` → reproduced if more than
+    half are, refuted if no more than half could be even were every inconclusive unit reproduced.
+    ``columns: {estimator: column}`` reads a wide table (one column per estimator, one metric), paired by row.
 ``equal`` [table, estimators (two), metrics, where, tol, control]
-    The two estimators' metrics agree within ``tol`` on every row (same setting and seed); an undefined
-    metric is no agreement. ``control`` (as above): each of the two must beat the control on every row —
-    two equal trivial estimators are no evidence of an identity.
-``threshold`` [table, metric, where, op, value, aggregate]
-    The aggregated metric satisfies ``op value``, and no row's metric is undefined (NaN is a failure).
+    An identity: the two estimators' metrics agree within ``tol`` on every row (reproduced) or not (refuted);
+    an undefined metric is no agreement; ``control``: each of the two must beat the control on every run.
+``threshold`` [table, metric, where, op, value]
+    The interval of the mean of ``metric`` over the rows against ``op value``; an undefined row refutes.
 ``growth`` [table, estimator, metric, x, where, group_by, rule, min_metric, control]
-    Per group, log(metric) vs log(x) (power law) fits at least as well (R²) as log(metric) vs x
-    (exponential); a curve counts only where the estimate is non-trivial: ``min_metric: {name: value}`` at
-    every point, and beating the ``control`` at every x.
+    Per group, log(metric) vs log(x) (power law) fits at least as well (R²) as log(metric) vs x (exponential),
+    counted only where the estimate is non-trivial; reproduced if the rule holds, refuted otherwise.
 ``checks`` [table]
-    The E5 theory checks tagged with the claim id: reproduced if all pass, partly if some, not
-    reproduced if none.
+    The E5 theory checks tagged with the claim id, each a named part: reproduced if all pass, partly if some,
+    refuted if none.
 ``coverage`` [table, min_estimators, metric, require]
     At least ``min_estimators`` estimators appear on every run of the table (with ``metric`` defined when
     given), besides the ``require``-d controls, which must appear too.
 ``all`` [tests]
-    Several of the above (without ids): not run if none ran; among those that ran, reproduced if all
-    reproduced, not reproduced if none did, partly otherwise.
+    Named parts: reproduced if all are, partly if some are reproduced and some refuted, refuted if none is
+    reproduced and one is refuted, inconclusive otherwise; not run if none ran.
 ``none`` [reason]
     Not run by this workflow.
 A missing table, or one without the rows the test selects, gives ``not run``.
@@ -77,11 +84,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["VERDICTS", "load_claims", "evaluate_claim", "evaluate_claims", "to_markdown", "to_latex"]
+__all__ = ["VERDICTS", "COLUMNS", "LEVEL", "load_claims", "evaluate_claim", "evaluate_claims", "interval", "detectable",
+           "three_way"]
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run", "invalid run")
+VERDICTS = ("reproduced", "refuted", "inconclusive", "partly", "not run", "invalid run")
+#: the columns of the claims table, in order
+COLUMNS = ("id", "paper", "claim", "experiment", "metric", "criterion", "paper_value", "effect", "ours", "verdict",
+           "diagnosis", "settings", "measured")
+LEVEL = 0.95  # the confidence level of every interval
+POWER = 0.80  # the power at which the smallest detectable effect is stated
 SETTING_KEYS = ("dataset", "noise", "model", "epochs", "seed")
 REQUIRED = ("id", "paper", "claim", "experiment", "metric", "criterion", "test")
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
@@ -130,111 +143,217 @@ def _where(df: pd.DataFrame, where: Mapping[str, Any] | None) -> pd.DataFrame:
     return df
 
 
-def _fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+def _fmt(x: float, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "nan"
-    return f"{x:.3g}"
+    if isinstance(x, float) and math.isinf(x):
+        return ("+" if x > 0 else "−") + "∞"
+    s = f"{x:+.3g}" if signed else f"{x:.3g}"
+    return s.replace("-", "−")
 
 
-def _verdict_from_fraction(wins: int, total: int, rule: str, partly: float) -> str:
-    if total == 0:
-        return "not run"
-    f = wins / total
-    if rule == "all":
-        return "reproduced" if wins == total else ("partly" if wins > 0 else "not reproduced")
-    if rule == "most":
-        return "reproduced" if f > 0.5 else ("partly" if f >= partly else "not reproduced")
-    raise ValueError(f"rule must be 'most' or 'all', got {rule!r}")
-
-
-# --------------------------------------------------------------------------------------------- kinds
 def _names(x: str | Sequence[str] | None) -> list[str]:
     return [] if x is None else ([x] if isinstance(x, str) else [str(n) for n in x])
 
 
-def _margin(spec: Any, sds: Sequence[float], floor: float | None) -> float:
-    """A margin: a number, or ``"sd"`` (the larger of ``sds``, the standard deviations over seeds / rounds);
-    ``floor`` (``min_margin``) is the least margin, for tables with one seed, whose sd is unknown."""
-    mg = max([float(np.nan_to_num(s)) for s in sds] or [0.0]) if spec == "sd" else float(spec)
-    return max(mg, float(floor)) if floor is not None else mg
+# ----------------------------------------------------------------------------------------- statistics
+def interval(x: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float, float, float, int]:
+    """Mean of ``x`` with its two-sided Student-t interval: ``(mean, lo, hi, se, n)``.
+
+    ``lo, hi = mean ∓ t_{(1+level)/2, n−1} · s/√n`` over the finite values. With fewer than two values the
+    interval is unbounded (``−∞, +∞``): one seed says nothing about the spread over seeds.
+    """
+    from scipy import stats
+
+    v = np.asarray(x, dtype=float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return math.nan, -math.inf, math.inf, math.inf, 0
+    mean = float(v.mean())
+    if n < 2:
+        return mean, -math.inf, math.inf, math.inf, n
+    se = float(v.std(ddof=1) / math.sqrt(n))
+    t = float(stats.t.ppf(0.5 + level / 2, n - 1))
+    return mean, mean - t * se, mean + t * se, se, n
 
 
-def _beats(a: float, b: float, direction: str, margin: float, factor: float = 1.0, strict: bool = False) -> bool:
-    """``a`` better than ``b``: higher ``a ≥ factor·b + margin`` (lower ``a ≤ factor·b − margin``); strict
-    inequalities when ``strict`` (a tie is then a loss). Undefined (NaN) ``a`` never wins."""
-    if not math.isfinite(a):
-        return False
-    if direction == "higher":
-        return a > factor * b + margin if strict else a >= factor * b + margin
-    if direction == "lower":
-        return a < factor * b - margin if strict else a <= factor * b - margin
-    raise ValueError(f"metric direction must be 'higher' or 'lower', got {direction!r}")
+def detectable(se: float, n: int, level: float = LEVEL, power: float = POWER) -> float:
+    """The smallest effect this design detects: ``(t_{(1+level)/2, n−1} + t_{power, n−1}) · se`` (a paired
+    two-sided t test at ``1 − level`` with the given power; unbounded with fewer than two pairs)."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(se):
+        return math.inf
+    return float((stats.t.ppf(0.5 + level / 2, n - 1) + stats.t.ppf(power, n - 1)) * se)
+
+
+def three_way(lo: float, hi: float, margin: float = 0.0) -> str:
+    """Verdict of one interval of an effect signed in the claim's favour (positive = the claimed side):
+    ``reproduced`` if it lies entirely past ``margin``, ``refuted`` if entirely short of it, else
+    ``inconclusive``."""
+    if lo > margin:
+        return "reproduced"
+    if hi < margin or lo == hi == margin:  # an exact tie (no spread at all) excludes a strict improvement
+        return "refuted"
+    return "inconclusive"
+
+
+def _combine(verdicts: Sequence[str]) -> str:
+    """Sub-verdicts that must *all* hold (every baseline of one comparison; a gate and a comparison)."""
+    if any(v == "refuted" for v in verdicts):
+        return "refuted"
+    return "reproduced" if verdicts and all(v == "reproduced" for v in verdicts) else "inconclusive"
+
+
+def _over_units(verdicts: Sequence[str], rule: str) -> str:
+    """A claim over several (setting, metric) units. ``all``: reproduced if every unit is, refuted if any
+    is. ``most``: reproduced if more than half are; refuted if even counting every inconclusive unit as
+    reproduced no more than half could be; inconclusive otherwise."""
+    n = len(verdicts)
+    if n == 0:
+        return "not run"
+    rep, ref = verdicts.count("reproduced"), verdicts.count("refuted")
+    if rule == "all":
+        return "reproduced" if rep == n else ("refuted" if ref else "inconclusive")
+    if rule == "most":
+        return "reproduced" if rep > n / 2 else ("refuted" if n - ref <= n / 2 else "inconclusive")
+    raise ValueError(f"rule must be 'most' or 'all', got {rule!r}")
+
+
+def _counts(verdicts: Sequence[str]) -> str:
+    order = ("reproduced", "inconclusive", "refuted")
+    parts = [f"{verdicts.count(v)} {v}" for v in order if verdicts.count(v)]
+    return ", ".join(parts) + f" of {len(verdicts)}" if len(verdicts) > 1 else ""
+
+
+# ------------------------------------------------------------------------------------------ the units
+class _Unit(dict):
+    """One judged effect: ``label``, ``metric``, ``natural`` (the estimate A − B, or A / B for ratios) with
+    its interval ``lo``/``hi``, ``favour`` interval (signed in the claim's favour, margin included),
+    ``n`` pairs, ``mde`` (smallest detectable effect), ``verdict``, ``pairs`` (the natural effect by pair: the
+    difference, or the log ratio)."""
+
+
+def _effect_unit(label: str, metric: str, a: pd.Series, b: pd.Series | float, direction: str, *, ratio: bool,
+                 factor: float, margin: float) -> _Unit:
+    """The paired effect of ``a`` against ``b`` (a series on the same pair index, or one number: a published
+    value), in the claim's favour: higher ``A − factor·B`` (ratio: ``log(A/B) − log factor``), lower the
+    negative. An undefined ``A`` on any pair (a constant's correlation) refutes: it is no evidence."""
+    if direction not in ("higher", "lower"):
+        raise ValueError(f"metric direction must be 'higher' or 'lower', got {direction!r}")
+    sign = 1.0 if direction == "higher" else -1.0
+    if isinstance(b, pd.Series):
+        both = a.index.intersection(b.index)
+        a, b = a.loc[both], b.loc[both]
+    a_v, b_v = a.to_numpy(float), (b.to_numpy(float) if isinstance(b, pd.Series) else np.full(len(a), float(b)))
+    undefined = int((~np.isfinite(a_v)).sum())
+    if ratio:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            nat = np.log(a_v / b_v)
+        fav = sign * (nat - math.log(factor))
+    else:
+        nat = a_v - b_v
+        fav = sign * (a_v - factor * b_v)
+    mean, lo, hi, se, n = interval(nat)
+    fmean, flo, fhi, fse, _ = interval(fav)
+    if undefined or n == 0:
+        verdict = "refuted"
+    else:
+        verdict = three_way(flo, fhi, margin)
+    if ratio:
+        mean, lo, hi = math.exp(mean), math.exp(lo), math.exp(hi)
+    return _Unit(label=label, metric=metric, natural=mean, lo=lo, hi=hi, ratio=ratio, n=n, undefined=undefined,
+                 favour=(fmean, flo, fhi), margin=margin, mde=detectable(fse, n), verdict=verdict,
+                 pairs=pd.Series(nat, index=a.index))
+
+
+def _show(u: Mapping[str, Any]) -> str:
+    """``+0.012 [−0.004, +0.028]`` (a difference) or ``0.83× [0.80×, 0.86×]`` (a ratio)."""
+    if u["ratio"]:
+        return f"{_fmt(u['natural'])}× [{_fmt(u['lo'])}×, {_fmt(u['hi'])}×]"
+    return f"{_fmt(u['natural'], True)} [{_fmt(u['lo'], True)}, {_fmt(u['hi'], True)}]"
 
 
 def _control_spec(test: Mapping[str, Any], metrics: Mapping[str, str]) -> dict[str, Any] | None:
-    """The ``control`` of a test: ``{estimator: name(s), metric, direction, margin, min_margin}`` (metric
-    defaults to the test's first metric, direction to that metric's, margin to 0)."""
+    """The ``control`` of a test: ``{estimator: name(s), metric, direction, margin}`` (metric defaults to the
+    test's first metric, direction to that metric's, margin to 0)."""
     c = test.get("control")
     if c is None:
         return None
     c = {"estimator": c} if isinstance(c, (str, list)) else dict(c)
-    unknown = set(c) - {"estimator", "metric", "direction", "margin", "min_margin"}
+    unknown = set(c) - {"estimator", "metric", "direction", "margin"}
     if unknown or "estimator" not in c:
-        raise ValueError(f"control must be {{estimator, metric, direction, margin, min_margin}}, got {sorted(c)}")
+        raise ValueError(f"control must be {{estimator, metric, direction, margin}}, got {sorted(c)}")
     metric = c.get("metric") or next(iter(metrics))
     return {"names": _names(c["estimator"]), "metric": metric,
-            "direction": c.get("direction") or metrics.get(metric, "higher"), "margin": c.get("margin", 0.0),
-            "min_margin": c.get("min_margin")}
+            "direction": c.get("direction") or metrics.get(metric, "higher"), "margin": float(c.get("margin", 0.0))}
 
 
-def _control_gate(rows: pd.DataFrame, key: str, est: str, ctrl: Mapping[str, Any]) -> tuple[bool | None, str]:
-    """Whether ``est`` beats the best control on the control metric, in one group (mean over its rows, a
-    strict inequality: a tie with chance is no evidence). ``None`` when the group has no control row."""
-    m, d = ctrl["metric"], ctrl["direction"]
-    if m not in rows:
-        raise _NotRun(f"control metric {m!r} not in the table")
-    vals = rows.groupby(rows[key].astype(str))[m].agg(["mean", "std"])
-    present = [c for c in ctrl["names"] if c in vals.index and math.isfinite(vals.loc[c, "mean"])]
-    if not present or est not in vals.index:
-        return None, ""
-    best = max(present, key=lambda c: vals.loc[c, "mean"] * (1 if d == "higher" else -1))
-    a, c = float(vals.loc[est, "mean"]), float(vals.loc[best, "mean"])
-    mg = _margin(ctrl["margin"], [vals.loc[est, "std"], vals.loc[best, "std"]], ctrl["min_margin"])
-    return _beats(a, c, d, mg, strict=True), f"{m} {_fmt(a)} vs {best} {_fmt(c)}"
+def _series(g: pd.DataFrame, key: str, name: str, metric: str, pair: str | None) -> pd.Series:
+    """``name``'s ``metric`` in a group, indexed by the pairing column (mean over rows sharing a pair value)."""
+    rows = g[g[key].astype(str) == name]
+    if pair is None:
+        return pd.Series([float(pd.to_numeric(rows[metric], errors="coerce").mean())], index=[0])
+    vals = pd.to_numeric(rows[metric], errors="coerce")
+    return vals.groupby(rows[pair].astype(str)).mean()
 
 
-def _paired_ratio(rows: pd.DataFrame, key: str, est: str, base: str, metric: str, by: str) -> np.ndarray:
-    """Per-round ratios ``est / base`` of ``metric``, rounds matched on column ``by`` (e.g. ``rep``)."""
-    if by not in rows:
-        raise _NotRun(f"column {by!r} (the round of a paired measurement) not in the table")
-    a = rows[rows[key].astype(str) == est].groupby(by)[metric].mean()
-    b = rows[rows[key].astype(str) == base].groupby(by)[metric].mean()
-    both = a.index.intersection(b.index)
-    r = (a.loc[both] / b.loc[both]).to_numpy(float)
-    return r[np.isfinite(r)]
+def _against(g: pd.DataFrame, key: str, est: str, base: str, metric: str, pair: str | None) -> tuple[pd.Series,
+                                                                                                  Any]:
+    """The estimator's series and the baseline's: a series on the same pairs, or one number when the
+    baseline has a single row without a pair value (a published constant, e.g. ``dvemb_published``)."""
+    a = _series(g, key, est, metric, pair)
+    rows = g[g[key].astype(str) == base]
+    if pair is not None and len(rows) and rows[pair].isna().all():
+        return a, float(pd.to_numeric(rows[metric], errors="coerce").mean())
+    return a, _series(g, key, base, metric, pair)
 
 
-def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+def _label(gkey: Any, groups: Sequence[str]) -> str:
+    return "/".join(map(str, np.atleast_1d(gkey))) if groups else "all"
+
+
+def _regime(df: pd.DataFrame) -> str:
+    """The training regime of the runs behind a claim (E1: reached test accuracy against the majority rate)."""
+    for acc, maj in (("test_accuracy", "majority_rate"), ("final_test_acc", "majority_acc")):
+        if acc in df and df[acc].notna().any():
+            a = pd.to_numeric(df[acc], errors="coerce").dropna()
+            s = f"regime: test accuracy {_fmt(float(a.min()))}–{_fmt(float(a.max()))}"
+            if maj in df and df[maj].notna().any():
+                s += f" (majority {_fmt(float(pd.to_numeric(df[maj], errors='coerce').max()))})"
+            return s
+    return ""
+
+
+def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> dict[str, Any]:
     df = _where(_table(tables, test["table"]), test.get("where"))
     key = test.get("key", "estimator")
     est, bases = test["estimator"], list(test["baselines"])
     metrics = dict(test["metrics"])
-    if "columns" in test:  # a wide table, one column per estimator: melt it into (key, metric) rows
+    pair = test.get("paired_by") or test.get("pair_by")
+    if "columns" in test:  # a wide table, one column per estimator: melt it into (key, metric) rows, paired by row
         cols = dict(test["columns"])
         missing = [c for c in cols.values() if c not in df]
         if missing:
             raise _NotRun(f"columns {missing} not in {test['table']}")
         (metric,) = metrics
+        df = df.assign(_row=np.arange(len(df)))
         df = df.melt(id_vars=[c for c in df if c not in cols.values()], value_vars=list(cols.values()),
                      var_name=key, value_name=metric)
         df[key] = df[key].map({v: k for k, v in cols.items()})
+        pair = pair or "_row"
+    pair = pair or ("seed" if "seed" in df else None)
+    if pair is not None and pair not in df:
+        raise _NotRun(f"column {pair!r} (what pairs the measurements) not in {test['table']}")
     groups = list(test.get("group_by", []))
-    margin, factor = test.get("margin", 0.0), float(test.get("factor", 1.0))
-    min_value, min_margin, strict = test.get("min_value"), test.get("min_margin"), bool(test.get("strict", False))
-    paired_by, min_rounds = test.get("paired_by"), int(test.get("min_rounds", 5))
-    shown = list(test.get("report_metrics", []))  # paired metrics shown in `measured` but not judged
-    if paired_by and margin != 0.0:
-        raise ValueError("a paired comparison (paired_by) takes its margin in `factor` (a ratio), not `margin`")
+    factor = float(test.get("factor", 1.0))
+    ratio_spec = test.get("ratio", bool(test.get("paired_by")))  # true, false, or the metrics judged as ratios
+    ratio_of = {m: (m in ratio_spec if isinstance(ratio_spec, list) else bool(ratio_spec)) for m in metrics}
+    ratio = ratio_of[next(iter(metrics))]
+    margins = test.get("margin", 0.0)
+    min_value = test.get("min_value")
+    shown = list(test.get("report_metrics", []))  # ratios shown in `measured` but not judged
     ctrl = _control_spec(test, metrics)
     names = [est, *bases, *(ctrl["names"] if ctrl else [])]
     df = df[df[key].astype(str).isin(names)]
@@ -244,106 +363,123 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
     if ctrl and not set(ctrl["names"]) & present:
         raise _NotRun(f"the control {'/'.join(ctrl['names'])} is absent from {test['table']}: add it to the "
                       "experiment's estimators")
-    wins, total, details, gated, no_ctrl, reported = 0, 0, [], [0, 0], 0, []
+    units: list[_Unit] = []  # one per (group, metric): the worst baseline's unit, with the combined verdict
+    headline: list[_Unit] = []
+    no_ctrl, ctrl_fail, reported = 0, [], []
     for gkey, g in (df.groupby(groups, dropna=False) if groups else [((), df)]):
         here = set(g[key].astype(str))
         if est not in here or not set(bases) & here:
             continue
-        gate, gate_note = (True, "")
+        label = _label(gkey, groups)
+        gate = "reproduced"
         if ctrl:
-            gate, gate_note = _control_gate(g, key, est, ctrl)
-            if gate is None:  # no control in this group: it cannot be judged
+            present_c = [c for c in ctrl["names"] if c in here]
+            if not present_c:
                 no_ctrl += 1
                 continue
-            gated[0] += int(gate)
-            gated[1] += 1
+            gates = [_effect_unit(label, ctrl["metric"], *_against(g, key, est, c, ctrl["metric"], pair),
+                                  ctrl["direction"], ratio=False, factor=1.0, margin=ctrl["margin"])
+                     for c in present_c]
+            gate = _combine([u["verdict"] for u in gates])
+            if gate != "reproduced":
+                ctrl_fail.append(f"{label}: {ctrl['metric']} {est} − {present_c[0]} {_show(gates[0])} ({gate})")
         for m, direction in metrics.items():
             if m not in g:
                 raise _NotRun(f"metric {m!r} not in {test['table']}")
-            if paired_by:
-                won, rec = _paired_group(g, key, est, [b for b in bases if b in here], m, direction, paired_by,
-                                         factor, min_rounds)
-                if won is None:
+            mg = float(margins.get(m, 0.0)) if isinstance(margins, Mapping) else float(margins)
+            subs = []
+            for b in bases:
+                if b not in here:
                     continue
-            else:
-                won, rec = _unpaired_group(g, key, est, [b for b in bases if b in here], m, direction, margin,
-                                           min_margin, factor, strict, min_value)
-                if won is None:
-                    continue
-            won = won and bool(gate)
-            wins += int(won)
-            total += 1
-            details.append({"group": gkey, "metric": m, **rec, "control": gate_note, "won": bool(won)})
-        for m in shown if paired_by else []:
-            _, rec = _paired_group(g, key, est, [b for b in bases if b in here], m, next(iter(metrics.values())),
-                                   paired_by, factor, min_rounds)
-            if rec:
-                reported.append({"group": gkey, "metric": m, **rec})
-    if total == 0:
-        raise _NotRun("no group has the estimator, a baseline" + (" and the control" if ctrl else "")
-                      + (f" and {min_rounds} paired rounds" if paired_by else ""))
-    verdict = _verdict_from_fraction(wins, total, test.get("rule", "most"), float(test.get("partly", 0.25)))
-    measured = f"{est} won {wins}/{total} comparisons ({100 * wins / total:.0f} %)"
-    if paired_by:
-        measured += "; " + _worst_ratio(details, groups)
-        if reported:
-            measured += f"; not judged, {'/'.join(shown)}: " + _worst_ratio(reported, groups)
-    if ctrl:
-        measured += (f"; beat the control {'/'.join(ctrl['names'])} on {ctrl['metric']} in {gated[0]}/{gated[1]} "
-                     "groups" + (f" ({no_ctrl} without the control skipped)" if no_ctrl else ""))
-    return verdict, measured, {"comparisons": details}
+                a_s, b_s = _against(g, key, est, b, m, pair)
+                if isinstance(b_s, pd.Series) and not np.isfinite(b_s.to_numpy(float)).any():
+                    continue  # an undefined baseline is left out
+                u = _effect_unit(label, m, a_s, b_s, direction, ratio=ratio_of[m], factor=factor, margin=mg)
+                u["baseline"] = b
+                subs.append(u)
+            if not subs:
+                continue
+            worst = min(subs, key=lambda u: u["favour"][0] if math.isfinite(u["favour"][0]) else -math.inf)
+            parts = [u["verdict"] for u in subs]
+            if min_value is not None:
+                v = _effect_unit(label, m, _series(g, key, est, m, pair), float(min_value), direction, ratio=False,
+                                 factor=1.0, margin=0.0)
+                parts.append(v["verdict"])
+            verdict = _combine(parts)
+            if gate == "refuted":
+                verdict = "refuted"
+            elif gate == "inconclusive" and verdict == "reproduced":
+                verdict = "inconclusive"
+            units.append(_Unit(worst, verdict=verdict, group=label, all=subs))
+            if m == next(iter(metrics)):
+                headline.append(worst)
+        for m in shown:
+            if m in g:
+                rs = [_effect_unit(label, m, *_against(g, key, est, b, m, pair), "lower", ratio=True, factor=1.0,
+                                   margin=0.0) for b in bases if b in here]
+                if rs:
+                    reported.append(max(rs, key=lambda u: u["natural"]))
+    if not units:
+        raise _NotRun("no group has the estimator, a baseline" + (" and the control" if ctrl else ""))
+    verdicts = [u["verdict"] for u in units]
+    verdict = _over_units(verdicts, test.get("rule", "most"))
+    ours, effect = _headline(headline, est, ratio, metrics, pair)
+    diag = []
+    if len(units) > 1:
+        diag.append(f"holds in {verdicts.count('reproduced')}/{len(units)} (setting, metric) pairs")
+    if ctrl_fail:
+        diag.append(f"not above the chance control {'/'.join(ctrl['names'])} in {len(ctrl_fail)} setting(s)")
+    inc = [u for u in units if u["verdict"] == "inconclusive"]
+    if inc and verdict != "reproduced":
+        w = max(inc, key=lambda u: u["mde"])
+        what = f"{_fmt(math.exp(w['mde']))}× in ratio" if w["ratio"] else _fmt(w["mde"])
+        diag.append(f"smallest detectable effect {what} ({w['metric']}, {w['n']} {pair or 'pair'}s)")
+    regime = _regime(df[df[key].astype(str) == est])
+    if regime:
+        diag.append(regime)
+    n_pairs = sorted({u["n"] for u in units})
+    detail = "; ".join(f"{u['group']} {u['metric']} vs {u.get('baseline', '?')}: {_show(u)} → {u['verdict']}"
+                       for u in units)
+    measured = f"{est}: {detail}"
+    if reported:
+        w = max(reported, key=lambda u: u["natural"])
+        measured += f"; not judged, {w['metric']} ratio (worst): {_show(w)} ({w['label']})"
+    if ctrl_fail:
+        measured += "; control: " + "; ".join(ctrl_fail)
+    if no_ctrl:
+        measured += f"; {no_ctrl} group(s) without the control skipped"
+    return {"verdict": verdict, "measured": measured, "ours": ours, "effect": effect, "diagnosis": "; ".join(diag),
+            "settings": _counts(verdicts), "pairs": n_pairs}
 
 
-def _worst_ratio(recs: list[dict], groups: list[str]) -> str:
-    """The worst median paired ratio of ``recs`` with its interquartile range, baseline, metric and group."""
-    w = max(recs, key=lambda r: r["ratio"] * (1 if r["direction"] == "lower" else -1))
-    where = f", {'/'.join(map(str, np.atleast_1d(w['group'])))}" if groups else ""
-    return (f"worst median paired ratio {_fmt(w['ratio'])} (IQR {_fmt(w['q25'])}–{_fmt(w['q75'])}, {w['rounds']} "
-            f"rounds; vs {w['baseline']}, {w['metric']}{where})")
+def _headline(units: Sequence[_Unit], est: str, ratio: bool, metrics: Mapping[str, str],
+              pair: str | None) -> tuple[str, str]:
+    """The claim's effect in one interval: the first metric against the closest baseline, averaged over the
+    settings pair by pair (the pairs every setting has), or the single setting's."""
+    if not units:
+        return "", ""
+    m = units[0]["metric"]
+    names = sorted({u.get("baseline", "?") for u in units})
+    what = (f"{m}({est}) / {m}({'|'.join(names)})" if ratio else f"{m}({est}) − {m}({'|'.join(names)})")
+    by = f", paired by {pair}" if pair else ""
+    if len(units) == 1:
+        return _show(units[0]), what + by + f", {units[0]['n']} pairs"
+    frame = pd.concat([u["pairs"] for u in units], axis=1, join="inner")
+    if len(frame) < 2:
+        worst = min(units, key=lambda u: u["favour"][0])
+        return _show(worst) + f" (worst of {len(units)} settings)", what + by
+    mean, lo, hi, _, n = interval(frame.mean(axis=1).to_numpy())
+    if ratio:
+        mean, lo, hi = math.exp(mean), math.exp(lo), math.exp(hi)
+    u = _Unit(natural=mean, lo=lo, hi=hi, ratio=ratio)
+    return _show(u) + f" (mean of {len(units)} settings)", what + by + f", {n} pairs"
 
 
-def _unpaired_group(g: pd.DataFrame, key: str, est: str, bases: list[str], m: str, direction: str, margin: Any,
-                    min_margin: float | None, factor: float, strict: bool,
-                    min_value: float | None) -> tuple[bool | None, dict]:
-    """One (group, metric) comparison of means over the group's rows (seeds). ``None``: no finite baseline."""
-    agg = g.groupby(g[key].astype(str))[m].agg(["mean", "std"])
-    b_rows = agg.loc[[b for b in bases if math.isfinite(agg.loc[b, "mean"])]]
-    if len(b_rows) == 0:
-        return None, {}
-    a = float(agg.loc[est, "mean"])
-    best_name = str(b_rows["mean"].idxmax() if direction == "higher" else b_rows["mean"].idxmin())
-    best = float(b_rows.loc[best_name, "mean"])
-    mg = _margin(margin, [agg.loc[est, "std"], b_rows.loc[best_name, "std"]], min_margin)
-    won = _beats(a, best, direction, mg, factor, strict=strict or margin == "sd")  # "sd": strictly more
-    if min_value is not None:
-        won = won and a >= float(min_value)
-    return won, {est: a, "baseline": best_name, best_name: best, "margin": mg, "direction": direction}
-
-
-def _paired_group(g: pd.DataFrame, key: str, est: str, bases: list[str], m: str, direction: str, by: str,
-                  factor: float, min_rounds: int) -> tuple[bool | None, dict]:
-    """One (group, metric) comparison of paired rounds: the median over rounds of ``est / baseline``
-    against ``factor`` (lower: ``median ≤ factor``; higher: ``median ≥ factor``), for the worst baseline.
-    ``None``: fewer than ``min_rounds`` rounds with every baseline."""
-    recs = []
-    for b in bases:
-        r = _paired_ratio(g, key, est, b, m, by)
-        if len(r) < min_rounds:
-            return None, {}
-        q25, med, q75 = np.quantile(r, [0.25, 0.5, 0.75])
-        recs.append({"baseline": b, "ratio": float(med), "q25": float(q25), "q75": float(q75), "rounds": len(r)})
-    if not recs:
-        return None, {}
-    worst = max(recs, key=lambda r: r["ratio"] * (1 if direction == "lower" else -1))
-    won = worst["ratio"] <= factor if direction == "lower" else worst["ratio"] >= factor
-    return bool(won), {**worst, "factor": factor, "direction": direction, "all": recs}
-
-
-def _equal(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+def _equal(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> dict[str, Any]:
     df = _where(_table(tables, test["table"]), test.get("where"))
     a, b = test["estimators"]
     key = test.get("key", "estimator")
-    idx = [c for c in ("dataset", "noise", "model", "epochs", "seed") if c in df]
+    idx = [c for c in SETTING_KEYS if c in df]
     worst = 0.0
     n = 0
     for m in test["metrics"]:
@@ -359,8 +495,9 @@ def _equal(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -
     if n == 0:
         raise _NotRun(f"no setting has both {a} and {b}")
     tol = float(test.get("tol", 1e-8))
-    verdict = "reproduced" if worst <= tol else "not reproduced"
+    verdict = "reproduced" if worst <= tol else "refuted"
     measured = f"max |Δ| = {_fmt(worst)} over {n} runs"
+    diag = f"identity to {_fmt(tol)} on {n} runs"
     ctrl = _control_spec(test, {m: "higher" for m in test["metrics"]})
     if ctrl:  # two equal trivial estimators are no evidence: each must beat the control on every run
         if not set(ctrl["names"]) & set(df[key].astype(str)):
@@ -369,36 +506,50 @@ def _equal(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -
         ok = tot = 0
         for _, g in (df.groupby(idx, dropna=False) if idx else [((), df)]):
             for e in (a, b):
-                gate, _ = _control_gate(g, key, e, ctrl)
-                if gate is not None:
-                    ok, tot = ok + int(gate), tot + 1
+                vals = {c: pd.to_numeric(g.loc[g[key].astype(str) == c, ctrl["metric"]], errors="coerce").mean()
+                        for c in [e, *ctrl["names"]] if (g[key].astype(str) == c).any()}
+                if e not in vals or len(vals) < 2:
+                    continue
+                best = max(v for c, v in vals.items() if c != e)
+                ok, tot = ok + int(vals[e] > best + ctrl["margin"]), tot + 1
         if tot == 0:
             raise _NotRun(f"no run has both the estimators and the control {'/'.join(ctrl['names'])}")
         if ok < tot:
-            verdict = "not reproduced"
+            verdict = "refuted"
+            diag += f"; not above the chance control in {tot - ok}/{tot} (estimator, run)"
         measured += f"; beat the control {'/'.join(ctrl['names'])} on {ctrl['metric']} in {ok}/{tot} (estimator, run)"
-    return verdict, measured, {}
+    return {"verdict": verdict, "measured": measured, "ours": f"max |Δ| = {_fmt(worst)}", "diagnosis": diag,
+            "effect": f"largest |{'/'.join(test['metrics'])}({a}) − ({b})| over runs"}
 
 
-def _threshold(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+def _threshold(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> dict[str, Any]:
     df = _where(_table(tables, test["table"]), test.get("where"))
     m = test["metric"]
     if m not in df:
         raise _NotRun(f"metric {m!r} not in {test['table']}")
-    vals = pd.to_numeric(df[m], errors="coerce")
+    vals = pd.to_numeric(df[m], errors="coerce").to_numpy(float)
     if len(vals) == 0:
         raise _NotRun(f"no values of {m}")
-    n_bad = int((~np.isfinite(vals.to_numpy(float))).sum())
-    vals = vals[np.isfinite(vals.to_numpy(float))]
-    if len(vals) == 0:  # every row undefined (e.g. a constant estimator's correlation): no evidence, a failure
-        return "not reproduced", f"{m} undefined on all {n_bad} rows", {}
-    x = float(getattr(vals, test.get("aggregate", "mean"))())
-    ok = _OPS[test.get("op", ">=")](x, float(test["value"])) and n_bad == 0
-    return (("reproduced" if ok else "not reproduced"),
-            f"{m} = {_fmt(x)} (n = {len(vals)})" + (f"; undefined on {n_bad} rows" if n_bad else ""), {})
+    n_bad = int((~np.isfinite(vals)).sum())
+    op, value = test.get("op", ">="), float(test["value"])
+    mean, lo, hi, se, n = interval(vals)
+    effect = f"mean {m} over {n} runs, against {op} {_fmt(value)}"
+    if n == 0:  # every row undefined (e.g. a constant estimator's correlation): no evidence, a failure
+        return {"verdict": "refuted", "measured": f"{m} undefined on all {n_bad} rows", "ours": "undefined",
+                "effect": effect, "diagnosis": f"{m} undefined on every run"}
+    sign = 1.0 if op in (">=", ">") else -1.0
+    flo, fhi = sorted((sign * (lo - value), sign * (hi - value)))
+    verdict = "refuted" if n_bad else three_way(flo, fhi, 0.0)
+    diag = [f"undefined on {n_bad} rows"] if n_bad else []
+    if verdict == "inconclusive":
+        diag.append(f"smallest detectable distance from {_fmt(value)}: {_fmt(detectable(se, n))} ({n} runs)")
+    ours = f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"
+    return {"verdict": verdict, "measured": f"{m} = {ours} (n = {n})" + (f"; undefined on {n_bad} rows" if n_bad
+                                                                        else ""),
+            "ours": ours, "effect": effect, "diagnosis": "; ".join(diag)}
 
 
-def _growth(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+def _growth(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> dict[str, Any]:
     df = _where(_table(tables, test["table"]), test.get("where"))
     key = test.get("key", "estimator")
     ctrl = _control_spec(test, {test["metric"]: "lower"})
@@ -410,7 +561,7 @@ def _growth(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) 
     x, m = test.get("x", "epochs"), test["metric"]
     groups = list(test.get("group_by", []))
     gate_min = dict(test.get("min_metric", {}))  # {metric: least value at every point of the curve}
-    wins, total, details, gated = 0, 0, [], 0
+    wins, total, gated = 0, 0, 0
     for gkey, g in (df.groupby(groups) if groups else [((), df)]):
         curve = g.groupby(x)[m].mean()
         curve = curve[(curve > 0) & np.isfinite(curve)]
@@ -426,20 +577,24 @@ def _growth(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) 
             for col, val in zip(groups, np.atleast_1d(gkey), strict=True):
                 sel = sel[sel[col].astype(str) == str(val)]
             for _, pt in sel.groupby(x):
-                gate, _ = _control_gate(pt, key, test["estimator"], ctrl)
-                ok = ok and bool(gate)
+                vals = pt.groupby(pt[key].astype(str))[ctrl["metric"]].mean()
+                cs = [vals[c] for c in ctrl["names"] if c in vals]
+                if test["estimator"] in vals and cs:
+                    better = (vals[test["estimator"]] < min(cs) - ctrl["margin"] if ctrl["direction"] == "lower"
+                              else vals[test["estimator"]] > max(cs) + ctrl["margin"])
+                    ok = ok and bool(better)
         gated += int(ok)
-        won = won and ok
-        wins += int(won)
+        wins += int(won and ok)
         total += 1
-        details.append({"group": gkey, **r2, "nontrivial": ok})
     if total == 0:
         raise _NotRun("no group with at least 3 values of " + x)
-    verdict = _verdict_from_fraction(wins, total, test.get("rule", "most"), float(test.get("partly", 0.25)))
+    rule = test.get("rule", "most")
+    held = wins == total if rule == "all" else wins > total / 2
     measured = f"power law fits better in {wins}/{total} curves"
     if gate_min or ctrl:
         measured += f" (non-trivial estimate in {gated}/{total})"
-    return verdict, measured, {"fits": details}
+    return {"verdict": "reproduced" if held else "refuted", "measured": measured, "ours": f"{wins}/{total} curves",
+            "effect": "curves whose log error is fitted better by log T than by T", "diagnosis": measured}
 
 
 def _r2(x: np.ndarray, y: np.ndarray) -> float:
@@ -450,18 +605,22 @@ def _r2(x: np.ndarray, y: np.ndarray) -> float:
     return float(1 - (res**2).sum() / tot) if tot > 0 else 1.0
 
 
-def _checks(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str) -> tuple[str, str, dict]:
+def _checks(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str) -> dict[str, Any]:
     df = _table(tables, test.get("table", "E5_bounds"))
     tagged = df[df["claims"].fillna("").astype(str).str.split(";").apply(lambda ids: cid in ids)]
     if len(tagged) == 0:
         raise _NotRun(f"no theory check tagged {cid}")
     passed = tagged["passed"].astype(str).str.lower().isin(["true", "1"])
     k, n = int(passed.sum()), len(tagged)
-    verdict = "reproduced" if k == n else ("partly" if k else "not reproduced")
-    return verdict, f"{k}/{n} checks pass ({', '.join(tagged['name'].astype(str))})", {}
+    # each check is a named part of the statement: some passing is "partly"
+    verdict = "reproduced" if k == n else ("partly" if k else "refuted")
+    failing = ", ".join(tagged.loc[~passed, "name"].astype(str))
+    return {"verdict": verdict, "measured": f"{k}/{n} checks pass ({', '.join(tagged['name'].astype(str))})",
+            "ours": f"{k}/{n} checks pass", "effect": "numerical checks of the statement (E5)",
+            "diagnosis": f"fails: {failing}" if failing else "every check passes"}
 
 
-def _coverage(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> tuple[str, str, dict]:
+def _coverage(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]) -> dict[str, Any]:
     df = _table(tables, test["table"])
     key, metric = test.get("key", "estimator"), test.get("metric")
     runs = [c for c in SETTING_KEYS if c in df]
@@ -478,43 +637,53 @@ def _coverage(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]
     ok = n_est >= int(test.get("min_estimators", 2)) and not missing
     measured = (f"{n_est} estimators vs LOO on all {n_runs} runs" + (f" ({metric} defined)" if metric else "")
                 + (f"; control {'/'.join(need)} " + ("present" if not missing else "missing") if need else ""))
-    return ("reproduced" if ok else "partly"), measured, {}
+    return {"verdict": "reproduced" if ok else "refuted", "measured": measured,
+            "ours": f"{n_est} estimators on {n_runs} runs", "effect": "estimators compared with LOO on every run",
+            "diagnosis": "" if ok else measured}
 
 
-def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str) -> tuple[str, str]:
+_KINDS = {"compare": _compare, "equal": _equal, "threshold": _threshold, "growth": _growth, "coverage": _coverage}
+
+
+def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None], cid: str) -> dict[str, Any]:
+    """One test's judgement: ``verdict``, ``measured`` and the short fields ``ours``, ``effect``,
+    ``diagnosis``, ``settings`` ("" where they do not apply)."""
     test = dict(test)
     kind = test.pop("kind")
+    blank = {"ours": "", "effect": "", "diagnosis": "", "settings": ""}
     try:
         if kind == "all":
             parts = [_run_test(t, tables, cid) for t in test["tests"]]
-            ran = [v for v, _ in parts if v != "not run"]
-            measured = "; ".join(dict.fromkeys(m for _, m in parts))  # each distinct message once
+            ran = [p for p in parts if p["verdict"] != "not run"]
+            measured = "; ".join(dict.fromkeys(p["measured"] for p in parts))  # each distinct message once
+            out = {**blank, "measured": measured}
             if not ran:
-                return "not run", measured
-            if all(v == "reproduced" for v in ran):
-                return "reproduced", measured
-            if all(v == "not reproduced" for v in ran):
-                return "not reproduced", measured
-            return "partly", measured
-        if kind == "compare":
-            verdict, measured, _ = _compare(test, tables)
-        elif kind == "equal":
-            verdict, measured, _ = _equal(test, tables)
-        elif kind == "threshold":
-            verdict, measured, _ = _threshold(test, tables)
-        elif kind == "growth":
-            verdict, measured, _ = _growth(test, tables)
-        elif kind == "checks":
-            verdict, measured, _ = _checks(test, tables, cid)
-        elif kind == "coverage":
-            verdict, measured, _ = _coverage(test, tables)
+                return {**out, "verdict": "not run"}
+            vs = [p["verdict"] for p in ran]
+            if all(v == "reproduced" for v in vs):
+                verdict = "reproduced"
+            elif "reproduced" not in vs and "refuted" in vs:
+                verdict = "refuted"
+            elif "reproduced" in vs and "refuted" in vs:
+                verdict = "partly"  # named parts, some shown and some refuted
+            else:
+                verdict = "inconclusive"
+            first = next((p for p in ran if p.get("ours")), ran[0])
+            diag = [f"parts: {', '.join(vs)}"] + [p["diagnosis"] for p in ran if p.get("diagnosis")]
+            return {**out, "verdict": verdict, "ours": first.get("ours", ""), "effect": first.get("effect", ""),
+                    "diagnosis": "; ".join(dict.fromkeys(diag)),
+                    "settings": "; ".join(p["settings"] for p in ran if p.get("settings"))}
+        if kind == "checks":
+            res = _checks(test, tables, cid)
         elif kind == "none":
             raise _NotRun(test.get("reason", "not part of this workflow"))
+        elif kind in _KINDS:
+            res = _KINDS[kind](test, tables)
         else:
             raise ValueError(f"claim {cid}: unknown test kind {kind!r}")
     except _NotRun as e:
-        verdict, measured = "not run", str(e)
-    return verdict, measured
+        return {**blank, "verdict": "not run", "measured": str(e), "diagnosis": str(e)}
+    return {**blank, **{k: v for k, v in res.items() if k in ("verdict", "measured", *blank)}}
 
 
 def _evidence(test: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any] | None, bool, Mapping[str, Any]]]:
@@ -599,15 +768,17 @@ def evaluate_claim(
     claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None],
     invalid: Sequence[Mapping[str, Any]] = (), check_runs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Verdict and measured value of one claim (``not run`` when its data are absent, ``invalid run``
-    when its evidence includes a run in ``invalid`` — dicts with ``setting`` and ``reason``)."""
+    """One row of the claims table (:data:`COLUMNS`): ``not run`` when its data are absent, ``invalid run``
+    when its evidence includes a run in ``invalid`` (dicts with ``setting`` and ``reason``)."""
     row = {k: claim[k] for k in ("id", "paper", "claim", "experiment", "metric", "criterion")}
-    verdict, measured = _run_test(claim["test"], tables, claim["id"])
-    if verdict != "not run" and claim.get("needs_learned_runs", True):
+    row["paper_value"] = str(claim.get("paper_value", "") or "")
+    res = _run_test(claim["test"], tables, claim["id"])
+    if res["verdict"] != "not run" and claim.get("needs_learned_runs", True):
         reasons = _invalid_evidence(claim["test"], tables, claim["id"], invalid, check_runs or {})
         if reasons:
-            verdict, measured = "invalid run", _invalid_summary(reasons) + f" [measured on them: {measured}]"
-    row.update(measured=measured, verdict=verdict)
+            res = {**res, "verdict": "invalid run", "diagnosis": f"{len(reasons)} run(s) did not learn",
+                   "measured": _invalid_summary(reasons) + f" [measured on them: {res['measured']}]"}
+    row.update({k: res[k] for k in ("effect", "ours", "verdict", "diagnosis", "settings", "measured")})
     return row
 
 
@@ -642,52 +813,4 @@ def evaluate_claims(
         if metrics_dir is None:
             raise ValueError("give metrics_dir or tables")
         tables = {p.stem: _read(p) for p in sorted(Path(metrics_dir).glob("*.csv"))}
-    return pd.DataFrame([evaluate_claim(c, tables, invalid, check_runs) for c in claims])
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    cols = ["id", "paper", "claim", "experiment", "criterion", "measured", "verdict"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in table.iterrows():
-        lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-_UNICODE_TEX = {"±": r"$\pm$", "≤": r"$\le$", "≥": r"$\ge$", "‖": r"$\|$", "θ": r"$\theta$", "η": r"$\eta$",
-                "Δ": r"$\Delta$", "τ": r"$\tau$", "ε": r"$\epsilon$", "∇": r"$\nabla$", "α": r"$\alpha$",
-                "−": "-", "×": r"$\times$", "·": r"$\cdot$", "²": r"$^2$", "…": "..."}
-
-
-def _tex(s: Any) -> str:
-    """Escape LaTeX specials; common math symbols become math, other non-ASCII is transliterated."""
-    import unicodedata
-
-    out = []
-    for ch in str(s):
-        if ch in "&%$#_{}":
-            out.append("\\" + ch)
-        elif ch == "\\":
-            out.append(r"\textbackslash{}")
-        elif ch == "~":
-            out.append(r"\textasciitilde{}")
-        elif ch == "^":
-            out.append(r"\^{}")
-        elif ch in _UNICODE_TEX:
-            out.append(_UNICODE_TEX[ch])
-        elif ord(ch) > 127:
-            out.append(unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode())
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def to_latex(table: pd.DataFrame) -> str:
-    """A longtable (needs ``\\usepackage{longtable}``) with id, paper, claim, criterion, measured, verdict."""
-    out = [r"\begin{longtable}{@{}p{0.07\linewidth}p{0.1\linewidth}p{0.3\linewidth}p{0.2\linewidth}"
-           r"p{0.18\linewidth}p{0.1\linewidth}@{}}",
-           r"\toprule id & paper & claim & criterion & measured & verdict \\ \midrule \endhead"]
-    for _, r in table.iterrows():
-        out.append(" & ".join(_tex(r[c]) for c in ("id", "paper", "claim", "criterion", "measured", "verdict"))
-                   + r" \\")
-    out.append(r"\bottomrule \end{longtable}")
-    return "\n".join(out) + "\n"
+    return pd.DataFrame([evaluate_claim(c, tables, invalid, check_runs) for c in claims], columns=list(COLUMNS))

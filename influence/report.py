@@ -11,9 +11,14 @@ Every macro is one ``\\newcommand{\\<name>}{<value>}`` line; the report reads it
   run still defines all its macros and the PDF builds under any configuration. A column the function needs
   but a present table lacks raises :class:`ReportError` naming the table and the column.
   Adding an experiment (say E10, ``metrics/E10_dvemb.csv``) is one more decorated function.
-* **The claims** (``report/claims.csv``, :func:`claim_numbers`): per claim id, its verdict, measured value,
-  claim and criterion as text, and the flags ``ok`` (1 if reproduced) and ``judged`` (1 if the verdict is
-  reproduced, partly or not reproduced).
+* **The claims** (``report/claims.csv``, :func:`claim_numbers`): per claim id, its verdict, the paper's number,
+  our estimate with its 95 % interval, the diagnosis, claim, criterion and measured values as text, the flags
+  ``ok`` (reproduced), ``refuted``, ``inconclusive`` and ``judged``, and the count of claims per verdict.
+* **The claims table** (:func:`claims_latex`, :func:`claims_detail_latex`, :func:`claims_markdown`; the
+  ``claims`` rule): the table a researcher reads in one minute (id, claim, the paper's number, ours with its
+  95 % interval, verdict, one-line diagnosis) and a detailed one (what *ours* measures, the criterion, the
+  verdicts per setting, the measured values). :func:`notebook_claims` is the same table for the claims a
+  notebook tests, its closing section.
 * **The PDF** (:func:`build_pdf`, the ``paper`` rule): latexmk on a copy of the report source, with LaTeX's own
   files kept out of the results folder.
 * **The setup** (:func:`setup_numbers`): the sizes, seeds and epochs of the configuration that ran, so that
@@ -22,7 +27,10 @@ Every macro is one ``\\newcommand{\\<name>}{<value>}`` line; the report reads it
 Macro names (:func:`macro_name`): letters only (TeX's rule); numbers become lower-case Roman numerals, e.g.
 ``macro_name("verdict", "LAI-2") == "verdictLAIii"``, ``macro_name("E1", "spearman", "diffin_paper") ==
 "EiSpearmanDiffinPaper"``. Values are LaTeX-escaped text (:func:`escape`) or numbers (:func:`fmt`);
-:class:`TeX` marks a value that is already LaTeX.
+:class:`TeX` marks a value that is already LaTeX. :func:`escape` (plain text) and :func:`tex_unicode` (the
+non-ASCII characters of text that is already LaTeX) are the project's one TeX escaper: every character becomes TeX
+that pdflatex renders (``–`` ``−`` ``×`` ``≥`` ``≈`` ``τ`` ``ρ`` ``ℓ`` ``→``, accents, …) or, for a character it
+does not know, a visible ``[U+XXXX]``; none is dropped.
 """
 
 from __future__ import annotations
@@ -38,8 +46,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from influence.claims import _tex
 
 __all__ = [
     "NOT_RUN",
@@ -57,6 +63,16 @@ __all__ = [
     "to_tex",
     "write_numbers",
     "build_pdf",
+    "claims_markdown",
+    "claims_latex",
+    "claims_detail_latex",
+    "claims_summary",
+    "claims_legend",
+    "notebook_claims",
+    "short_claim",
+    "tex_unicode",
+    "verdicts",
+    "VERDICT_MEANING",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,9 +91,130 @@ class TeX(str):
 
 
 def escape(s: Any) -> str:
-    """LaTeX-escape text: specials (``& % $ # _ { } ~ ^ \\``) escaped, common math symbols as math, other
-    non-ASCII transliterated (the escaping of the claims table, :mod:`influence.claims`)."""
-    return _tex(s)
+    """LaTeX for plain text: the specials (``& % $ # _ { } ~ ^ \\ [ ]``) escaped, doubled ``-`` ``'`` `` ` ``
+    ``<`` ``>`` ``,`` kept from becoming ligatures, and every non-ASCII character as TeX that pdflatex renders
+    (:func:`tex_unicode`). The one TeX escaper of the project: the report's macros and claims table
+    (:mod:`influence.report`) and the notebooks' tables and captions (:mod:`influence.plotting`) use it."""
+    s = str(s)
+    out = []
+    for i, ch in enumerate(s):
+        if ch in _ASCII_TEX:
+            out.append(_ASCII_TEX[ch])
+        elif ord(ch) < 32 or ord(ch) == 127:  # a control character: visible, never dropped
+            out.append(f"{{[}}U+{ord(ch):04X}{{]}}")
+        elif ord(ch) < 128:
+            out.append(ch)
+            if ch in "-'`<>,!?" and s[i + 1:i + 2] in ("-", "'", "`", "<", ">", ","):
+                out.append("{}")
+        else:
+            out.append(_char_tex(ch))
+    return "".join(out)
+
+
+def tex_unicode(tex: str) -> str:
+    """``tex`` (already LaTeX: its ASCII is left as it is) with every non-ASCII character as TeX that pdflatex
+    renders: ``–`` → ``--``, ``−`` → ``\\ensuremath{-}``, ``×`` ``≥`` ``≈`` ``τ`` ``ρ`` ``ℓ`` ``→`` … as math,
+    accented letters as accent commands, and anything else as a visible ``[U+XXXX]``: no character is dropped.
+    The output is ASCII, so plain pdflatex (any input encoding) compiles it."""
+    return "".join(ch if ord(ch) < 128 else _char_tex(ch) for ch in str(tex))
+
+
+# ASCII that is special to TeX (as text). Brackets are braced: a cell that starts with "[" after "\\" would be read
+# as the optional argument of "\\".
+_ASCII_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+              "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "[": "{[}", "]": "{]}",
+              "\n": " ", "\r": " ", "\t": " "}
+
+# Non-ASCII as text-mode TeX (T1 font encoding; \text... symbols of textcomp, part of the LaTeX kernel).
+_TEXT_TEX = {
+    "\u2013": "--", "\u2014": "---", "\u2012": "--", "\u2015": "---", "\u2010": "-", "\u2011": "-", "\u00ad": "-",
+    "\u2026": "...", "\u2018": r"\textquoteleft{}", "\u2019": r"\textquoteright{}", "\u201c": r"\textquotedblleft{}",
+    "\u201d": r"\textquotedblright{}", "\u201a": r"\quotesinglbase{}", "\u201e": r"\quotedblbase{}",
+    "\u00ab": r"\guillemotleft{}", "\u00bb": r"\guillemotright{}", "\u2039": r"\guilsinglleft{}",
+    "\u203a": r"\guilsinglright{}", "\u00a0": "~", "\u2009": r"\,", "\u202f": r"\,", "\u2002": r"\enspace{}",
+    "\u2003": r"\quad{}", "\u2007": "~", "\u2008": r"\,", "\u200a": r"\,", "\u200b": r"\hspace{0pt}",
+    "\u00b0": r"\textdegree{}", "\u00a7": r"\S{}", "\u00b6": r"\P{}", "\u2020": r"\dag{}", "\u2021": r"\ddag{}",
+    "\u2022": r"\textbullet{}", "\u00a9": r"\textcopyright{}", "\u00ae": r"\textregistered{}",
+    "\u2122": r"\texttrademark{}", "\u20ac": r"\texteuro{}", "\u00a3": r"\pounds{}", "\u00a5": r"\textyen{}",
+    "\u00a2": r"\textcent{}", "\u2030": r"\textperthousand{}", "\u2116": r"\textnumero{}",
+    "\u00a1": r"\textexclamdown{}", "\u00bf": r"\textquestiondown{}", "\u00df": r"\ss{}", "\u00e6": r"\ae{}",
+    "\u00c6": r"\AE{}", "\u0153": r"\oe{}", "\u0152": r"\OE{}", "\u00f8": r"\o{}", "\u00d8": r"\O{}",
+    "\u0142": r"\l{}", "\u0141": r"\L{}", "\u0131": r"\i{}", "\u0237": r"\j{}", "\u00f0": r"\dh{}",
+    "\u00d0": r"\DH{}", "\u00fe": r"\th{}", "\u00de": r"\TH{}", "\u2044": "/", "\u2215": "/", "\u2032": "'",
+    "\u2033": "''", "\u00b4": "'", "\u02bc": "'", "\u2212": r"\ensuremath{-}",
+}
+
+# Non-ASCII as math (amssymb for \lesssim, \gtrsim, \mathbb: loaded by the report).
+_MATH_TEX = {
+    "\u00d7": r"\times", "\u00b1": r"\pm", "\u2213": r"\mp", "\u00f7": r"\div", "\u2264": r"\leq", "\u2265": r"\geq",
+    "\u2a7d": r"\leq", "\u2a7e": r"\geq", "\u2248": r"\approx", "\u2260": r"\neq", "\u2261": r"\equiv",
+    "\u223c": r"\sim", "\u2243": r"\simeq", "\u2245": r"\cong", "\u221d": r"\propto", "\u226a": r"\ll",
+    "\u226b": r"\gg", "\u2272": r"\lesssim", "\u2273": r"\gtrsim", "\u2208": r"\in", "\u2209": r"\notin",
+    "\u2282": r"\subset", "\u2286": r"\subseteq", "\u222a": r"\cup", "\u2229": r"\cap", "\u2205": r"\emptyset",
+    "\u221e": r"\infty", "\u2207": r"\nabla", "\u2202": r"\partial", "\u2211": r"\sum", "\u220f": r"\prod",
+    "\u222b": r"\int", "\u221a": r"\surd", "\u00b7": r"\cdot", "\u22c5": r"\cdot", "\u2219": r"\cdot",
+    "\u2218": r"\circ", "\u2217": "*", "\u2113": r"\ell", "\u2016": r"\|", "\u2225": r"\|", "\u2223": "|",
+    "\u2192": r"\rightarrow", "\u2190": r"\leftarrow", "\u2194": r"\leftrightarrow", "\u21d2": r"\Rightarrow",
+    "\u21d0": r"\Leftarrow", "\u21d4": r"\Leftrightarrow", "\u2191": r"\uparrow", "\u2193": r"\downarrow",
+    "\u21a6": r"\mapsto", "\u27e8": r"\langle", "\u27e9": r"\rangle", "\u2200": r"\forall", "\u2203": r"\exists",
+    "\u00ac": r"\neg", "\u2227": r"\wedge", "\u2228": r"\vee", "\u22a4": r"\top", "\u22a5": r"\bot",
+    "\u2295": r"\oplus", "\u2297": r"\otimes", "\u211d": r"\mathbb{R}", "\u2115": r"\mathbb{N}",
+    "\u2124": r"\mathbb{Z}", "\U0001d53c": r"\mathbb{E}", "\u00b5": r"\mu", "\u03f5": r"\epsilon",
+    "\u03d1": r"\vartheta", "\u03d5": r"\phi", "\u03c2": r"\varsigma",
+}
+
+_GREEK = {  # unicodedata names → TeX; capitals that look Latin are written as the Latin letter
+    "alpha": r"\alpha", "beta": r"\beta", "gamma": r"\gamma", "delta": r"\delta", "epsilon": r"\varepsilon",
+    "zeta": r"\zeta", "eta": r"\eta", "theta": r"\theta", "iota": r"\iota", "kappa": r"\kappa", "lamda": r"\lambda",
+    "mu": r"\mu", "nu": r"\nu", "xi": r"\xi", "omicron": "o", "pi": r"\pi", "rho": r"\rho", "sigma": r"\sigma",
+    "tau": r"\tau", "upsilon": r"\upsilon", "phi": r"\varphi", "chi": r"\chi", "psi": r"\psi", "omega": r"\omega",
+}
+_GREEK_CAPITAL = {"gamma", "delta", "theta", "lamda", "xi", "pi", "sigma", "upsilon", "phi", "psi", "omega"}
+_GREEK_LATIN = {"alpha": "A", "beta": "B", "epsilon": "E", "zeta": "Z", "eta": "H", "iota": "I", "kappa": "K",
+                "mu": "M", "nu": "N", "omicron": "O", "rho": "P", "tau": "T", "chi": "X"}
+
+# Combining accents (after NFD) → TeX accent commands.
+_ACCENTS = {"\u0301": "'", "\u0300": "`", "\u0302": "^", "\u0308": '"', "\u0303": "~", "\u0304": "=", "\u0307": ".",
+            "\u0306": "u", "\u030c": "v", "\u030b": "H", "\u030a": "r", "\u0327": "c", "\u0328": "k", "\u0323": "d",
+            "\u0331": "b"}
+
+_SUPER = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱ", "0123456789+-=()ni", strict=True))
+_SUB = dict(zip("₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎", "0123456789+-=()", strict=True))
+
+
+def _char_tex(ch: str) -> str:
+    """TeX for one non-ASCII character (see :func:`tex_unicode`)."""
+    import unicodedata
+
+    if ch in _TEXT_TEX:
+        return _TEXT_TEX[ch]
+    if ch in _MATH_TEX:
+        return r"\ensuremath{" + _MATH_TEX[ch] + "}"
+    if ch in _SUPER:
+        return r"\textsuperscript{" + _SUPER[ch] + "}"
+    if ch in _SUB:
+        return r"\textsubscript{" + _SUB[ch] + "}"
+    name = unicodedata.name(ch, "")
+    m = re.fullmatch(r"GREEK (SMALL|CAPITAL) LETTER ([A-Z]+)", name)
+    if m and m.group(2).lower() in _GREEK:
+        g = m.group(2).lower()
+        if m.group(1) == "SMALL":
+            return r"\ensuremath{" + _GREEK[g] + "}"
+        if g in _GREEK_CAPITAL:
+            return "\\ensuremath{\\" + g.replace("lamda", "lambda").capitalize() + "}"
+        return _GREEK_LATIN[g]
+    if unicodedata.category(ch).startswith("Z"):  # other spaces
+        return " "
+    nfd = unicodedata.normalize("NFD", ch)
+    if len(nfd) > 1 and ord(nfd[0]) < 128 and nfd[0].isalpha() and all(c in _ACCENTS for c in nfd[1:]):
+        tex = {"i": r"\i", "j": r"\j"}.get(nfd[0], nfd[0]) if nfd[1] not in "\u0327\u0328\u0323\u0331" else nfd[0]
+        for c in nfd[1:]:
+            tex = "\\" + _ACCENTS[c] + "{" + tex + "}"
+        return tex
+    nfkd = unicodedata.normalize("NFKD", ch)
+    if nfkd != ch and all(ord(c) < 128 or c in _TEXT_TEX or c in _MATH_TEX for c in nfkd):
+        return "".join(_ASCII_TEX.get(c, c) if ord(c) < 128 else _char_tex(c) for c in nfkd)
+    return f"{{[}}U+{ord(ch):04X}{{]}}"  # visible, never dropped
 
 
 # ------------------------------------------------------------------------------------------- names
@@ -303,36 +440,45 @@ SETTING = ("dataset", "noise", "model", "epochs", "seed")
 def _breakable(tex: str) -> str:
     """Escaped text with line-break opportunities after ``/``, ``=`` and ``_`` (long run names in the measured
     values would overflow a line otherwise)."""
-    return re.sub(r"(/|=|\\_)", lambda m: m.group(1) + r"\allowbreak{}", tex)
+    return re.sub(r"(?<!\\)(/|=)|\\_", lambda m: m.group(0) + r"\allowbreak{}", tex)
 
 
 # ------------------------------------------------------------------------------------------- claims
 def claim_numbers(claims: pd.DataFrame | None, ids: Iterable[str] = ()) -> dict[str, str]:
-    """Macros of the claims table (``report/claims.csv``), per claim id ``X``: ``verdictX``, ``measuredX``,
-    ``claimX``, ``criterionX``, ``paperX``, ``experimentX`` (text) and the flags (1 or 0) ``okX`` (reproduced),
-    ``failedX`` (not reproduced), ``judgedX`` (reproduced, partly or not reproduced); and the counts ``claimsN`` (all),
-    ``claimsReproduced``, ``claimsPartly``, ``claimsNotReproduced``, ``claimsNotRun``, ``claimsInvalidRun``.
+    """Macros of the claims table (``report/claims.csv``), per claim id ``X``: the text of its columns,
+    ``verdictX``, ``claimX``, ``paperX`` (the paper's name), ``experimentX``, ``criterionX``, ``measuredX``,
+    ``paperValueX`` (the paper's published number), ``effectX`` (what *ours* measures), ``oursX`` (our estimate
+    with its 95 % interval), ``diagnosisX`` and ``settingsX``; the flags (1 or 0) ``okX`` (reproduced),
+    ``refutedX`` (refuted), ``inconclusiveX`` and ``judgedX`` (reproduced, refuted, inconclusive or partly: a
+    verdict on valid evidence); and the counts ``claimsN`` (all) and one per verdict of :func:`verdicts`:
+    ``claimsReproduced``, ``claimsRefuted``, ``claimsInconclusive``, ``claimsPartly``, ``claimsNotRun``,
+    ``claimsInvalidRun``.
 
+    An empty ``paper_value`` reads "none published", an empty ``ours`` "no interval". A column of
+    :data:`CLAIM_COLUMNS` the table lacks reads as empty; ``id`` and ``verdict`` are required.
     ``ids``: claim ids that must have macros even when the table is missing (then :data:`NOT_RUN`).
     """
-    from influence.claims import VERDICTS
-
     out: dict[str, str] = {}
-    fields = ("verdict", "measured", "claim", "criterion", "paper", "experiment")
+    fields = ("verdict", "measured", "claim", "criterion", "paper", "experiment", "paper_value", "effect", "ours",
+              "diagnosis", "settings")
+    empty = {"paper_value": "none published", "ours": "no interval", "diagnosis": "none", "effect": "see measured",
+             "settings": "none"}
     if claims is not None:
-        _need(claims, ["id", *fields], "claims")
+        _need(claims, ["id", "verdict"], "claims")
     rows = {} if claims is None else {str(r["id"]): r for _, r in claims.iterrows()}
     for cid in dict.fromkeys([*ids, *rows]):
         r = rows.get(cid)
         for f in fields:
-            out[macro_name(f, cid)] = NOT_RUN if r is None else _breakable(escape(r[f]))
+            text = None if r is None else _text(r, f) or empty.get(f, "")
+            out[macro_name(f, cid)] = NOT_RUN if text is None else _breakable(escape(text))
         verdict = None if r is None else str(r["verdict"])
         out[macro_name("ok", cid)] = "1" if verdict == "reproduced" else "0"
-        out[macro_name("failed", cid)] = "1" if verdict == "not reproduced" else "0"
-        out[macro_name("judged", cid)] = "1" if verdict in ("reproduced", "partly", "not reproduced") else "0"
+        out[macro_name("refuted", cid)] = "1" if verdict == "refuted" else "0"
+        out[macro_name("inconclusive", cid)] = "1" if verdict == "inconclusive" else "0"
+        out[macro_name("judged", cid)] = "1" if verdict in ("reproduced", "refuted", "inconclusive", "partly") else "0"
     counts = {} if claims is None else claims["verdict"].astype(str).value_counts().to_dict()
     out["claimsN"] = NOT_RUN if claims is None else str(len(claims))
-    for v in VERDICTS:
+    for v in verdicts():
         out[macro_name("claims", *v.split())] = NOT_RUN if claims is None else str(counts.get(v, 0))
     return out
 
@@ -897,3 +1043,182 @@ def build_pdf(source: str | os.PathLike, results: str | os.PathLike, out: str | 
     if missing:
         log.warning("the report cites %d value(s) that numbers.tex lacks: %s", len(missing), missing[:5])
     return missing
+
+
+# ---------------------------------------------------------------------------------- the claims table
+#: The verdicts the claims engine gives (:data:`influence.claims.VERDICTS`), in the order they are counted, each
+#: with its meaning in one line (the legend of the Markdown table and the notebooks).
+VERDICT_MEANING = {
+    "reproduced": "the 95 % interval of the paired effect over seeds lies entirely on the claimed side, past the "
+                  "margin",
+    "refuted": "the interval lies entirely on the other side",
+    "inconclusive": "the interval spans the margin (the diagnosis gives the smallest effect the design could detect)",
+    "partly": "some of the claim's named parts are reproduced, not all",
+    "not run": "this configuration has no data for it",
+    "invalid run": "its evidence includes a run that did not learn",
+}
+
+#: Columns of the claims table (:func:`influence.claims.evaluate_claims`) the renderers read; a missing one reads "".
+CLAIM_COLUMNS = ("id", "paper", "claim", "experiment", "metric", "criterion", "paper_value", "effect", "ours",
+                 "verdict", "diagnosis", "settings", "measured")
+EMPTY = "—"  # an empty cell (no published number, no interval)
+
+
+def verdicts() -> tuple[str, ...]:
+    """The verdicts to count: those of :data:`VERDICT_MEANING`, then any other the claims engine defines."""
+    from influence.claims import VERDICTS
+
+    return tuple(dict.fromkeys([*VERDICT_MEANING, *VERDICTS]))
+
+
+def _text(r: Mapping[str, Any], col: str) -> str:
+    """A cell of a claims-table row as text: "" for a missing column or a missing value (NaN, None)."""
+    v = r.get(col) if hasattr(r, "get") else None
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return " ".join(str(v).split())
+
+
+def short_claim(text: str, limit: int = 100) -> str:
+    """The claim's first sentence (up to ``. `` or `` -- ``), cut at a word before ``limit`` characters with ``…``."""
+    text = " ".join(str(text).split())
+    first = re.split(r"(?<=\.)\s+(?=[A-Z])| -- | — ", text, maxsplit=1)[0]
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def claims_summary(table: pd.DataFrame) -> str:
+    """The verdict counts in words, in the order of :func:`verdicts` (``3 reproduced, 1 refuted, 2 not run``)."""
+    counts = table["verdict"].astype(str).value_counts().to_dict() if len(table) else {}
+    order = [*verdicts(), *sorted(set(counts) - set(verdicts()))]
+    return ", ".join(f"{counts[v]} {v}" for v in order if counts.get(v))
+
+
+def claims_legend() -> str:
+    """The verdicts' meanings as one Markdown paragraph."""
+    return "Verdicts: " + "; ".join(f"*{v}*: {m}" for v, m in VERDICT_MEANING.items()) + "."
+
+
+def _md(s: str) -> str:
+    return s.replace("|", "\\|") or EMPTY
+
+
+#: The one-minute table: (column, header). The detailed table: the claim's criterion and measured values.
+GLANCE = (("id", "id"), ("claim", "claim"), ("paper_value", "paper's number"), ("ours", "ours (95 % CI)"),
+          ("verdict", "verdict"), ("diagnosis", "diagnosis"))
+DETAIL = (("id", "id"), ("effect", "what ours measures"), ("criterion", "criterion"), ("settings", "per setting"),
+          ("measured", "measured"))
+#: In claims.md, the line between the one-minute table and the details (the README snapshot stops there).
+DETAILS_MARK = "<!-- claims: details -->"
+
+
+def _md_rows(table: pd.DataFrame, cols: tuple[tuple[str, str], ...]) -> list[str]:
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        cells = []
+        for c, _ in cols:
+            v = _text(r, c)
+            v = short_claim(v) if c == "claim" else v
+            cells.append(f"**{_md(v)}**" if c == "verdict" else _md(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def claims_markdown(table: pd.DataFrame, *, details: bool = True, legend: bool = True) -> str:
+    """The claims table as Markdown: the one-minute table (id · claim · the paper's number · ours with its 95 %
+    interval · verdict · one-line diagnosis), the verdicts' legend, and with ``details`` (after
+    :data:`DETAILS_MARK`) a second table per claim: what *ours* measures, the criterion, the verdicts per setting
+    and the measured values in full."""
+    out = _md_rows(table, GLANCE)
+    if legend:
+        out += ["", claims_legend()]
+    if details:
+        out += ["", DETAILS_MARK, "", "### Claims in detail", "", *_md_rows(table, DETAIL)]
+    return "\n".join(out) + "\n"
+
+
+def _longtable(table: pd.DataFrame, cols: tuple[tuple[str, str], ...], widths: tuple[float, ...]) -> str:
+    spec = "".join(f"p{{{w}\\linewidth}}" for w in widths)
+    head = " & ".join(rf"\textbf{{{escape(h)}}}" for _, h in cols)
+    out = [rf"\begin{{longtable}}{{@{{}}{spec}@{{}}}}", rf"\toprule {head} \\ \midrule \endhead",
+           r"\bottomrule \endfoot"]
+    for _, r in table.iterrows():
+        cells = []
+        for c, _ in cols:
+            v = _text(r, c)
+            v = short_claim(v) if c == "claim" else v
+            tex = escape(v) if v else escape(EMPTY)
+            cells.append(rf"\textbf{{{tex}}}" if c in ("id", "verdict") else tex)
+        out.append(" & ".join(cells) + r" \\ \addlinespace[2pt]")
+    out.append(r"\end{longtable}")
+    return "\n".join(out) + "\n"
+
+
+def claims_latex(table: pd.DataFrame) -> str:
+    """The one-minute claims table as a longtable (needs ``longtable`` and ``booktabs``): id, claim (its first
+    sentence), the paper's number, ours with its 95 % interval, verdict and the one-line diagnosis. Every
+    character is TeX that renders (:func:`escape`)."""
+    return _longtable(table, GLANCE, (0.07, 0.22, 0.12, 0.15, 0.11, 0.27))
+
+
+def claims_detail_latex(table: pd.DataFrame) -> str:
+    """The detailed claims table (the report's appendix): id, what *ours* measures, the criterion, the verdicts
+    per setting and the measured values in full."""
+    return _longtable(table, DETAIL, (0.07, 0.2, 0.24, 0.12, 0.31))
+
+
+# ------------------------------------------------------------------------------- the notebooks' claims
+def _reads(test: Mapping[str, Any]) -> set[str]:
+    """The tables a claim's test reads (kind ``all``: every part's; ``checks``: ``E5_bounds`` unless named)."""
+    if test.get("kind") == "all":
+        return set().union(*(_reads(t) for t in test.get("tests", [])))
+    if test.get("kind") == "checks":
+        return {test.get("table", "E5_bounds")}
+    return {test["table"]} if "table" in test else set()
+
+
+def notebook_claims(ids: Iterable[str], claims: str | os.PathLike | Iterable[Mapping[str, Any]],
+                    tables: Mapping[str, pd.DataFrame | None]) -> str:
+    """The closing claims section of a notebook (Markdown): the claims ``ids`` measured by
+    :func:`influence.claims.evaluate_claims` on the notebook's ``tables``, as the one-minute table of the claims
+    table (:func:`claims_markdown`), then what *ours* measures per claim. A claim whose parts read other
+    notebooks' tables too is judged here on its parts on these tables (and says so); one that reads none of them
+    is listed as measured elsewhere."""
+    from influence.claims import evaluate_claims, load_claims
+
+    if isinstance(claims, (str, os.PathLike)):
+        claims = load_claims(claims)
+    by_id = {c["id"]: c for c in claims}
+    ids = list(ids)
+    if not ids:
+        return "No claim in `paper/claims.yaml` reads this notebook's tables."
+    present = set(tables)
+    here, notes, elsewhere = [], [], []
+    for cid in ids:
+        c = by_id[cid]
+        test = c["test"]
+        others = sorted(_reads(test) - present)
+        if test.get("kind") == "all" and others:
+            test = {**test, "tests": [s for s in test["tests"] if _reads(s) <= present]}
+        ok = bool(test["tests"]) if test.get("kind") == "all" else not _reads(test) or bool(_reads(test) & present)
+        if ok:
+            here.append({**c, "test": test})
+            if others:
+                notes.append(f"{cid}: judged here on its parts on this notebook's tables; the part on "
+                             f"{', '.join(others)} is judged in the notebook that reads it.")
+        else:
+            elsewhere.append(cid)
+    lines = ["**Claims tested here**, measured by `influence.claims` on this notebook's tables (the claims table "
+             "`results/report/claims.md` is the final word: it joins the parts of a claim that other notebooks' "
+             "tables carry and marks a claim resting on a run that did not learn as *invalid run*):", ""]
+    if here:
+        table = evaluate_claims(here, tables=dict(tables))
+        lines.append(claims_markdown(table, details=False))
+        effects = [f"- **{_text(r, 'id')}**: {_text(r, 'effect')}" for _, r in table.iterrows() if _text(r, "effect")]
+        if effects:
+            lines += ["What *ours* measures:", *effects, ""]
+    lines += [f"- {n}" for n in notes]
+    if elsewhere:
+        lines.append(f"- Measured elsewhere (no table of this notebook carries them): {', '.join(elsewhere)}.")
+    return "\n".join(lines).rstrip() + "\n"

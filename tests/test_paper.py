@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from influence.claims import VERDICTS, load_claims, to_latex
+from influence.claims import VERDICTS, load_claims
+from influence.report import claims_latex
 from influence.io import save_csv, save_text
 from influence.report import build_pdf, fmt, macro_name, write_numbers
 
@@ -175,7 +176,7 @@ def make_results(root: Path, *, run: bool = True) -> Path:
                               "verdict": VERDICTS[i % len(VERDICTS)] if run else "not run"}
                            for i, c in enumerate(CLAIMS)])
     save_csv(res / "report" / "claims.csv", claims)
-    save_text(res / "report" / "claims.tex", to_latex(claims))
+    save_text(res / "report" / "claims.tex", claims_latex(claims))
     return res
 
 

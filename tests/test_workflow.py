@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from influence.claims import VERDICTS, evaluate_claim, evaluate_claims, load_claims
+from influence.claims import VERDICTS, evaluate_claims, load_claims
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -81,7 +81,7 @@ def test_smoke_claims_table_is_computed_from_the_run(smoke_run):
     assert set(table["verdict"]) <= set(VERDICTS)
     # the smoke run measures ACC-SGD-IE vs SGD-IE against LOO: that claim has a measured verdict
     acc2 = table.set_index("id").loc["ACC-2"]
-    assert acc2["verdict"] != "not run" and "comparisons" in acc2["measured"]
+    assert acc2["verdict"] != "not run" and "acc_sgd_ie:" in acc2["measured"] and acc2["ours"]
     fid = pd.read_csv(smoke_run / "results" / "metrics" / "E1_fidelity.csv")
     assert set(fid["estimator"]) == {"sgd_ie", "acc_sgd_ie", "random"}  # random: the claims' chance control
     assert (fid.loc[fid["estimator"] != "random", "kendall"] > 0.5).all()  # both track LOO on a tiny convex problem
@@ -186,73 +186,6 @@ def test_schema_fills_in_the_defaults_of_keys_default_yaml_leaves_out():
 
 
 # ---------------------------------------------------------------------------------------------- claims
-def _fid(rows):
-    return pd.DataFrame(rows, columns=["dataset", "noise", "model", "epochs", "seed", "estimator", "kendall", "rmse"])
-
-
-def _claim(test, cid="T-1"):
-    return {"id": cid, "paper": "p", "claim": "c", "experiment": "E1", "metric": "m", "criterion": "k", "test": test}
-
-
-COMPARE = {"kind": "compare", "table": "E1_fidelity", "estimator": "acc", "baselines": ["sgd"],
-           "metrics": {"kendall": "higher", "rmse": "lower"}, "group_by": ["dataset", "epochs"], "rule": "most"}
-
-
-def test_compare_verdicts_follow_the_win_fraction():
-    win = _fid([["a", "c", "lr", 2, 0, "acc", 0.9, 0.1], ["a", "c", "lr", 2, 0, "sgd", 0.8, 0.2],
-                ["a", "c", "lr", 4, 0, "acc", 0.9, 0.1], ["a", "c", "lr", 4, 0, "sgd", 0.7, 0.3]])
-    r = evaluate_claim(_claim(COMPARE), {"E1_fidelity": win})
-    assert r["verdict"] == "reproduced" and "4/4" in r["measured"]
-    half = win.copy()
-    half.loc[(half.estimator == "acc") & (half.epochs == 4), ["kendall", "rmse"]] = [0.5, 0.9]
-    assert evaluate_claim(_claim(COMPARE), {"E1_fidelity": half})["verdict"] == "partly"  # 2/4 is not "most"
-    lose = win.copy()
-    lose.loc[lose.estimator == "acc", ["kendall", "rmse"]] = [0.1, 0.9]
-    r = evaluate_claim(_claim(COMPARE), {"E1_fidelity": lose})
-    assert r["verdict"] == "not reproduced" and "0/4" in r["measured"]
-
-
-def test_compare_with_sd_margin_and_min_value():
-    runs = pd.DataFrame({"dataset": ["d"] * 6, "policy": ["lai"] * 3 + ["vanilla"] * 3,
-                         "final_test_acc": [0.80, 0.81, 0.82, 0.70, 0.71, 0.72]})
-    test = {"kind": "compare", "table": "E3", "key": "policy", "estimator": "lai", "baselines": ["vanilla"],
-            "metrics": {"final_test_acc": "higher"}, "group_by": ["dataset"], "margin": "sd", "rule": "all"}
-    assert evaluate_claim(_claim(test), {"E3": runs})["verdict"] == "reproduced"
-    close = runs.assign(final_test_acc=[0.80, 0.75, 0.85, 0.70, 0.78, 0.80])  # within one sd
-    assert evaluate_claim(_claim(test), {"E3": close})["verdict"] == "not reproduced"
-    test2 = dict(test, margin=0.0, min_value=0.9)
-    assert evaluate_claim(_claim(test2), {"E3": runs})["verdict"] == "not reproduced"
-
-
-def test_equal_threshold_growth_checks_and_not_run():
-    fid = _fid([["a", "c", "lr", 1, 0, "acc", 0.9, 0.1], ["a", "c", "lr", 1, 0, "sgd", 0.9, 0.1]])
-    eq = {"kind": "equal", "table": "E1_fidelity", "estimators": ["acc", "sgd"], "metrics": ["kendall", "rmse"],
-          "where": {"epochs": 1}, "tol": 1e-12}
-    assert evaluate_claim(_claim(eq), {"E1_fidelity": fid})["verdict"] == "reproduced"
-    fid.loc[1, "kendall"] = 0.8
-    assert evaluate_claim(_claim(eq), {"E1_fidelity": fid})["verdict"] == "not reproduced"
-
-    thr = {"kind": "threshold", "table": "E3", "metric": "rho", "op": ">=", "value": 0.8}
-    assert evaluate_claim(_claim(thr), {"E3": pd.DataFrame({"rho": [0.85, 0.9]})})["verdict"] == "reproduced"
-    assert evaluate_claim(_claim(thr), {"E3": pd.DataFrame({"rho": [0.5, 0.9]})})["verdict"] == "not reproduced"
-
-    k = np.array([1, 2, 4, 8, 16, 32])
-    grow = {"kind": "growth", "table": "E1_fidelity", "estimator": "diffin", "metric": "rmse", "x": "epochs"}
-    power = pd.DataFrame({"estimator": "diffin", "epochs": k, "rmse": 0.01 * k**1.5})
-    expo = pd.DataFrame({"estimator": "diffin", "epochs": k, "rmse": 0.01 * np.exp(0.3 * k)})
-    assert evaluate_claim(_claim(grow), {"E1_fidelity": power})["verdict"] == "reproduced"
-    assert evaluate_claim(_claim(grow), {"E1_fidelity": expo})["verdict"] == "not reproduced"
-
-    bounds = pd.DataFrame({"name": ["a", "b", "c"], "passed": [True, False, True], "claims": ["T-1", "T-1", "T-2"]})
-    assert evaluate_claim(_claim({"kind": "checks"}, "T-1"), {"E5_bounds": bounds})["verdict"] == "partly"
-    assert evaluate_claim(_claim({"kind": "checks"}, "T-2"), {"E5_bounds": bounds})["verdict"] == "reproduced"
-    assert evaluate_claim(_claim({"kind": "checks"}, "T-3"), {"E5_bounds": bounds})["verdict"] == "not run"
-    both = {"kind": "all", "tests": [{"kind": "checks"}, thr]}
-    r = evaluate_claim(_claim(both, "T-2"), {"E5_bounds": bounds, "E3": pd.DataFrame({"rho": [0.1]})})
-    assert r["verdict"] == "partly"
-    assert evaluate_claim(_claim(COMPARE), {})["verdict"] == "not run"
-
-
 def test_every_shipped_claim_evaluates_to_not_run_without_results():
     claims = load_claims(REPO / "paper" / "claims.yaml")
     assert {c["id"] for c in claims} >= {"LAI-1", "LAI-5", "DIFF-1", "DIFF-5", "CG-1", "CG-3", "ACC-1", "ACC-5"}
