@@ -38,6 +38,7 @@ TIMING_CLAIMS = {"LAI-4", "LAI-4-mlp", "DIFF-5"}
 NO_LEARNING_NEEDED = {"LAI-4", "LAI-4-mlp", "TRAJ-2", "DIFF-5", "ACC-1"}
 
 N = 300  # training samples per run
+SEEDS = range(5)  # every comparison rests on 5 seeds, as in the default configuration
 CONTROLS = ("zero", "constant", "random")
 
 
@@ -96,9 +97,9 @@ class World:
     # E1: agreement with LOO -----------------------------------------------------------------------------
     def e1(self) -> pd.DataFrame:
         frames = []
-        for k, (ds, nz, model, ep) in enumerate(
-                (d, z, m, e) for d in ("a", "b") for z in ("clean", "sym20") for m in ("logreg", "mlp8")
-                for e in (1, 3, 10)):
+        for k, (ds, nz, model, ep, seed) in enumerate(
+                (d, z, m, e, s) for d in ("a", "b") for z in ("clean", "sym20") for m in ("logreg", "mlp8")
+                for e in (1, 3, 10) for s in SEEDS):
             truth = 1e-3 * self.rng.standard_normal(N)
             sgd = self._scores("sgd_ie", truth, self._q(0.5), k)
             scores = {
@@ -116,7 +117,7 @@ class World:
             with warnings.catch_warnings():  # a constant estimator's rank correlation is undefined (NaN)
                 warnings.simplefilter("ignore")
                 t = agreement_table(scores, truth, ps=(10,))
-            setting = dict(dataset=ds, noise=nz, model=model, epochs=ep, seed=0)
+            setting = dict(dataset=ds, noise=nz, model=model, epochs=ep, seed=seed)
             self.settings.append(setting)
             frames.append(t.assign(**setting))
         return pd.concat(frames, ignore_index=True)
@@ -137,11 +138,12 @@ class World:
 
     def e2(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         det, cle = [], []
-        for k, (ds, nz, rate) in enumerate((("digits", "sym20", 0.2), ("digits", "sym40", 0.4),
-                                             ("mnist5k", "sym20", 0.2), ("adult", "sym20", 0.2))):
+        for k, (ds, nz, rate, seed) in enumerate(
+                (d, z, r, s) for d, z, r in (("digits", "sym20", 0.2), ("digits", "sym40", 0.4),
+                                             ("mnist5k", "sym20", 0.2), ("adult", "sym20", 0.2)) for s in SEEDS):
             noisy = self.rng.random(N) < rate
             scores = {e: self._suspicion(e, noisy, k) for e in [*self.GAPS, "random"]}
-            setting = dict(dataset=ds, noise=nz, model="logreg", epochs=10, seed=0)
+            setting = dict(dataset=ds, noise=nz, model="logreg", epochs=10, seed=seed)
             self.settings.append(setting)
             det.append(detection_table(scores, noisy).assign(**setting))
             n_noisy = int(noisy.sum())
@@ -157,7 +159,7 @@ class World:
     # E4: coresets ----------------------------------------------------------------------------------------
     def e4(self) -> pd.DataFrame:
         rows = []
-        for k, ds in enumerate(("adult", "digits")):
+        for k, (ds, seed) in enumerate((d, s) for d in ("adult", "digits") for s in SEEDS):
             q = self.rng.standard_normal(N)  # each sample's true value to the model
             values = {"diffin_paper": self._scores("diffin_paper", q, 0.2, k),
                       "cg_score": self._scores("cg_score", q, 0.3, k),
@@ -165,7 +167,7 @@ class World:
                       "tracin": self._scores("tracin", q, self._q(1.5), k),
                       "sgd_ie": self._scores("sgd_ie", q, self._q(1.5), k),
                       "random": self.rng.random(N)}
-            setting = dict(dataset=ds, noise="clean", model="logreg", epochs=10, seed=0)
+            setting = dict(dataset=ds, noise="clean", model="logreg", epochs=10, seed=seed)
             self.settings.append(setting)
             for f in (0.3, 0.5, 0.7, 0.9):
                 m = math.ceil(f * N)
@@ -184,7 +186,7 @@ class World:
     def e3(self) -> pd.DataFrame:
         rows = []
         for ds in ("mnist1d", "mnist5k_e3"):
-            for seed in (0, 1, 2):
+            for seed in SEEDS:
                 rho = []
                 for _ in range(20):  # per-step probes of a vanilla run: LAI vs Ghost scores of a batch of 32
                     ghost = self.rng.standard_normal(32)
@@ -210,7 +212,7 @@ class World:
 
     def e8_e9(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         shap = []
-        for step in range(4):
+        for step in range(8):
             phi = self.rng.standard_normal(16)
             lai = (_control(self.replace["lai"], 16, step) if "lai" in self.replace
                    else phi + 0.2 * self.rng.standard_normal(16))
@@ -219,7 +221,7 @@ class World:
                          "pearson_lai": pearson(lai, phi), "pearson_ghost_flat": pearson(flat, phi),
                          "pearson_ghost": 1.0, "learned": self.learned})
         lm, text = [], []
-        for seed in (0, 1, 2):
+        for seed in SEEDS:
             for p in ("vanilla", "lai_self"):
                 loss = self._curated(p, 2.3, 2.5, 0.01) if p == "lai_self" else 2.5 + 0.01 * self.rng.standard_normal()
                 lm.append({"dataset": "shakespeare", "model": "tinygpt", "policy": p, "seed": seed,
@@ -265,7 +267,7 @@ class World:
     def e10(self) -> pd.DataFrame:
         rows = []
         for ep in (3, 10):
-            for seed in (0, 1, 2):
+            for seed in SEEDS:
                 truth = self.rng.standard_normal((8, 40))  # 8 target images x 40 evaluated points
                 per_target = {}
                 for e, noise in (("acc_sgd_ie", 0.3), ("dattri_dvemb", self._q(1.0))):
@@ -346,7 +348,7 @@ def test_no_claim_is_reproduced_when_its_estimator_is_a_control(cid, control, we
         claimed = ["diffin_paper", "acc_sgd_ie", "sgd_ie", "tracin", "influence_function"]
     assert claimed, f"{cid}: no estimator to replace"
     verdict, measured = _verdicts(World({e: control for e in claimed}, weak=weak), {cid})[cid]
-    assert verdict in ("not reproduced", "partly"), (cid, control, verdict, measured)
+    assert verdict in ("refuted", "inconclusive", "partly"), (cid, control, verdict, measured)
 
 
 def test_estimator_claims_cover_every_claim_but_checks_timings_and_ci():
@@ -377,23 +379,15 @@ def test_timing_claims_agree_between_reruns_on_a_loaded_machine(seed):
     assert {cid: v for cid, (v, _) in cheap.items()} == {"LAI-4": "reproduced", "DIFF-5": "reproduced"}, cheap
     # equal cost (LAI = Ghost) and a Diff-In just over its 3x budget: never "cheaper"
     equal = _verdicts(World(seed=seed, lai_cost=1.0, diffin_cost=3.2), ids)
-    assert all(v == "not reproduced" for v, _ in equal.values()), equal
+    assert all(v == "refuted" for v, _ in equal.values()), equal
 
 
-def test_the_unpaired_mean_sd_criterion_flips_where_the_paired_one_does_not():
-    # why LAI-4 is judged on paired rounds: the former criterion (mean below Ghost's by more than one sd, unpaired)
-    # gives different verdicts on reruns of the same costs; the paired median ratio gives one
-    old = {"id": "old", "paper": "p", "claim": "c", "experiment": "E6", "metric": "m", "criterion": "k",
-           "needs_learned_runs": False,
-           "test": {"kind": "compare", "table": "transformer_cost", "key": "policy", "estimator": "lai",
-                    "baselines": ["ghost", "ghost_flat"], "metrics": {"step_time_s": "lower"},
-                    "group_by": ["model"], "margin": "sd", "rule": "all"}}
-    new = {**old, "id": "new", "test": {**BY_ID["LAI-4"]["test"]["tests"][0], "metrics": {"step_time_s": "lower"}}}
-    old_v, new_v = set(), set()
-    for seed in range(12):
-        t = {"transformer_cost": World(seed=seed).transformer_cost()}
-        out = evaluate_claims([old, new], tables=t).set_index("id")["verdict"]
-        old_v.add(out["old"])
-        new_v.add(out["new"])
-    assert new_v == {"reproduced"}
-    assert len(old_v) > 1, old_v
+def test_a_rerun_with_other_seeds_never_moves_a_claim_between_reproduced_and_refuted():
+    # the same synthetic world drawn afresh (other seeds for every table): verdicts may move to or from
+    # inconclusive, never from one side to the other
+    seen: dict[str, set[str]] = {}
+    for seed in (11, 12, 13):
+        for cid, (verdict, _) in _verdicts(World(seed=seed)).items():
+            seen.setdefault(cid, set()).add(verdict)
+    flipped = {cid: v for cid, v in seen.items() if {"reproduced", "refuted"} <= v}
+    assert not flipped, flipped
