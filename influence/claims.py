@@ -316,7 +316,8 @@ def _label(gkey: Any, groups: Sequence[str]) -> str:
 
 def _regime(df: pd.DataFrame) -> str:
     """The training regime of the runs behind a claim (E1: reached test accuracy against the majority rate)."""
-    for acc, maj in (("test_accuracy", "majority_rate"), ("final_test_acc", "majority_acc")):
+    for acc, maj in (("test_accuracy", "majority_rate"), ("final_test_acc", "majority_acc"),
+                     ("target_accuracy", "majority_acc")):
         if acc in df and df[acc].notna().any():
             a = pd.to_numeric(df[acc], errors="coerce").dropna()
             s = f"regime: test accuracy {_fmt(float(a.min()))}–{_fmt(float(a.max()))}"
