@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 8
 
-.PHONY: reproduce test install lint bench paper tex clean
+.PHONY: reproduce test install lint bench paper tex clean readme-claims
 
 install: $(STAMP)
 
@@ -54,6 +54,10 @@ tex:
 	else echo "make: the PDF report needs TeX, which is missing and cannot be installed here (no root, no apt-get); install it with: sudo apt-get install -y --no-install-recommends $(TEX_PACKAGES)" >&2; exit 1; fi; \
 	echo "make: installing TeX from Debian packages: $(TEX_PACKAGES)"; \
 	$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEX_PACKAGES)
+
+# the README's claims snapshot from the workflow's results/report/claims.md (run the workflow first)
+readme-claims: $(STAMP)
+	$(BIN)/python experiments/scripts/readme_claims.py
 
 # the report alone (results/report/paper.pdf), TeX installed first
 paper: $(STAMP) tex

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -20,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from influence.io import atomic_write, read_json, save_csv, save_text
+from influence.report import escape, tex_unicode
 
 __all__ = [
     "COLUMN_WIDTH",
@@ -61,13 +61,6 @@ PALETTE: Mapping[str, str] = MappingProxyType(
     {**{n: _COLORS[i] for i, n in enumerate(_ORDER)}, **{n: _COLORS[i] for i, n in enumerate(_LIBRARIES)}}
 )
 
-# TeX for the non-ASCII characters of table cells and captions; other ones are transliterated.
-_TEX = {
-    "±": r"$\pm$", "≤": r"$\le$", "≥": r"$\ge$", "‖": r"$\|$", "θ": r"$\theta$", "η": r"$\eta$",
-    "Δ": r"$\Delta$", "τ": r"$\tau$", "ε": r"$\epsilon$", "∇": r"$\nabla$", "−": "-", "×": r"$\times$",
-    "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "λ": r"$\lambda$", "μ": r"$\mu$", "σ": r"$\sigma$",
-    "ρ": r"$\rho$", "≈": r"$\approx$", "∞": r"$\infty$", "→": r"$\to$",
-}
 # fmt: on
 
 
@@ -135,18 +128,10 @@ def placeholder(out: Mapping[str, str], name: str, message: str) -> None:
 
 
 def ascii_tex(tex: str) -> str:
-    """Math symbols to LaTeX math, other non-ASCII characters transliterated (plain pdflatex compiles it)."""
-    return "".join(
-        c if ord(c) < 128 else _TEX.get(c) or unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
-        for c in tex
-    )
-
-
-def _tex_escape(text: str) -> str:
-    """``text`` with TeX's special characters escaped (for a caption written into TeX)."""
-    special = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
-               "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}
-    return "".join(special.get(ch, ch) for ch in text)
+    """``tex`` (LaTeX) with every non-ASCII character as TeX that plain pdflatex renders (math symbols as math,
+    accents as accent commands, an unknown character as a visible ``[U+XXXX]``): the project's one escaper,
+    :func:`influence.report.tex_unicode`."""
+    return tex_unicode(tex)
 
 
 def savetable(
@@ -173,7 +158,7 @@ def savetable(
     if len(t):
         tex = f"% {caption}\n" + t.to_latex(index=False, float_format="%.3g", escape=True, na_rep="--")
     else:
-        tex = "\\emph{" + _tex_escape(caption) + ": not run in this configuration.}\n"
+        tex = "\\emph{" + escape(caption) + ": not run in this configuration.}\n"
     save_text(out[f"{name}_tex"], ascii_tex(tex))
 
 

@@ -24,10 +24,11 @@ def test_savetable_writes_csv_and_ascii_tex(tmp_path):
     tex = (tmp_path / "T.tex").read_bytes()
     tex.decode("ascii")  # plain pdflatex input
     text = tex.decode()
-    assert text.startswith("% T: $\\epsilon$ $\\ge$ 0\n\\begin{tabular}")
-    assert "$\\|$$\\Delta$$\\theta$$\\|$ $\\le$ $\\eta$ & 0.333 \\\\" in text
-    assert "$\\alpha$ -1 & -- \\\\" in text
-    assert "\n & 2 \\\\\n" in text  # no TeX for kappa: dropped
+    assert text.startswith("% T: \\ensuremath{\\varepsilon} \\ensuremath{\\geq} 0\n\\begin{tabular}")
+    assert ("\\ensuremath{\\|}\\ensuremath{\\Delta}\\ensuremath{\\theta}\\ensuremath{\\|} \\ensuremath{\\leq} "
+            "\\ensuremath{\\eta} & 0.333 \\\\") in text
+    assert "\\ensuremath{\\alpha} \\ensuremath{-}1 & -- \\\\" in text  # a minus sign, not a hyphen
+    assert "\n\\ensuremath{\\kappa} & 2 \\\\\n" in text  # every character kept (influence.report.tex_unicode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T.csv", "T.tex"]  # no temporary files left
 
 
@@ -43,7 +44,9 @@ def test_savetable_compact_tex_and_empty(tmp_path):
 
 
 def test_ascii_tex():
-    assert plotting.ascii_tex("a ≤ b − c, α ± é") == "a $\\le$ b - c, $\\alpha$ $\\pm$ e"
+    assert plotting.ascii_tex("a ≤ b − c, α ± é") == (
+        "a \\ensuremath{\\leq} b \\ensuremath{-} c, \\ensuremath{\\alpha} \\ensuremath{\\pm} \\'{e}")
+    assert plotting.ascii_tex("IQR 0.69–0.73, ☃") == "IQR 0.69--0.73, {[}U+2603{]}"  # nothing dropped
     assert plotting.ascii_tex("plain & ascii\n") == "plain & ascii\n"
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from test_paper import DEFAULT, REPO, merge
+from test_paper import DEFAULT, REPO, claims_table, merge, needs_tex
 
 from influence import report
 from influence.report import NOT_RUN, ReportError, TeX, escape, fmt, macro_name, numbers, to_tex, write_numbers
@@ -66,7 +66,7 @@ def test_fmt_writes_numbers_and_text_as_latex():
     assert fmt(True) == "yes" and fmt(np.bool_(False)) == "no"
     assert fmt("acc_sgd_ie & 50%") == r"acc\_sgd\_ie \& 50\%"
     assert fmt(TeX(r"\emph{x}")) == r"\emph{x}"
-    assert escape("a ≤ b") == r"a $\le$ b"
+    assert escape("a ≤ b") == r"a \ensuremath{\leq} b"
 
 
 def test_to_tex_writes_sorted_newcommands_and_refuses_bad_names():
@@ -119,16 +119,199 @@ def test_transformer_step_ratios_are_paired_by_round():
 
 
 def test_claim_flags_and_counts_follow_the_verdicts():
-    claims = pd.DataFrame({"id": ["A-1", "A-2", "B-1", "B-2"], "paper": "p", "claim": "c", "experiment": "E1",
+    claims = pd.DataFrame({"id": ["A-1", "A-2", "B-1", "B-2", "B-3"], "paper": "p", "claim": "c", "experiment": "E1",
                            "metric": "m", "criterion": "k", "measured": "run a/b=c",
-                           "verdict": ["reproduced", "not reproduced", "partly", "not run"]})
+                           "paper_value": ["0.96 vs 0.90", "", "", "", ""],
+                           "effect": "Kendall τ(A) − Kendall τ(B), paired by seed",
+                           "ours": ["+0.012 [−0.004, +0.028]", "0.83× [0.80×, 0.86×]", "", "", ""],
+                           "diagnosis": "IQR 0.694–0.734", "settings": "3 reproduced, 1 inconclusive of 4",
+                           "verdict": ["reproduced", "refuted", "partly", "not run", "inconclusive"]})
     out = report.claim_numbers(claims, ids=["A-1", "C-9"])
-    assert (out["okAi"], out["failedAi"], out["judgedAi"]) == ("1", "0", "1")
-    assert (out["okAii"], out["failedAii"], out["judgedAii"]) == ("0", "1", "1")
+    assert (out["okAi"], out["refutedAi"], out["judgedAi"]) == ("1", "0", "1")
+    assert (out["okAii"], out["refutedAii"], out["judgedAii"]) == ("0", "1", "1")
     assert (out["okBi"], out["judgedBi"], out["judgedBii"]) == ("0", "1", "0")
-    assert out["verdictCix"] == NOT_RUN and out["okCix"] == "0"  # in claims.yaml, not in the table
-    assert out["claimsN"] == "4" and out["claimsReproduced"] == "1" and out["claimsInvalidRun"] == "0"
+    assert (out["inconclusiveBiii"], out["judgedBiii"], out["inconclusiveAi"]) == ("1", "1", "0")
+    assert out["verdictCix"] == NOT_RUN and out["okCix"] == "0" and out["oursCix"] == NOT_RUN  # not in the table
+    assert out["claimsN"] == "5" and out["claimsReproduced"] == "1" and out["claimsInvalidRun"] == "0"
+    assert (out["claimsRefuted"], out["claimsInconclusive"], out["claimsPartly"], out["claimsNotRun"]) == \
+        ("1", "1", "1", "1")
     assert out["measuredAi"] == r"run a/\allowbreak{}b=\allowbreak{}c"
+    assert out["oursAi"] == r"+0.012 {[}\ensuremath{-}0.004, +0.028{]}"
+    assert out["oursAii"] == r"0.83\ensuremath{\times} {[}0.80\ensuremath{\times}, 0.86\ensuremath{\times}{]}"
+    assert out["diagnosisAi"] == "IQR 0.694--0.734"  # the en dash kept
+    assert out["paperValueAi"] == "0.96 vs 0.90" and out["paperValueAii"] == "none published"
+    assert out["oursBi"] == "no interval"
+    assert out["effectAi"] == (r"Kendall \ensuremath{\tau}(A) \ensuremath{-} Kendall \ensuremath{\tau}(B), "
+                               "paired by seed")
+    # a table of the claims engine before its new columns still gives every macro (read as empty)
+    old = claims.drop(columns=["paper_value", "effect", "ours", "diagnosis", "settings"])
+    assert set(report.claim_numbers(old)) == set(report.claim_numbers(claims))
+
+
+# ---------------------------------------------------------------------------------------- the escaper
+GENERATED = ("IQR 0.694–0.734", "+0.012 [−0.004, +0.028]", "0.83× [0.80×, 0.86×]", "τ ≥ 0.8, ρ ≈ 1, ℓ → 0",
+             "a — b", "Kendall τ(ACC-SGD-IE) − Kendall τ(SGD-IE)", "Δθ ≤ ε · ‖g‖, α ± σ", "R² = 0.9, x₁ … x₉",
+             "Pearson ≠ 0; 1e−5 ≪ η", "café, naïve, Erdős, Gauß, Łukasz", "50 % & $5 # x_y {z} ~ ^ \\",
+             "a--b <<c>> ''d''",
+             "☃ 🙂 \x07 \u0301")
+
+
+@pytest.mark.parametrize("text", GENERATED)
+def test_escape_gives_ascii_tex_and_drops_no_character(text):
+    tex = escape(text)
+    tex.encode("ascii")  # plain pdflatex input
+    for ch in text:
+        assert escape(ch), repr(ch)  # every character becomes something
+    assert "[" not in tex.replace("{[}", "") and "]" not in tex.replace("{]}", "")  # never an optional argument
+
+
+@given(st.text(max_size=20))
+def test_escape_of_any_text_is_ascii_and_keeps_every_character(text):
+    tex = escape(text)
+    tex.encode("ascii")
+    assert all(escape(ch) for ch in text)
+
+
+def test_escape_writes_the_characters_of_generated_strings_as_tex():
+    assert escape("IQR 0.694–0.734") == "IQR 0.694--0.734"  # was dropped by NFKD: "0.6940.734"
+    assert escape("−0.5") == r"\ensuremath{-}0.5" and escape("a—b") == "a---b"
+    assert escape("×≥≈τρℓ→") == "".join(rf"\ensuremath{{{m}}}" for m in
+                                        (r"\times", r"\geq", r"\approx", r"\tau", r"\rho", r"\ell", r"\rightarrow"))
+    assert escape("é") == r"\'{e}" and escape("ï") == r'\"{\i}' and escape("ç") == r"\c{c}"
+    assert escape("a--b") == "a-{}-b" and escape("''") == "'{}'"  # no TeX ligature made of two characters
+    assert escape("☃") == "{[}U+2603{]}"  # unknown: visible, never dropped
+    assert escape("x\ny") == "x y" and escape("\x07") == "{[}U+0007{]}"
+    assert report.tex_unicode(r"\textbf{τ} & –") == r"\textbf{\ensuremath{\tau}} & --"  # TeX's own ASCII left alone
+
+
+@needs_tex
+def test_every_character_the_escaper_knows_renders_in_a_pdf(tmp_path):
+    """A document with every character of the escaper's tables, the Greek alphabet, accented Latin letters and
+    the generated strings compiles with the report's preamble, with no character missing from its fonts, and
+    pdftotext reads the generated strings back."""
+    import subprocess
+
+    from test_paper import squeeze
+
+    chars = [*report._TEXT_TEX, *report._MATH_TEX, *report._SUPER, *report._SUB,
+             *(chr(c) for c in range(0x391, 0x3CA) if c != 0x3A2), *(chr(c) for c in range(0xC0, 0x180))]
+    body = " ".join(escape(c) for c in chars) + "\n\n" + "\n\n".join(escape(t) for t in GENERATED)
+    (tmp_path / "t.tex").write_text("\\documentclass{article}\\usepackage{lmodern}\\usepackage[T1]{fontenc}"
+                                    "\\usepackage[utf8]{inputenc}\\usepackage{amsmath,amssymb}\\tracinglostchars=3"
+                                    "\\begin{document}\n"
+                                    + body + "\n\\end{document}\n")
+    proc = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    log = (tmp_path / "t.log").read_text(errors="replace")
+    assert proc.returncode == 0, [ln for ln in log.splitlines() if ln.startswith("!")]
+    assert "Missing character" not in log
+    text = squeeze(subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True, text=True,
+                                  check=True).stdout)
+    for t in GENERATED[:6]:
+        assert squeeze(t) in text, t
+
+
+# ----------------------------------------------------------------------------------------- the tables
+def test_claims_markdown_is_the_one_minute_table_then_the_details():
+    table = claims_table()
+    md = report.claims_markdown(table)
+    glance, details = md.split(report.DETAILS_MARK)
+    lines = glance.strip().splitlines()
+    assert lines[0] == "| id | claim | paper's number | ours (95 % CI) | verdict | diagnosis |"
+    rows = [ln for ln in lines[2:] if ln.startswith("| ")]
+    assert len(rows) == len(table)
+    for row, (_, r) in zip(rows, table.iterrows(), strict=True):
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        assert cells[0] == r["id"] and cells[1] == report.short_claim(r["claim"])
+        assert cells[2] == (r["paper_value"] or "—") and cells[3] == (r["ours"] or "—")
+        assert cells[4] == f"**{r['verdict']}**" and cells[5] == r["diagnosis"].replace("|", "\\|")
+    assert "Verdicts: *reproduced*" in glance and "*inconclusive*" in glance
+    assert "| id | what ours measures | criterion | per setting | measured |" in details
+    for _, r in table.iterrows():
+        assert r["measured"] in details and r["settings"] in details
+    assert report.DETAILS_MARK not in report.claims_markdown(table, details=False)
+
+
+def test_short_claim_is_the_first_sentence_cut_at_a_word():
+    assert report.short_claim("One. Two.") == "One."
+    assert report.short_claim("Pruning keeps accuracy -- judged on ours.") == "Pruning keeps accuracy"
+    long = "word " * 40
+    assert report.short_claim(long, 30).endswith("…") and len(report.short_claim(long, 30)) <= 31
+
+
+def test_claims_latex_has_a_row_per_claim_in_ascii_tex():
+    table = claims_table()
+    for tex, n_cols in ((report.claims_latex(table), 6), (report.claims_detail_latex(table), 5)):
+        tex.encode("ascii")
+        assert tex.startswith(r"\begin{longtable}") and tex.rstrip().endswith(r"\end{longtable}")
+        rows = [ln for ln in tex.splitlines() if ln.endswith(r"\\ \addlinespace[2pt]")]
+        assert len(rows) == len(table)
+        assert all(ln.count(" & ") == n_cols - 1 for ln in rows)
+    glance = report.claims_latex(table)
+    assert r"\textbf{refuted}" in glance and "0.80--0.85" in glance and r"\ensuremath{-}0.004" in glance
+
+
+def test_notebook_claims_show_the_one_minute_table_of_the_notebooks_claims(monkeypatch):
+    import influence.claims
+
+    seen = {}
+
+    def fake(claims, tables=None, **kw):
+        seen["claims"] = {c["id"]: c for c in claims}
+        return claims_table().set_index("id").loc[[c["id"] for c in claims]].reset_index()
+
+    monkeypatch.setattr(influence.claims, "evaluate_claims", fake)
+    claims = [{"id": "LAI-1", "test": {"kind": "threshold", "table": "E3_curation"}},
+              {"id": "LAI-3", "test": {"kind": "all", "tests": [{"kind": "compare", "table": "E9_text"},
+                                                                 {"kind": "compare", "table": "E8_lm"}]}},
+              {"id": "ACC-1", "test": {"kind": "checks"}}]
+    md = report.notebook_claims(["LAI-1", "LAI-3", "ACC-1"], claims, {"E3_curation": None, "E9_text": None})
+    assert set(seen["claims"]) == {"LAI-1", "LAI-3"}
+    assert [t["table"] for t in seen["claims"]["LAI-3"]["test"]["tests"]] == ["E9_text"]  # its part on these tables
+    assert "| id | claim | paper's number | ours (95 % CI) | verdict | diagnosis |" in md
+    for cid in ("LAI-1", "LAI-3"):
+        r = claims_table().set_index("id").loc[cid]
+        assert f"| {cid} |" in md and f"**{r['verdict']}**" in md and r["diagnosis"] in md
+    assert "the part on E8_lm is judged in the notebook that reads it" in md
+    assert "Measured elsewhere (no table of this notebook carries them): ACC-1." in md
+    assert "No claim" in report.notebook_claims([], claims, {})
+
+
+# ------------------------------------------------------------------------------------- the README snapshot
+def test_readme_snapshot_replaces_the_section_between_the_markers(tmp_path):
+    import subprocess
+    import sys
+
+    md = "Claims table generated 2030-01-01 from the `smoke` configuration (1 refuted).\n\n" + \
+        report.claims_markdown(claims_table())
+    readme = f"# title\n\nintro\n{report.README_START}\nold | table | not reproduced\n{report.README_END}\n\n## Data\n"
+    new = report.readme_snapshot(readme, md)
+    assert new.startswith("# title\n\nintro\n" + report.README_START + "\nClaims table generated 2030-01-01")
+    assert new.endswith(report.README_END + "\n\n## Data\n")
+    assert "not reproduced" not in new and "| LAI-1 |" in new and "what ours measures" not in new
+    assert "what ours measures" in report.readme_snapshot(readme, md, full=True)
+    assert report.readme_snapshot(new, md) == new  # idempotent
+    with pytest.raises(ValueError, match="once each"):
+        report.readme_snapshot("no markers", md)
+    with pytest.raises(ValueError, match="not a claims table"):
+        report.readme_snapshot(readme, "hello")
+    # the command (make readme-claims) on files
+    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "claims.md").write_text(md)
+    script = REPO / "experiments" / "scripts" / "readme_claims.py"
+    subprocess.run([sys.executable, str(script), "--claims", str(tmp_path / "claims.md"), "--readme",
+                    str(tmp_path / "README.md")], check=True, capture_output=True)
+    assert (tmp_path / "README.md").read_text() == new
+    absent = subprocess.run([sys.executable, str(script), "--claims", str(tmp_path / "none.md"), "--readme",
+                             str(tmp_path / "README.md")], capture_output=True, text=True)
+    assert absent.returncode == 1 and "run the workflow first" in absent.stderr
+
+
+def test_the_readme_holds_a_generated_claims_snapshot():
+    text = (REPO / "README.md").read_text()
+    assert text.count(report.README_START) == 1 and text.count(report.README_END) == 1
+    section = text.split(report.README_START)[1].split(report.README_END)[0]
+    assert section.strip().startswith("Claims table generated ") and "| id |" in section
 
 
 # -------------------------------------------------------------------------------------------- the file

@@ -5,6 +5,10 @@ for _nb in NB:
     notebook_rule(_nb)
 
 
+# The claims table (influence.claims judges, influence.report renders): claims.csv (every column), claims.tex (the
+# one-minute table: id, claim, paper's number, ours with its 95 % interval, verdict, diagnosis), claims_detail.tex
+# (the report's appendix: what ours measures, criterion, per-setting verdicts, measured values) and claims.md (both,
+# with the legend; `make readme-claims` copies its one-minute table into README.md).
 rule claims:
     conda:
         CORE_ENV
@@ -15,6 +19,7 @@ rule claims:
     output:
         csv=report(f"{RES}/report/claims.csv", category="Claims"),
         tex=f"{RES}/report/claims.tex",
+        detail=f"{RES}/report/claims_detail.tex",
         md=f"{RES}/report/claims.md",
     params:
         config_name=config["name"],
@@ -59,6 +64,7 @@ rule paper:
     input:
         tex=f"{REPO}/paper/report.tex",
         claims=f"{RES}/report/claims.tex",
+        claims_detail=f"{RES}/report/claims_detail.tex",
         numbers=f"{RES}/report/numbers.tex",
         figures_tables=ALL_FIGURES_TABLES,
     output:

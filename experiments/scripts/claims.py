@@ -1,4 +1,7 @@
-"""Rule claims: the claims table (CSV, LaTeX, Markdown) from paper/claims.yaml and the experiment tables."""
+"""Rule claims: the claims table from paper/claims.yaml and the experiment tables: CSV (every column), the
+one-minute table and the detailed one as LaTeX (claims.tex, claims_detail.tex; the report inputs both), and
+Markdown (claims.md: both tables with the verdicts' legend; `make readme-claims` copies its one-minute table into
+the README)."""
 
 import datetime
 from pathlib import Path
@@ -7,7 +10,7 @@ from wfio import setup
 
 from influence.claims import evaluate_claims
 from influence.io import read_json, save_csv, save_text
-from influence.report import claims_latex, claims_markdown
+from influence.report import claims_detail_latex, claims_latex, claims_markdown, claims_summary
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -16,9 +19,9 @@ table = evaluate_claims(sm.input.claims, metrics_dir=Path(sm.input.tables[0]).pa
                         check_runs=dict(sm.params.check_runs))
 save_csv(sm.output.csv, table)
 save_text(sm.output.tex, claims_latex(table))
+save_text(sm.output.detail, claims_detail_latex(table))
 stamp = datetime.date.today().isoformat()
-counts = table["verdict"].value_counts().to_dict()
 header = (f"Claims table generated {stamp} from the `{sm.params.config_name}` configuration "
-          f"({', '.join(f'{v} {k}' for k, v in counts.items())}).\n\n")
+          f"({claims_summary(table)}).\n\n")
 save_text(sm.output.md, header + claims_markdown(table))
-log.info("claims: %s", counts)
+log.info("claims: %s", claims_summary(table))
