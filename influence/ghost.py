@@ -19,6 +19,12 @@ The input Gram ⟨x_i, x_t⟩ of a Linear layer fed the raw rows does not depend
 :class:`GhostPairs` computes it once and reuses it at every parameter point (checkpoint): for an MLP
 each checkpoint then costs one forward pass plus O(n · n_t · width) products.
 
+For a layered :class:`~influence.models.Model` the same products need no hooks: :func:`model_factors` (one
+forward and one manual backward) and :func:`factor_dots`. :class:`GradKernel` offers TracIn and Diff-In's target
+form the gradient computations they are made of in two implementations of equal care, factorised (``'fast'``)
+and by explicit ``vmap(grad)`` per-sample gradients (``'per_sample'``), so that their costs compare like for like
+(claim DIFF-5, :func:`influence.tasks.e6_cost.time_estimators`).
+
 L2: with f_i = ℓ_i + (α/2)‖θ‖², ∇f_i = g_i + αθ, and
 ⟨g_i + αθ, g_t + α'θ⟩ = ⟨g_i, g_t⟩ + α'⟨g_i, θ⟩ + α⟨θ, g_t⟩ + αα'‖θ‖², each ⟨g, θ⟩ by associativity.
 
@@ -34,12 +40,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import grad, vmap
 
 from influence.capture import Capture, LayerCapture, capture, layer_grads
 from influence.estimators.online import ghost_inner
-from influence.models import Model
+from influence.models import Model, logit_grad
 
-__all__ = ["GhostPairs", "ghost_sqnorms", "layer_dots", "param_dots", "rows_per_pass"]
+__all__ = ["GRAD_IMPLS", "GhostPairs", "GradKernel", "factor_dots", "factor_mean_grad", "ghost_sqnorms", "layer_dots",
+           "model_factors", "param_dots", "rows_per_pass"]
 
 
 # ---------------------------------------------------------------------------------------------- per layer
@@ -299,3 +307,160 @@ def rows_per_pass(model: Model, chunk: int, n_pair: int = 0) -> int:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     per_row = 4 * sum(model.widths[1:]) + 4 * int(n_pair)
     return max(int(chunk), int(chunk) * model.n_params // per_row)
+
+
+# -------------------------------------------------------------------- a layered Model, without hooks
+def model_factors(model: Model, P: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Layer inputs a_l, output gradients δ_l = ∂ℓ_i/∂(a_l W_lᵀ + b_l) and pre-activations of every row of a
+    :class:`~influence.models.Model` (logistic regression, ReLU MLPs) at the parameters ``P``
+    (``model.unflatten(θ)``): the bare per-sample gradient is g_i = {W_l: δ_il a_ilᵀ, b_l: δ_il}. One forward
+    and one manual backward, no autograd graph and no hooks."""
+    L = len(model.widths) - 1
+    acts, pres, h = [], [], X
+    for layer in range(L):
+        acts.append(h)
+        pre = h @ P[f"W{layer}"].T + P[f"b{layer}"]
+        pres.append(pre)
+        h = torch.relu(pre) if layer < L - 1 else pre
+    deltas = [model.output_grad(h, y)]
+    for layer in range(L - 2, -1, -1):
+        deltas.insert(0, (deltas[0] @ P[f"W{layer + 1}"]) * (pres[layer] > 0).to(h.dtype))
+    return acts, deltas, pres
+
+
+def factor_dots(acts: list[torch.Tensor], deltas: list[torch.Tensor], U: dict[str, torch.Tensor]) -> torch.Tensor:
+    """⟨g_i, u⟩ = Σ_l δ_ilᵀ (U_l a_il + u_l) per row (:func:`model_factors`), without forming g_i; ``U`` is
+    ``model.unflatten(u)`` for one u (p,) → (n,), or for k vectors (k, p) → (n, k) (associativity: n·k·Σ_l k_l·o_l
+    flops)."""
+    if U["b0"].ndim == 1:
+        return sum(((a @ U[f"W{layer}"].T + U[f"b{layer}"]) * dl).sum(1)
+                   for layer, (a, dl) in enumerate(zip(acts, deltas, strict=True)))
+    out = None
+    for layer, (a, dl) in enumerate(zip(acts, deltas, strict=True)):
+        W, b = U[f"W{layer}"], U[f"b{layer}"]  # (k, o, i), (k, o)
+        k, o = b.shape
+        val = ((a @ W.reshape(k * o, -1).T).reshape(a.shape[0], k, o) * dl[:, None, :]).sum(-1) + dl @ b.T
+        out = val if out is None else out + val
+    return out
+
+
+def factor_mean_grad(model: Model, acts: list[torch.Tensor], deltas: list[torch.Tensor]) -> torch.Tensor:
+    """(1/n) Σ_i g_i, flat (p,) in the model's order (W_l = mean_i δ_il a_ilᵀ, b_l = mean_i δ_il)."""
+    n = acts[0].shape[0]
+    parts = []
+    for a, dl in zip(acts, deltas, strict=True):
+        parts += [(dl.T @ a).reshape(-1), dl.sum(0)]
+    return torch.cat(parts) / n
+
+
+#: The implementations of :class:`GradKernel`.
+GRAD_IMPLS = ("fast", "per_sample")
+
+
+class GradKernel:
+    """The gradient computations TracIn and Diff-In's target form are made of, in one of two implementations
+    given to both with the same care (claim DIFF-5 compares their cost pair by pair, ``impl``):
+
+    ``'fast'``        factorised: per pass of rows one forward and one manual backward of the layered
+                      :class:`~influence.models.Model` (:func:`model_factors`), then
+                      ⟨g_i, u⟩ = Σ_l δ_ilᵀ(U_l a_il + u_l) for every row at once (:func:`factor_dots`) and
+                      mean gradients Σ_i δ_il a_ilᵀ / n (:func:`factor_mean_grad`). Exact; no per-sample
+                      gradient, no autograd graph, no hooks.
+    ``'per_sample'``  plain autodiff: explicit per-sample gradients ``vmap(grad(ℓ))`` in chunks of ``chunk`` rows
+                      (at most ``chunk`` × p numbers), then matrix products; mean gradients by ``grad`` of the
+                      mean loss. Model-agnostic, what one writes without exploiting the layers.
+
+    Both give the same numbers to float64 rounding (``tests/test_tracin_ghost.py``). ``l2`` adds the L2 part of
+    f_i = ℓ_i + (l2/2)‖θ‖² (∇f_i = g_i + l2·θ) in closed form.
+    """
+
+    def __init__(self, model: Model, impl: str, *, chunk: int = 256) -> None:
+        if impl not in GRAD_IMPLS:
+            raise ValueError(f"impl must be one of {GRAD_IMPLS}, got {impl!r}")
+        if not isinstance(model, Model):
+            raise ValueError(f"GradKernel needs a layered influence.models.Model, got {type(model).__name__}")
+        if int(chunk) < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.model, self.impl, self.chunk = model, impl, int(chunk)
+        # rows per factorised pass: within the memory the per-sample path uses for `chunk` rows
+        self.rows = rows_per_pass(model, self.chunk) if impl == "fast" else self.chunk
+        self._layout, start = [], 0
+        for layer in range(len(model.widths) - 1):
+            sw = model.shapes[f"W{layer}"]
+            self._layout.append((start, start + sw[0] * sw[1], start + sw[0] * sw[1] + sw[0], sw))
+            start += sw[0] * sw[1] + sw[0]
+        if impl == "per_sample":
+            def single(theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return model.losses(theta, x[None], t[None])[0]
+
+            self._psg = vmap(grad(single), in_dims=(None, 0, 0))
+            self._mean = grad(model.loss)
+
+    # ---- the factorised path: (W_l, b_l) views of a flat vector, one forward + manual backward per pass
+    def _layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(W_l, b_l)] as views of a flat θ (p,) or of k flat vectors (k, p) (what ``model.unflatten`` gives, with
+        the layout computed once: these calls are a large part of a pass on a small model)."""
+        lead = theta.shape[:-1]
+        return [(theta[..., a:b].view(*lead, *sw), theta[..., b:c].view(*lead, sw[0])) for a, b, c, sw in self._layout]
+
+    def _pass(self, layers: list[tuple[torch.Tensor, torch.Tensor]], X: torch.Tensor, y: torch.Tensor
+              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Layer inputs and output gradients of the rows (:func:`model_factors`, without the pre-activations)."""
+        acts, pres, h = [], [], X
+        last = len(layers) - 1
+        for layer, (W, b) in enumerate(layers):
+            acts.append(h)
+            pre = torch.addmm(b, h, W.T)
+            pres.append(pre)
+            h = torch.relu(pre) if layer < last else pre
+        deltas = [logit_grad(h, y)]
+        for layer in range(last - 1, -1, -1):
+            deltas.insert(0, (deltas[0] @ layers[layer + 1][0]) * (pres[layer] > 0).to(h.dtype))
+        return acts, deltas
+
+    def mean_grad(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, *, l2: float = 0.0) -> torch.Tensor:
+        """∇ (1/n) Σ_i f_i(θ) over the rows of (X, y), (p,)."""
+        theta = theta.detach()
+        if self.impl == "per_sample":
+            g = self._mean(theta, X, y)
+        else:
+            layers = self._layers(theta)
+            n = X.shape[0]
+            g = None
+            for s in range(0, n, self.rows):
+                acts, deltas = self._pass(layers, X[s : s + self.rows], y[s : s + self.rows])
+                part = torch.cat([t for a, dl in zip(acts, deltas, strict=True)
+                                  for t in ((dl.T @ a).reshape(-1), dl.sum(0))])
+                g = part if g is None else g.add_(part)
+            g = g.div_(n)
+        return g + l2 * theta if l2 else g
+
+    def dots(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, V: torch.Tensor, *,
+             l2: float = 0.0) -> torch.Tensor:
+        """⟨∇f_i(θ), v⟩ for every row i and every row v of V (k, p), (n, k)."""
+        theta = theta.detach()
+        if V.ndim != 2 or V.shape[1] != self.model.n_params:
+            raise ValueError(f"V must have shape (k, {self.model.n_params}), got {tuple(V.shape)}")
+        n, k = X.shape[0], V.shape[0]
+        out = theta.new_empty(n, k)
+        if self.impl == "fast":
+            layers = self._layers(theta)
+            us = self._layers(V[0]) if k == 1 else [(W.reshape(-1, W.shape[-1]), b) for W, b in self._layers(V)]
+        for s in range(0, n, self.rows):
+            sl = slice(s, min(s + self.rows, n))
+            if self.impl == "per_sample":
+                out[sl] = self._psg(theta, X[sl], y[sl]) @ V.T
+                continue
+            acts, deltas = self._pass(layers, X[sl], y[sl])
+            val = None
+            for a, dl, (W, b) in zip(acts, deltas, us, strict=True):
+                if k == 1:  # Σ_o δ_io (U a_i + u)_o
+                    v = (torch.addmm(b, a, W.T) * dl).sum(1, keepdim=True)
+                else:  # (n, k·o) products, then the sum over o per vector
+                    v = ((a @ W.T).view(a.shape[0], k, -1) * dl[:, None, :]).sum(-1) + dl @ b.T
+                val = v if val is None else val.add_(v)
+            out[sl] = val
+        if l2:
+            out += l2 * (V @ theta)[None]
+        return out

@@ -200,3 +200,34 @@ def test_diffin_self_equals_the_materialised_definition_end_to_end(tiny_mlp_run,
     for form, got in fast.items():
         ref = estimators.get("diffin_self")(traj, data, None, form=form, **kw)
         assert np.abs(got - ref).max() <= 1e-10 * np.abs(ref).max(), form
+
+
+def _mlp2_run():
+    """A two-hidden-layer MLP (5-7-4-3), 40 samples, batch 8, 3 epochs, L2 0.02."""
+    (X, y), target = make_problem(n=40, n_target=11, d=5, n_classes=3, seed=5)
+    model = mlp(5, (7, 4), 3)
+    return train(model, model.init(2), (X, y), Schedule(len(y), 8, 3, 0.3, seed=1), l2=0.02), (X, y), target
+
+
+@pytest.mark.parametrize("run", ["tiny_logreg_run", "tiny_mlp_run", "mlp2"])
+def test_fast_and_per_sample_target_forms_equal_the_reference(run, request):
+    """DIFF-5's timed pairs: ``diffin(impl='fast' | 'per_sample')`` (the gradient kernel TracIn gets too,
+    influence.ghost.GradKernel) = the registered Diff-In (impl='auto') to 1e-10 of the largest score, for both forms,
+    both finite-difference schemes, with and without L2, one or two proxy batches (measured ≤ 4e-13: the finite
+    difference divides the rounding of two gradient passes by ε)."""
+    traj, data, target = _mlp2_run() if run == "mlp2" else request.getfixturevalue(run)
+    steps = diffin_checkpoints(traj, 3)
+    for kw in ({"form": "paper"}, {"form": "full"}, {"form": "paper", "hvp": "central"},
+               {"form": "full", "include_l2": False, "batches_per_checkpoint": 2, "proxy_batch": 7},
+               {"form": "paper", "checkpoints": [int(t) for t in steps], "chunk": 7}):
+        ref = diffin(traj, data, target, **kw)
+        for impl in ("fast", "per_sample"):
+            got = diffin(traj, data, target, impl=impl, **kw)
+            assert np.abs(got - ref).max() <= 1e-10 * np.abs(ref).max(), (impl, kw)
+    np.testing.assert_array_equal(estimators.get("diffin_paper")(traj, data, target, impl="fast"),
+                                  diffin(traj, data, target, form="paper", impl="fast"))
+    for bad, match in (({"impl": "ghost"}, "impl must be"), ({"impl": "fast", "hvp": "exact"}, "finite-difference"),
+                       ({"impl": "per_sample", "per_target": True}, "target form"),
+                       ({"impl": "fast", "target": "self"}, "target form")):
+        with pytest.raises(ValueError, match=match):
+            diffin(traj, data, target, **bad)

@@ -1,6 +1,7 @@
 """The transformer step-cost job (claim LAI-4): rows, footprint accounting, ordering that cannot flip."""
 
 import pytest
+import torch
 
 from influence.tasks.online_cost import POLICIES, step_costs
 
@@ -15,6 +16,10 @@ def test_rows_and_footprints():
     assert all(r["step_time_s"] > 0 and r["step_cpu_s"] > 0 for r in rows)
     # rounds: every policy once per round, numbered 0..repeats-1 (the claims pair the policies within a round)
     assert sorted(r["rep"] for r in rows if r["policy"] == "lai") == [0, 1, 2]
+    # the order rotates by one per round (round k, after one warm-up round, starts with policy k + 1)
+    for r in rows:
+        assert r["slot"] == (POLICIES.index(r["policy"]) - (r["rep"] + 1)) % len(POLICIES)
+    assert {(r["rep"], r["slot"]) for r in rows} == {(k, j) for k in range(3) for j in range(len(POLICIES))}
     # the footprint is an exact count: Ghost holds every layer's output gradients on top of LAI's inputs,
     # and a validation batch costs more than self-influence
     assert by["lai"]["footprint_mb"] < by["ghost"]["footprint_mb"]
@@ -28,8 +33,13 @@ def test_rows_and_footprints():
 
 
 def test_encoder_and_bad_arguments():
-    rows = step_costs("encoder", model=dict(GPT, n_classes=3), batch_size=5, target_size=3, repeats=2, warmup=0,
-                      policies=("vanilla", "lai"))
+    torch.set_num_threads(2)
+    try:
+        rows = step_costs("encoder", model=dict(GPT, n_classes=3), batch_size=5, target_size=3, repeats=2, warmup=0,
+                          policies=("vanilla", "lai"))
+        assert torch.get_num_threads() == 2  # timed on one thread, the count restored after
+    finally:
+        torch.set_num_threads(1)
     assert {r["model"] for r in rows} == {"encoder"} and len(rows) == 4
     with pytest.raises(ValueError, match="repeats"):
         step_costs("gpt", model=GPT, repeats=1)

@@ -16,7 +16,7 @@ from influence.capture import capture
 from influence.estimators import tracin as tracin_mod
 from influence.estimators.diffin import diffin, diffin_checkpoints
 from influence.estimators.tracin import grad_dot, self_influence, tracin
-from influence.ghost import GhostPairs, ghost_sqnorms, layer_dots, param_dots, rows_per_pass
+from influence.ghost import GRAD_IMPLS, GhostPairs, GradKernel, ghost_sqnorms, layer_dots, param_dots, rows_per_pass
 from influence.models import SmallCNN, TinyGPT, example_losses, logistic_regression, mlp
 from influence.train import Schedule, train
 
@@ -250,3 +250,44 @@ def test_ghost_rejects_bad_input():
                              torch.nn.Linear(4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="BatchNorm1d"):
         GhostPairs(X, y, X2, y2).gram(bn)
+
+
+# ------------------------------------------------------------------ GradKernel: the DIFF-5 implementation pairs
+@pytest.mark.parametrize("run", list(RUNS))
+@pytest.mark.parametrize("impl", GRAD_IMPLS)
+def test_grad_kernel_equals_per_sample_gradients(run, impl):
+    """Both implementations of the kernel TracIn and Diff-In share give ⟨∇f_i, v⟩ and mean gradients of the
+    per-sample gradients from autodiff, to float64 rounding, in passes of few rows too."""
+    traj, (X, y), (Xt, yt) = _run(run)
+    model, th = traj.model, traj.theta_at(5)
+    G = autodiff.per_sample_grads(model, th, X, y, l2=0.03)
+    V = torch.randn(3, model.n_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for chunk in (7, 256):
+        k = GradKernel(model, impl, chunk=chunk)
+        _close(k.dots(th, X, y, V, l2=0.03), G @ V.T)
+        _close(k.dots(th, X, y, V[:1]), (G - 0.03 * th) @ V[0][:, None])
+        _close(k.mean_grad(th, Xt, yt), autodiff.mean_grad(model, th, Xt, yt))
+        _close(k.mean_grad(th, X, y, l2=0.03), G.mean(0))
+    with pytest.raises(ValueError, match="impl"):
+        GradKernel(model, "auto")
+    with pytest.raises(ValueError, match="shape"):
+        GradKernel(model, impl).dots(th, X, y, V[0])
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+@pytest.mark.parametrize("include_l2", [False, True])
+def test_tracin_fast_and_per_sample_forms_equal_the_reference(run, include_l2):
+    """``tracin(impl='fast' | 'per_sample')`` (DIFF-5's timed pairs) = the registered TracIn (ghost path) to float64
+    rounding (1e-10 relative to the largest score; measured ≤ 1e-15)."""
+    traj, train_data, target = _run(run)
+    for checkpoints in ("epoch", [0, 3, traj.n_steps], "step"):
+        ref = tracin(traj, train_data, target, checkpoints=checkpoints, include_l2=include_l2)
+        for impl in GRAD_IMPLS:
+            _close(tracin(traj, train_data, target, checkpoints=checkpoints, include_l2=include_l2, impl=impl,
+                          chunk=7), ref)
+    with pytest.raises(ValueError, match="impl must be"):
+        tracin(traj, train_data, target, impl="ghost")
+    with pytest.raises(ValueError, match="per_target"):
+        tracin(traj, train_data, target, impl="fast", per_target=True)
+    with pytest.raises(ValueError, match="ideal"):
+        tracin(traj, train_data, target, impl="per_sample", checkpoints="ideal")

@@ -18,10 +18,14 @@ rule online_cost:
         f"{RES}/logs/online_cost.log",
     benchmark:
         f"{RES}/benchmarks/online_cost.tsv"
-    # the timings compare policies within this one job: it must not share its core
-    threads: 1
+    # Timed alone: locally the job takes every core of --cores, so that Snakemake runs no other job while it
+    # times; the steps themselves run on one torch thread (online_cost.py, step_costs). On Slurm the job asks
+    # for cpus_per_task = 2 instead (the SLURM plugin takes it over threads; --cores of a cluster run is the
+    # whole run's): the job gets cores of its own, a whole physical core on hyperthreaded nodes.
+    threads: workflow.resource_settings.cores or 1
     resources:
         mem_mb=3000,
         runtime=15,
+        cpus_per_task=2,
     script:
         "../scripts/online_cost.py"

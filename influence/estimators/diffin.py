@@ -28,6 +28,7 @@ from influence.autodiff import (
 from influence.data import as_tensors
 from influence.estimators import register
 from influence.estimators.tracin import target_grad_dots
+from influence.ghost import GRAD_IMPLS, GradKernel, factor_dots, model_factors
 from influence.train import Trajectory
 
 __all__ = ["diffin", "diffin_paper", "diffin_self", "diffin_checkpoints", "diffin_direction"]
@@ -89,36 +90,13 @@ _SLOPE_ELEMENTS = 2**19
 
 
 # ------------------------------------------------------------------------------------------ fast self form
-def _factors(model, P: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor
-             ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """Layer inputs a_l, output gradients δ_l = ∂ℓ_i/∂(a_l W_lᵀ + b_l) and pre-activations of every row:
-    the bare per-sample gradient is g_i = {W_l: δ_il a_ilᵀ, b_l: δ_il} (one forward, one manual backward)."""
-    L = len(model.widths) - 1
-    acts, pres, h = [], [], X
-    for layer in range(L):
-        acts.append(h)
-        pre = h @ P[f"W{layer}"].T + P[f"b{layer}"]
-        pres.append(pre)
-        h = torch.relu(pre) if layer < L - 1 else pre
-    deltas = [model.output_grad(h, y)]
-    for layer in range(L - 2, -1, -1):
-        deltas.insert(0, (deltas[0] @ P[f"W{layer + 1}"]) * (pres[layer] > 0).to(h.dtype))
-    return acts, deltas, pres
-
-
-def _ghost_dot(acts: list[torch.Tensor], deltas: list[torch.Tensor], U: dict[str, torch.Tensor]) -> torch.Tensor:
-    """⟨g_i, u⟩ = Σ_l δ_ilᵀ (U_l a_il + u_l) per row, without forming g_i."""
-    return sum(((a @ U[f"W{layer}"].T + U[f"b{layer}"]) * dl).sum(1)
-               for layer, (a, dl) in enumerate(zip(acts, deltas, strict=True)))
-
-
 def _loss_slopes(model, P: dict[str, torch.Tensor], acts: list[torch.Tensor], deltas: list[torch.Tensor],
                  kappa: torch.Tensor, XE: torch.Tensor, yE: torch.Tensor, l2: float,
                  U: dict[str, torch.Tensor] | None = None, mu: float | torch.Tensor = 0.0) -> torch.Tensor:
     """∂_κ ℓ(x_e; θ + μu + κ_i G_i) at κ = ``kappa`` for every row i of a chunk and evaluation row e, (c, E).
 
-    G_i = g_i + αθ with g_i = {δ_il a_ilᵀ, δ_il} (:func:`_factors`), so layer l of the perturbed network
-    maps an input h to ĥ = h W_lᵀ + b_l + μ(h U_lᵀ + u_l) + κ_i s_il(h), s_il(h) = α(h W_lᵀ + b_l) +
+    G_i = g_i + αθ with g_i = {δ_il a_ilᵀ, δ_il} (:func:`influence.ghost.model_factors`), so layer l of the
+    perturbed network maps an input h to ĥ = h W_lᵀ + b_l + μ(h U_lᵀ + u_l) + κ_i s_il(h), s_il(h) = α(h W_lᵀ + b_l) +
     δ_il (a_il·h + 1): the per-row perturbation costs inner products with a_il, never a per-row weight
     matrix. The tangent (forward mode by hand) is dĥ = s_il(h) + (1 + κ_i α) dh W_lᵀ + κ_i δ_il (a_il·dh)
     + μ dh U_lᵀ through ReLU masks, and ∂_κ ℓ = ⟨∂ℓ/∂z, dz⟩ at the logits z. ``XE`` (E, d) is shared by all
@@ -169,7 +147,7 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
 
     — the very numbers of the materialised form (:func:`_self_terms_reference`: the finite-difference
     HVP vector dotted with G_z equals the slope at the shifted point; ``tests/test_diffin.py``, 1e-10).
-    e_B(0) = ⟨g_B, G_z⟩ and ‖G_z‖² come from the factored gradients (:func:`_ghost_dot`). Cost per
+    e_B(0) = ⟨g_B, G_z⟩ and ‖G_z‖² come from the factored gradients (:func:`influence.ghost.factor_dots`). Cost per
     checkpoint: O(N·|B|·width) elementwise work on chunks of rows, no n × p or per-row weight matrix.
     """
     N = X.shape[0]
@@ -182,7 +160,7 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
     gBs = [GB - l2 * theta for GB in GBs] if l2 else GBs  # bare batch-mean gradients
     for s in range(0, N, chunk):
         sl = slice(s, min(s + chunk, N))
-        acts, deltas, pres = _factors(model, P, X[sl], y[sl])
+        acts, deltas, pres = model_factors(model, P, X[sl], y[sl])
         gsq = sum((dl**2).sum(1) * ((a**2).sum(1) + 1.0) for a, dl in zip(acts, deltas, strict=True))
         gth = sum((dl * pr).sum(1) for dl, pr in zip(deltas, pres, strict=True))  # ⟨g_z, θ⟩
         Gsq = gsq + 2 * l2 * gth + l2**2 * th2 if l2 else gsq
@@ -197,7 +175,7 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
             # ⟨G_z, H_B G_z⟩: rows in sub-chunks so that (rows × |B| × width) stays small
             sub = max(1, min(c, _SLOPE_ELEMENTS // (len(S) * widest)))
             t1 = torch.empty(c, dtype=theta.dtype)
-            base_dot = _ghost_dot(acts, deltas, model.unflatten(gB)) + (l2 * float(theta.dot(gB)) if l2 else 0.0)
+            base_dot = factor_dots(acts, deltas, model.unflatten(gB)) + (l2 * float(theta.dot(gB)) if l2 else 0.0)
             for r in range(0, c, sub):
                 rs = slice(r, min(r + sub, c))
                 fa = [a[rs] for a in acts]
@@ -234,7 +212,7 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
                     t2 = (d_z(eps / nu) - d_z(0.0)) * nu / eps
                 else:
                     t2 = (d_z(eps / nu) - d_z(-eps / nu)) * nu / (2 * eps)
-                GzGB = _ghost_dot(acts, deltas, U) + (l2 * float(theta.dot(GB)) if l2 else 0.0)
+                GzGB = factor_dots(acts, deltas, U) + (l2 * float(theta.dot(GB)) if l2 else 0.0)
                 t2 = t2 + l2 * GzGB if l2 else t2
             dot[sl] += t1 + t2
     return dot / len(batches), sq
@@ -267,6 +245,49 @@ def _self_terms_reference(model, theta: torch.Tensor, X: torch.Tensor, y: torch.
     return dot, sq
 
 
+def _target_terms(kernel: GradKernel, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, Xt: torch.Tensor,
+                  yt: torch.Tensor, batches: list[np.ndarray], *, l2: float, hvp: str, eps: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(⟨G_z, v_t⟩, mean over the proxy batches of ⟨v_t, D_t(z)⟩) for every training row z at one checkpoint, both
+    (N,), from the gradient ``kernel`` alone (``impl='fast'`` / ``'per_sample'``): the numbers of the ``'auto'``
+    target form, with the same finite differences (:func:`influence.autodiff.loss_hvp`,
+    :func:`influence.autodiff.per_sample_hvp_dots`).
+
+    ⟨v, H_B G_z⟩ = ⟨G_z, u⟩ with u = H_B v (H symmetric) shares the pass at θ with ⟨G_z, v⟩;
+    ⟨v, H_z G_B⟩ = (⟨G_z(θ + εĜ_B), v⟩ − ⟨G_z(θ), v⟩)‖G_B‖/ε is one more pass at the shifted point (``'central'``:
+    θ ± εĜ_B over 2ε).
+    """
+    v = kernel.mean_grad(theta, Xt, yt)  # v_t: the mean target gradient, no L2
+    nv = float(v.norm())
+    # the glue in Python floats and fused ops: on small models it costs as much as a gradient pass
+    at_plus = torch.add(theta, v, alpha=eps / nv) if nv > 0 else theta
+    at_minus = torch.add(theta, v, alpha=-eps / nv) if nv > 0 and hvp == "central" else theta
+    us, gbs = [], []
+    for S in batches:
+        S = torch.from_numpy(np.asarray(S))
+        XB, yB = X[S], y[S]
+        GB = kernel.mean_grad(theta, XB, yB, l2=l2)
+        if hvp == "forward":
+            us.append(kernel.mean_grad(at_plus, XB, yB, l2=l2).sub_(GB).mul_(nv / eps))
+        else:
+            up = kernel.mean_grad(at_plus, XB, yB, l2=l2)
+            us.append(up.sub_(kernel.mean_grad(at_minus, XB, yB, l2=l2)).mul_(nv / (2 * eps)))
+        gbs.append(GB)
+    d = kernel.dots(theta, X, y, torch.stack([v, *us]), l2=l2)  # one pass: ⟨G_z, v⟩ and every ⟨G_z, H_B v⟩
+    base, second = d[:, 0], d[:, 1:].sum(1)
+    for GB in gbs:
+        nu = float(GB.norm())
+        if nu == 0:
+            continue
+        plus = kernel.dots(torch.add(theta, GB, alpha=eps / nu), X, y, v[None], l2=l2)[:, 0]
+        if hvp == "forward":
+            second.add_(plus.sub_(base), alpha=nu / eps)
+        else:
+            minus = kernel.dots(torch.add(theta, GB, alpha=-eps / nu), X, y, v[None], l2=l2)[:, 0]
+            second.add_(plus.sub_(minus), alpha=nu / (2 * eps))
+    return base, second / len(batches)
+
+
 @register("diffin", suspicious="low")
 def diffin(
     traj: Trajectory,
@@ -285,6 +306,7 @@ def diffin(
     include_l2: bool = True,
     seed: int = 0,
     chunk: int = 256,
+    impl: str = "auto",
 ) -> np.ndarray:
     """Diff-In (Tan et al., 2025): the telescoping LOO estimate, first- plus second-order term by default.
 
@@ -313,6 +335,16 @@ def diffin(
     include_l2 : gradients and Hessians of the training objective f = ℓ + (α/2)‖θ‖² (default; α from
         the run) for G_z, G_B, H_z, H_B; False uses the bare loss ℓ. v_t never includes L2.
     seed, chunk : proxy-batch (and random-checkpoint) seed; samples per chunk of per-sample gradients.
+    impl : how the target form's gradients are computed (the scores agree to float64 rounding):
+        ``'auto'`` (default) as described under "Fast target form" below (closed forms for logistic regression,
+        forward-mode ``jvp`` for MLPs, the first-order term ghost-factorised); ``'fast'`` / ``'per_sample'``
+        the two implementations :class:`influence.ghost.GradKernel` gives TracIn too (``tracin(impl=…)``), so
+        that their costs compare like for like (claim DIFF-5): factorised forward/backward passes, resp.
+        explicit ``vmap(grad)`` per-sample gradients. These need ``target='target'`` without ``per_target``
+        and a finite-difference ``hvp``; each checkpoint then costs the mean gradients of the targets and of
+        the proxy batch, one HVP of the batch (one more batch gradient), and two passes over the training
+        rows (three with ``'central'``) where TracIn takes one: ⟨G_z(θ), v_t⟩ and ⟨G_z(θ), H_B v_t⟩ from one
+        pass, ⟨G_z(θ + εĜ_B), v_t⟩ from the other (:func:`_target_terms`).
 
     Returns
     -------
@@ -369,6 +401,12 @@ def diffin(
         raise ValueError("per_target is only available for target='target'")
     if traj is None:
         raise ValueError("diffin needs a recorded Trajectory")
+    if impl != "auto":
+        if impl not in GRAD_IMPLS:
+            raise ValueError(f"impl must be 'auto' or one of {GRAD_IMPLS}, got {impl!r}")
+        if target != "target" or per_target or hvp == "exact":
+            raise ValueError(f"impl={impl!r} implements the target form (target='target', no per_target) with a "
+                             f"finite-difference hvp ('forward', 'central'); use impl='auto' for the others")
     chunk = check_chunk(chunk)
     model, dtype = traj.model, traj.thetas.dtype
     X, y = as_tensors(train_data, dtype)
@@ -383,6 +421,7 @@ def diffin(
             raise ValueError("the target set is empty")
     l2 = traj.l2 if include_l2 else 0.0
     steps = diffin_checkpoints(traj, m, checkpoints, seed)
+    kernel = GradKernel(model, impl, chunk=chunk) if impl != "auto" else None
     mm, T = len(steps), traj.n_steps
     lrs = traj.lrs()
     rng = np.random.default_rng([seed, 0])
@@ -402,7 +441,12 @@ def diffin(
         a_t = -t * eta**2 / (N * mm)
         c1 = (T / mm) * eta / N
         batches = [rng.choice(N, b, replace=False) for _ in range(int(batches_per_checkpoint))]
-        if target == "target":
+        if impl != "auto":
+            base, second = _target_terms(kernel, theta, X, y, Xt, yt, batches, l2=l2, hvp=hvp, eps=eps)
+            out.add_(second, alpha=a_t)
+            if form == "full":
+                out.add_(base, alpha=c1)
+        elif target == "target":
             V = per_sample_grads(model, theta, Xt, yt) if per_target else mean_grad(model, theta, Xt, yt)[None]
             base = target_grad_dots(model, theta, X, y, Xt, yt, per_target=per_target, l2=l2, chunk=chunk)  # ⟨G_z, v_t⟩
             second = torch.zeros_like(base)

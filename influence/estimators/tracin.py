@@ -20,7 +20,7 @@ import torch
 from influence.autodiff import grad_dots, grad_gram, grad_sqnorms, mean_grad, per_sample_grads
 from influence.data import as_tensors
 from influence.estimators import register
-from influence.ghost import GhostPairs, ghost_sqnorms, rows_per_pass
+from influence.ghost import GRAD_IMPLS, GhostPairs, GradKernel, ghost_sqnorms, rows_per_pass
 from influence.models import Model
 from influence.train import Trajectory
 
@@ -129,6 +129,7 @@ def tracin(
     per_target: bool = False,
     include_l2: bool = False,
     chunk: int = 256,
+    impl: str = "auto",
 ) -> np.ndarray:
     """TracIn-CP (Pruthi, Liu, Kale, Sundararajan, NeurIPS 2020).
 
@@ -143,6 +144,12 @@ def tracin(
     include_l2 : use ∇f_j = ∇ℓ_j + α θ (the training objective) instead of ∇ℓ_j (TracIn's definition).
     chunk : samples per chunk of per-sample gradients (memory ∝ chunk · p) on the reference path; the
         ghost path runs passes of :func:`influence.ghost.rows_per_pass` rows within that memory.
+    impl : ``'auto'`` (default): the ghost path below for layered models, per-sample gradients otherwise.
+        ``'fast'`` / ``'per_sample'``: the two implementations of :class:`influence.ghost.GradKernel` that
+        Diff-In's target form is also given (``diffin(impl=…)``), for a like-for-like cost comparison (claim
+        DIFF-5): per checkpoint the mean target gradient v and one pass ⟨∇ℓ_j, v⟩ over the training rows,
+        factorised (one forward and manual backward) resp. from explicit ``vmap(grad)`` per-sample gradients.
+        Same scores to float64 rounding; not with ``per_target`` or ``'ideal'``.
 
     Returns
     -------
@@ -171,7 +178,22 @@ def tracin(
     if Xt is None:
         raise ValueError("tracin needs target data (use self_influence for the self-influence score)")
     l2 = traj.l2 if include_l2 else 0.0
-    if isinstance(checkpoints, str) and checkpoints == "ideal":
+    ideal = isinstance(checkpoints, str) and checkpoints == "ideal"
+    if impl != "auto":
+        if impl not in GRAD_IMPLS:
+            raise ValueError(f"impl must be 'auto' or one of {GRAD_IMPLS}, got {impl!r}")
+        if per_target or ideal:
+            raise ValueError(f"impl={impl!r} computes the mean-target scores at checkpoints; use impl='auto' for "
+                             "per_target or checkpoints='ideal'")
+        kernel = GradKernel(traj.model, impl, chunk=chunk)
+        steps, etas = checkpoint_steps(traj, checkpoints)
+        out = torch.zeros(X.shape[0], dtype=traj.thetas.dtype)
+        for c, eta in zip(steps, etas, strict=True):
+            theta = traj.theta_at(int(c))
+            v = kernel.mean_grad(theta, Xt, yt)
+            out += float(eta) * kernel.dots(theta, X, y, v[None], l2=l2)[:, 0]
+        return out.numpy()
+    if ideal:
         return _tracin_ideal(traj, X, y, Xt, yt, per_target, l2)
     steps, etas = checkpoint_steps(traj, checkpoints)
     return _sum_over(traj, X, y, Xt, yt, steps, etas, per_target, l2, chunk)

@@ -12,11 +12,27 @@ against one) through :func:`influence.curation.curated_step`, the code the E8 / 
 
 **Time**: the policies run interleaved step by step (round robin, each on its own copy of the model), so
 that a drifting machine load hits them alike; ``repeats`` timed steps after ``warmup`` untimed ones, one
-row per timed step, numbered ``rep`` (the round). Each step records its wall time ``step_time_s`` and the CPU
-time of the process ``step_cpu_s`` (``time.process_time``; with one torch thread it does not count the time
-the process waits for a loaded machine's cores). Claim LAI-4 compares policies *within* a round: the paired
-ratio ``t_LAI(k) / t_Ghost(k)`` of round ``k`` cancels a load shared by the round, and its median over the
-rounds, with the interquartile range as the spread, decides (:mod:`influence.claims`, ``paired_by``).
+row per timed step, numbered ``rep`` (the round). The order rotates by one from round to round (round k
+starts with policy k mod the number of policies; the step's place is ``slot``), so that no policy always
+runs first or always after the same one. Each step records its wall time ``step_time_s`` and the CPU time
+of the process ``step_cpu_s`` (``time.process_time``; with one torch thread it does not count the time the
+process waits for a loaded machine's cores). The steps run on **one torch thread** (``threads=1``, restored
+after): on a batch of 32 short sequences the intra-op parallelism of each kernel, not the method, would set
+a multi-threaded time, and CPU time would count idle worker threads spinning. The workflow rule
+(``online_cost``) takes all local cores so that no other job shares the machine meanwhile. Claim LAI-4
+compares policies *within* a round: the paired ratio ``t_LAI(k) / t_Ghost(k)`` of round ``k`` cancels a
+load shared by the round, and its median over the rounds, with the spread of the per-round ratios, decides
+(:mod:`influence.claims`, ``paired_by``).
+
+**Equal care**: every policy is the code the E8 / E9 runs train with (:func:`influence.curation.curated_step`),
+each in its fastest exact form: LAI scores from forward-only captures (the targets without autograd) and
+one backward for the update; exact Ghost (:class:`influence.estimators.online.GhostStep`) from one hooked
+forward and a backward to the layer outputs, choosing per layer the cheapest exact form (pair Gram,
+contraction with the mean target gradient, or per-sample weight gradients by one batched matmul) and
+taking the update from the same pieces (no second backward); position-aligned Ghost from the same pass
+with the flattened Grams LAI itself uses (:func:`influence.estimators.online.ghost_flat_inner`) and the
+update from the capture.
+
 **Memory**: the step's tensor footprint, counted exactly rather than sampled: bytes of the tensors
 autograd saves for the backward (``torch.autograd.graph.saved_tensors_hooks``, each storage once) plus
 the bytes the capture holds (layer inputs, output gradients, logits). It does not depend on the machine's
@@ -36,6 +52,7 @@ import torch
 
 from influence.curation import MODULE_POLICIES, curated_step, needs_target
 from influence.models import TextClassifier, TinyGPT
+from influence.tasks.e6_cost import torch_threads
 
 __all__ = ["POLICIES", "build_model", "step_costs"]
 
@@ -100,11 +117,13 @@ def step_costs(
     warmup: int = 3,
     lr: float = 1e-3,
     seed: int = 0,
+    threads: int | None = 1,
 ) -> list[dict[str, Any]]:
     """Per-step wall time and tensor footprint of each curation policy on a transformer (see module doc).
 
     ``model``: keyword arguments of :func:`build_model` (vocab_size, context, d_model, n_layers, n_heads,
-    n_classes). Rows: one per (policy, timed step) with ``rep`` (the round), ``step_time_s`` (wall),
+    n_classes). ``threads``: torch threads while timing (None: as set). Rows: one per (policy, timed step) with
+    ``rep`` (the round), ``slot`` (the step's place in its round), ``step_time_s`` (wall),
     ``step_cpu_s`` (process CPU time), ``saved_mb``, ``capture_mb``,
     ``footprint_mb`` = saved + capture, ``ratio_to_vanilla`` (this step's time over the median vanilla
     step; NaN without a vanilla policy) and the sizes.
@@ -120,28 +139,32 @@ def step_costs(
     opts = {p: torch.optim.AdamW(mods[p].parameters(), lr=lr) for p in policies}
     times: dict[str, list[float]] = {p: [] for p in policies}
     cpu: dict[str, list[float]] = {p: [] for p in policies}
-    for k in range(warmup + repeats):
-        xb, yb, tgt = data[k % len(data)]
-        for p in policies:
-            t0, c0 = time.perf_counter(), time.process_time()
-            opts[p].zero_grad(set_to_none=True)
-            curated_step(mods[p], p, xb, yb, _target_for(p, tgt))
-            opts[p].step()
-            if k >= warmup:
-                times[p].append(time.perf_counter() - t0)
-                cpu[p].append(time.process_time() - c0)
-    xb, yb, tgt = data[0]
-    foot = {p: _footprint(copy.deepcopy(base), p, xb, yb, tgt) for p in policies}
+    slots: dict[str, list[int]] = {p: [] for p in policies}
+    with torch_threads(threads):
+        for k in range(warmup + repeats):
+            xb, yb, tgt = data[k % len(data)]
+            for j in range(len(policies)):
+                p = policies[(j + k) % len(policies)]
+                t0, c0 = time.perf_counter(), time.process_time()
+                opts[p].zero_grad(set_to_none=True)
+                curated_step(mods[p], p, xb, yb, _target_for(p, tgt))
+                opts[p].step()
+                if k >= warmup:
+                    times[p].append(time.perf_counter() - t0)
+                    cpu[p].append(time.process_time() - c0)
+                    slots[p].append(j)
+        xb, yb, tgt = data[0]
+        foot = {p: _footprint(copy.deepcopy(base), p, xb, yb, tgt) for p in policies}
     plain = float(np.median(times["vanilla"])) if "vanilla" in times else float("nan")
     n_params = sum(p.numel() for p in base.parameters())
     rows = []
     for p in policies:
         spec = MODULE_POLICIES[p]
         saved, cap = foot[p]
-        for r, (t, c) in enumerate(zip(times[p], cpu[p], strict=True)):
+        for r, (t, c, j) in enumerate(zip(times[p], cpu[p], slots[p], strict=True)):
             rows.append({"model": kind, "policy": p, "self_influence": bool(spec is not None and spec[1]),
-                         "rep": r, "step_time_s": t, "step_cpu_s": c, "ratio_to_vanilla": t / plain, "saved_mb": saved,
-                         "capture_mb": cap, "footprint_mb": saved + cap, "batch_size": batch_size,
+                         "rep": r, "slot": j, "step_time_s": t, "step_cpu_s": c, "ratio_to_vanilla": t / plain,
+                         "saved_mb": saved, "capture_mb": cap, "footprint_mb": saved + cap, "batch_size": batch_size,
                          "target_size": target_size, "n_params": n_params, **model})
         log.info("%s %-16s median %.4f s (%.2fx vanilla), footprint %.1f MiB", kind, p, np.median(times[p]),
                  np.median(times[p]) / plain, saved + cap)
