@@ -253,12 +253,12 @@ class World:
 
     def e6_timing(self, rounds: int = 10) -> pd.DataFrame:
         rows = []
-        for ds in ("adult_n250", "adult_n1000"):
+        for ds, impl in ((d, i) for d in ("adult_n250", "adult_n1000") for i in ("fast", "per_sample")):
             for r in range(rounds):
                 load = math.exp(0.5 * self.rng.standard_normal())
                 for e, c in (("tracin", 0.02), ("diffin_paper", 0.02 * self.diffin_cost)):
                     rows.append({"dataset": ds, "noise": "clean", "model": "logreg", "epochs": 2, "seed": 0,
-                                 "estimator": e, "rep": r,
+                                 "impl": impl, "estimator": e, "rep": r,
                                  "wall_s": c * load * math.exp(0.25 * self.rng.standard_normal()),
                                  "cpu_s": c * math.exp(0.03 * self.rng.standard_normal())})
         return pd.DataFrame(rows)
