@@ -76,8 +76,10 @@ def _fidelity_table():
     rows = []
     for est, sp in (("acc_sgd_ie", 0.9), ("sgd_ie", 0.5)):
         for ds in ("a", "b"):
-            rows.append(dict(dataset=ds, noise="clean", model="logreg", epochs=3, seed=0, estimator=est,
-                             spearman=sp, rmse=1 - sp))
+            for seed in range(5):  # 5 seeds: a paired interval
+                sp_s = sp + 0.01 * seed * (est == "acc_sgd_ie")
+                rows.append(dict(dataset=ds, noise="clean", model="logreg", epochs=3, seed=seed, estimator=est,
+                                 spearman=sp_s, rmse=1 - sp_s))
     return pd.DataFrame(rows)
 
 
@@ -208,13 +210,13 @@ def test_a_table_row_flagged_not_learned_invalidates_the_claim_that_reads_it():
 
 def test_compare_reads_a_wide_table_through_columns():
     df = pd.DataFrame({"dataset": ["s"] * 4, "step": range(4), "pearson_lai": [0.9, 0.8, 0.85, 0.95],
-                       "pearson_ghost": [0.7, 0.75, 0.8, 0.7], "learned": True})
+                       "pearson_ghost": [0.7, 0.62, 0.68, 0.76], "learned": True})  # paired by row (step)
     test = {"kind": "compare", "table": "E8_shapley", "estimator": "lai", "baselines": ["ghost"],
             "columns": {"lai": "pearson_lai", "ghost": "pearson_ghost"}, "metrics": {"pearson": "higher"},
             "group_by": ["dataset"], "rule": "all"}
     claim = [{**CLAIM[0], "id": "T-4", "test": test}]
     assert evaluate_claims(claim, tables={"E8_shapley": df}).loc[0, "verdict"] == "reproduced"
     flipped = df.rename(columns={"pearson_lai": "pearson_ghost", "pearson_ghost": "pearson_lai"})
-    assert evaluate_claims(claim, tables={"E8_shapley": flipped}).loc[0, "verdict"] == "not reproduced"
+    assert evaluate_claims(claim, tables={"E8_shapley": flipped}).loc[0, "verdict"] == "refuted"
     assert evaluate_claims(claim, tables={"E8_shapley": df.drop(columns="pearson_ghost")}).loc[0, "verdict"] == \
         "not run"
