@@ -265,7 +265,8 @@ def _effect_unit(label: str, metric: str, a: pd.Series, b: pd.Series | float, di
         mean, lo, hi = math.exp(mean), math.exp(lo), math.exp(hi)
     return _Unit(label=label, metric=metric, natural=mean, lo=lo, hi=hi, ratio=ratio, n=n, undefined=undefined,
                  favour=(fmean, flo, fhi), margin=margin, mde=detectable(fse, n), verdict=verdict,
-                 pairs=pd.Series(nat, index=a.index))
+                 pairs=pd.Series(nat, index=a.index), a_mean=float(np.nanmean(a_v)) if len(a_v) else math.nan,
+                 b_mean=float(np.nanmean(b_v)) if len(b_v) else math.nan)
 
 
 def _show(u: Mapping[str, Any]) -> str:
@@ -428,13 +429,18 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
     diag = []
     if len(units) > 1:
         diag.append(f"holds in {verdicts.count('reproduced')}/{len(units)} (setting, metric) pairs")
+    else:  # one setting: the two means the effect compares
+        u = units[0]
+        diag.append(f"{u['metric']} {est} {_fmt(u['a_mean'])} vs {u.get('baseline', '?')} {_fmt(u['b_mean'])} "
+                    f"(mean of {u['n']} {_PAIR_NAMES.get(pair, pair or 'pair')}s)")
     if ctrl_fail:
         diag.append(f"not above the chance control {'/'.join(ctrl['names'])} in {len(ctrl_fail)} setting(s)")
     inc = [u for u in units if u["verdict"] == "inconclusive"]
     if inc and verdict != "reproduced":
         w = max(inc, key=lambda u: u["mde"])
         what = f"{_fmt(math.exp(w['mde']))}× in ratio" if w["ratio"] else _fmt(w["mde"])
-        diag.append(f"smallest detectable effect {what} ({w['metric']}, {w['n']} {pair or 'pair'}s)")
+        unit = _PAIR_NAMES.get(pair, pair or "pair")
+        diag.append(f"smallest detectable effect {what} ({w['metric']}, {w['n']} {unit}s)")
     regime = _regime(df[df[key].astype(str) == est])
     if regime:
         diag.append(regime)
@@ -451,6 +457,9 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
         measured += f"; {no_ctrl} group(s) without the control skipped"
     return {"verdict": verdict, "measured": measured, "ours": ours, "effect": effect, "diagnosis": "; ".join(diag),
             "settings": _counts(verdicts), "pairs": n_pairs}
+
+
+_PAIR_NAMES = {"_row": "row", "rep": "round"}
 
 
 def _headline(units: Sequence[_Unit], est: str, ratio: bool, metrics: Mapping[str, str],
@@ -541,7 +550,7 @@ def _threshold(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None
     sign = 1.0 if op in (">=", ">") else -1.0
     flo, fhi = sorted((sign * (lo - value), sign * (hi - value)))
     verdict = "refuted" if n_bad else three_way(flo, fhi, 0.0)
-    diag = [f"undefined on {n_bad} rows"] if n_bad else []
+    diag = [f"undefined on {n_bad} rows"] if n_bad else [f"mean of {n} runs"]
     if verdict == "inconclusive":
         diag.append(f"smallest detectable distance from {_fmt(value)}: {_fmt(detectable(se, n))} ({n} runs)")
     ours = f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"
@@ -670,7 +679,7 @@ def _run_test(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None]
             else:
                 verdict = "inconclusive"
             first = next((p for p in ran if p.get("ours")), ran[0])
-            diag = [f"parts: {', '.join(vs)}"] + [p["diagnosis"] for p in ran if p.get("diagnosis")]
+            diag = [f"parts: {_counts(vs) or vs[0]}"] + [p["diagnosis"] for p in ran if p.get("diagnosis")]
             return {**out, "verdict": verdict, "ours": first.get("ours", ""), "effect": first.get("effect", ""),
                     "diagnosis": "; ".join(dict.fromkeys(diag)),
                     "settings": "; ".join(p["settings"] for p in ran if p.get("settings"))}
@@ -777,7 +786,8 @@ def evaluate_claim(
     if res["verdict"] != "not run" and claim.get("needs_learned_runs", True):
         reasons = _invalid_evidence(claim["test"], tables, claim["id"], invalid, check_runs or {})
         if reasons:
-            res = {**res, "verdict": "invalid run", "diagnosis": f"{len(reasons)} run(s) did not learn",
+            res = {**res, "verdict": "invalid run",
+                   "diagnosis": f"{len(reasons)} run(s) did not learn, e.g. " + reasons[0].removeprefix("run "),
                    "measured": _invalid_summary(reasons) + f" [measured on them: {res['measured']}]"}
     row.update({k: res[k] for k in ("effect", "ours", "verdict", "diagnosis", "settings", "measured")})
     return row
