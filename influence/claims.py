@@ -471,7 +471,7 @@ def _headline(units: Sequence[_Unit], est: str, ratio: bool, metrics: Mapping[st
     m = units[0]["metric"]
     names = sorted({u.get("baseline", "?") for u in units})
     what = (f"{m}({est}) / {m}({'|'.join(names)})" if ratio else f"{m}({est}) − {m}({'|'.join(names)})")
-    by = f", paired by {pair}" if pair else ""
+    by = f", paired by {_PAIR_NAMES.get(pair, pair)}" if pair else ""
     if len(units) == 1:
         return _show(units[0]), what + by + f", {units[0]['n']} pairs"
     frame = pd.concat([u["pairs"] for u in units], axis=1, join="inner")
