@@ -265,8 +265,13 @@ def _effect_unit(label: str, metric: str, a: pd.Series, b: pd.Series | float, di
         mean, lo, hi = math.exp(mean), math.exp(lo), math.exp(hi)
     return _Unit(label=label, metric=metric, natural=mean, lo=lo, hi=hi, ratio=ratio, n=n, undefined=undefined,
                  favour=(fmean, flo, fhi), margin=margin, mde=detectable(fse, n), verdict=verdict,
-                 pairs=pd.Series(nat, index=a.index), a_mean=float(np.nanmean(a_v)) if len(a_v) else math.nan,
-                 b_mean=float(np.nanmean(b_v)) if len(b_v) else math.nan)
+                 pairs=pd.Series(nat, index=a.index), a_mean=_nanmean(a_v), b_mean=_nanmean(b_v))
+
+
+def _nanmean(v: np.ndarray) -> float:
+    """Mean of the finite values (NaN when there is none, without numpy's empty-slice warning)."""
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else math.nan
 
 
 def _show(u: Mapping[str, Any]) -> str:

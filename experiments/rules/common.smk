@@ -13,6 +13,11 @@ from snakemake.exceptions import WorkflowError
 from influence import estimators
 from influence.data import SIZES
 from influence.io import config_hash
+from influence.tasks.common import shift_seeds
+
+# base_seed (schema default 0) shifts every seed of the configuration, before anything reads one
+# (influence.tasks.common.shift_seeds): the seed wildcard of every result path is base_seed + s
+shift_seeds(config, config["base_seed"])
 
 RES = config["results"]
 # the `make bench` table the E6 / E7 notebooks show (relative paths: to the repository)
@@ -376,3 +381,153 @@ ALL_FIGURES_TABLES = [
 # The executed notebooks exported to HTML, readable without Jupyter, figures embedded (the notebook_html rule,
 # in experiments/rules/notebooks_html.smk).
 NOTEBOOK_HTML = [f"{RES}/notebooks/{nb}.html" for nb in NB if nb_on(nb)]
+
+
+# ---------------------------------------------------------------------------- batch_seeds: one job per stage and setting
+# With batch_seeds, every stage of the recorded runs (data, noise, train, LOO, LOO merge, scores, evaluation,
+# cleansing, deletion) runs all the seeds of a setting (dataset / noise / model / epochs) in one job: the rule's own
+# script once per seed in one interpreter (experiments/scripts/seeds.py), the same files byte for byte. A job's
+# fixed cost (Python, torch, Snakemake's script preamble) is ~3 CPU-s on a 2-core machine, more than most of these
+# jobs compute: 5 seeds a setting would otherwise multiply it by 5. The per-seed rules then match no seed.
+BATCH_SEEDS = bool(config["batch_seeds"])
+SEED_WC = NO_MATCH if BATCH_SEEDS else r"\d+"
+RUN_KEYS = ("dataset", "noise", "model", "epochs", "seed")
+
+
+def all_runs():
+    """Every recorded run the experiments and the E5 checks use: SET key -> wildcard values (strings, SET order)."""
+    runs = {k: {c: str(getattr(w, c)) for c in RUN_KEYS} for k, w in SETTING_WILDCARDS.items()}
+    for s in check_runs().values():
+        runs.setdefault(SET.format(**s), {c: str(s[c]) for c in RUN_KEYS})
+    return runs
+
+
+def seed_groups(runs):
+    """Runs (wildcard dicts) grouped by their setting without the seed: '<dataset>/<noise>/<model>/ep<epochs>' ->
+    runs by ascending seed."""
+    groups = {}
+    for w in runs:
+        groups.setdefault("{dataset}/{noise}/{model}/ep{epochs}".format(**w), {})[int(w["seed"])] = w
+    return {g: [by_seed[s] for s in sorted(by_seed)] for g, by_seed in groups.items()}
+
+
+def _ns(w):
+    return SimpleNamespace(**w)
+
+
+def job_prepare_data(dataset, seed):
+    base = f"{RES}/data/{dataset}/seed{seed}"
+    return dict(input={}, output={p: f"{base}/{p}.npz" for p in ("train", "target", "test")},
+                params=dict(spec=config["data"][dataset]), wildcards=dict(dataset=dataset, seed=str(seed)),
+                log=f"{RES}/logs/prepare_data/{dataset}_seed{seed}.log")
+
+
+def job_inject_noise(dataset, noise, seed):
+    base = f"{RES}/data/{dataset}/seed{seed}"
+    return dict(input=dict(train=f"{base}/train.npz"),
+                output=dict(train=f"{base}/{noise}/train.npz", mask=f"{base}/{noise}/mask.npy"),
+                params=dict(spec=config["noise"][noise]), wildcards=dict(dataset=dataset, seed=str(seed), noise=noise),
+                log=f"{RES}/logs/inject_noise/{dataset}_seed{seed}_{noise}.log")
+
+
+def job_train(w):
+    key = SET.format(**w)
+    return dict(input=splits_of(_ns(w)),
+                output=dict(run=f"{RES}/runs/{key}/run.pt", meta=f"{RES}/runs/{key}/run.pt.json",
+                            summary=f"{RES}/runs/{key}/summary.json"),
+                params=dict(spec=config["models"][w["model"]]), wildcards=dict(w), log=f"{RES}/logs/train/{key}.log")
+
+
+def job_loo(w, shard):
+    key = SET.format(**w)
+    return dict(input=dict(splits_of(_ns(w)), run=f"{RES}/runs/{key}/run.pt"),
+                output=dict(loo=f"{RES}/loo/{key}/shard{shard}.npz", provenance=f"{RES}/loo/{key}/shard{shard}.npz.json"),
+                params=dict(n_shards=n_shards(), subset=config["loo"]["subset"], chunk=config["loo"]["chunk"]),
+                wildcards=dict(w, shard=str(shard)), log=f"{RES}/logs/loo/{key}/shard{shard}.log")
+
+
+def job_loo_merge(w):
+    key, shards = SET.format(**w), loo_shards(_ns(w))
+    return dict(input=dict(shards=shards, provenance=[f"{p}.json" for p in shards]),
+                output=dict(loo=f"{RES}/loo/{key}/loo.npz", provenance=f"{RES}/loo/{key}/loo.npz.json"),
+                params={}, wildcards=dict(w), log=f"{RES}/logs/loo_merge/{key}.log")
+
+
+def job_estimate(w):
+    key, ests = SET.format(**w), SETTING_ESTIMATORS[SET.format(**w)]
+    return dict(input=dict(splits_of(_ns(w)), run=f"{RES}/runs/{key}/run.pt"),
+                output=dict(scores=[f"{RES}/scores/{key}/{e}.npy" for e in ests],
+                            provenance=[f"{RES}/scores/{key}/{e}.json" for e in ests]),
+                params=dict(estimators=list(ests), setting=dict(w), hparams=[est_spec(e)["hparams"] for e in ests],
+                            config_hash=[score_config_hash(SimpleNamespace(**w, estimator=e)) for e in ests]),
+                wildcards=dict(w), log=f"{RES}/logs/estimate/{key}/batch.log")
+
+
+def job_evaluate_fidelity(w):
+    key = SET.format(**w)
+    return dict(input=dict(scores_of(_ns(w)), loo=f"{RES}/loo/{key}/loo.npz", summary=f"{RES}/runs/{key}/summary.json"),
+                output=[f"{RES}/metrics/fidelity/{key}.csv"], params=dict(ps=config["jaccard_percents"]),
+                wildcards=dict(w), log=f"{RES}/logs/evaluate_fidelity/{key}.log")
+
+
+def job_evaluate_detection(w):
+    key = SET.format(**w)
+    return dict(input=dict(scores_of(_ns(w)), mask=splits_of(_ns(w))["mask"]),
+                output=[f"{RES}/metrics/detection/{key}.csv"], params=dict(directions=SUSPICION_OVERRIDES),
+                wildcards=dict(w), log=f"{RES}/logs/evaluate_detection/{key}.log")
+
+
+def job_cleanse(w):
+    key, ests = SET.format(**w), cleanse_estimators(w["model"])
+    return dict(input=dict(splits_of(_ns(w)),
+                           scores=[f"{RES}/scores/{key}/{e}.npy" for e in ests if e not in ("oracle", "random_removal")]),
+                output=[f"{RES}/cleansing/{key}/{e}.csv" for e in ests],
+                params=dict(estimators=ests, setting=dict(w), spec=config["models"][w["model"]],
+                            fractions=exp_cfg("detection")["cleanse_fractions"], directions=SUSPICION_OVERRIDES),
+                wildcards=dict(w), log=f"{RES}/logs/cleanse/{key}/batch.log")
+
+
+def job_deletion(w):
+    key, ests = SET.format(**w), estimators_for("deletion", w["model"]) + ["random_removal"]
+    return dict(input=dict(splits_of(_ns(w)), scores=[f"{RES}/scores/{key}/{e}.npy" for e in ests if e != "random_removal"]),
+                output=dict(deletion=[f"{RES}/deletion/{key}/{e}.csv" for e in ests],
+                            coreset=[f"{RES}/coreset/{key}/{e}.csv" for e in ests]),
+                params=dict(estimators=ests, setting=dict(w), spec=config["models"][w["model"]],
+                            ks=exp_cfg("deletion")["ks"], keep_fractions=exp_cfg("deletion")["keep_fractions"]),
+                wildcards=dict(w), log=f"{RES}/logs/deletion/{key}/batch.log")
+
+
+def seed_batch_rule(stage, group, script_file, jobs, mem, minutes, tag="seeds"):
+    """Define the job ``<stage>_<group>``: the script of the per-seed ``stage`` run for every job of ``jobs`` in one
+    process (experiments/scripts/seeds.py); its inputs and outputs are those of the jobs together."""
+    inputs, outputs = {}, {}
+    for i, j in enumerate(jobs):
+        inputs.update({f"j{i}_{k}": v for k, v in j["input"].items() if v != []})
+        outs = j["output"] if isinstance(j["output"], dict) else dict(enumerate(j["output"]))
+        outputs.update({f"j{i}_{k}": v for k, v in outs.items()})
+    suffix = re.sub(r"\W", "_", group)
+    rule_name = f"{stage}_{suffix}"
+
+    rule:
+        name:
+            rule_name
+        conda:
+            CORE_ENV
+        input:
+            **inputs,
+        output:
+            **outputs,
+        params:
+            script=os.path.join(REPO, "experiments", "scripts", script_file),
+            rule=stage,
+            jobs=jobs,
+        log:
+            f"{RES}/logs/{stage}/{group}/{tag}.log",
+        benchmark:
+            f"{RES}/benchmarks/{stage}/{group}/{tag}.tsv"
+        threads: 1
+        resources:
+            mem_mb=mem,
+            runtime=minutes,
+        script:
+            "../scripts/seeds.py"

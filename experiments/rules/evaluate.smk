@@ -7,8 +7,11 @@ rule evaluate_fidelity:
     input:
         unpack(scores_of),
         loo=f"{RES}/loo/{SET}/loo.npz",
+        summary=f"{RES}/runs/{SET}/summary.json",  # the run's test accuracy and majority-class rate
     output:
         f"{RES}/metrics/fidelity/{SET}.csv",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the evaluate_fidelity_<setting> jobs below
     params:
         ps=config["jaccard_percents"],
     log:
@@ -29,6 +32,8 @@ rule evaluate_detection:
         mask=f"{RES}/data/{{dataset}}/seed{{seed}}/{{noise}}/mask.npy",
     output:
         f"{RES}/metrics/detection/{SET}.csv",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the evaluate_detection_<setting> jobs below
     params:
         directions=SUSPICION_OVERRIDES,
     log:
@@ -99,8 +104,8 @@ rule deletion:
 
 
 # batch_estimators: one job per recorded run for all its estimators' cleansing / deletion tables (as for the
-# scores, runs.smk); the same tables as one job per estimator.
-if config["batch_estimators"]:
+# scores, runs.smk); the same tables as one job per estimator. With batch_seeds too: one job per setting (below).
+if config["batch_estimators"] and not BATCH_SEEDS:
     for _s in _detection_settings():
         _key, _ests = SET.format(**_s), cleanse_estimators(_s["model"])
         _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
@@ -165,6 +170,26 @@ if config["batch_estimators"]:
                 runtime=30 * len(_ests),
             script:
                 "../scripts/deletion.py"
+
+
+
+# batch_seeds (common.smk): evaluation of all the seeds of a setting in one job; with batch_estimators, cleansing and
+# deletion too
+if BATCH_SEEDS:
+    _wcs = lambda ss: [{c: str(s[c]) for c in RUN_KEYS} for s in ss]  # noqa: E731
+    for _g, _ws in seed_groups(_wcs(settings("fidelity"))).items():
+        seed_batch_rule("evaluate_fidelity", _g, "evaluate_fidelity.py", [job_evaluate_fidelity(w) for w in _ws],
+                        1000, 5 * len(_ws))
+    for _g, _ws in seed_groups(_wcs(_detection_settings())).items():
+        seed_batch_rule("evaluate_detection", _g, "evaluate_detection.py", [job_evaluate_detection(w) for w in _ws],
+                        1000, 5 * len(_ws))
+        if config["batch_estimators"]:
+            seed_batch_rule("cleanse", _g, "cleanse.py", [job_cleanse(w) for w in _ws], 2000,
+                            30 * len(_ws) * len(cleanse_estimators(_ws[0]["model"])), tag="batch")
+    if config["batch_estimators"]:
+        for _g, _ws in seed_groups(_wcs(settings("deletion"))).items():
+            seed_batch_rule("deletion", _g, "deletion.py", [job_deletion(w) for w in _ws], 2000,
+                            30 * len(_ws) * (len(estimators_for("deletion", _ws[0]["model"])) + 1), tag="batch")
 
 
 rule table_E1:
@@ -262,13 +287,21 @@ rule cost_timing:
         hparams={e: est_spec(e)["hparams"] for e in exp_cfg("cost")["timing_estimators"]},
         repeats=exp_cfg("cost")["repeats"],
         warmup=exp_cfg("cost")["warmup"],
+        # DIFF-5 like for like: each estimator in both implementations of the gradient kernel they share
+        # (influence.ghost.GradKernel), on Diff-In's checkpoints (influence.tasks.e6_cost.time_estimators)
+        impls=exp_cfg("cost").get("timing_impls", ["fast", "per_sample"]),
+        checkpoints=exp_cfg("cost").get("timing_checkpoints", "diffin"),
     log:
         f"{RES}/logs/cost_timing/{SET}.log",
-    # the timings compare estimators within this one job: one thread, like the score jobs
-    threads: 1
+    # Timed alone: locally the job takes every core of --cores, so that Snakemake runs no other job while it
+    # times; the timed calls themselves run on one torch thread (e6_timing.py, time_estimators). On Slurm the
+    # job asks for cpus_per_task = 2 instead (the SLURM plugin takes it over threads; --cores of a cluster run
+    # is the whole run's): the job gets cores of its own, a whole physical core on hyperthreaded nodes.
+    threads: workflow.resource_settings.cores or 1
     resources:
         mem_mb=4000,
         runtime=60,
+        cpus_per_task=2,
     script:
         "../scripts/e6_timing.py"
 

@@ -8,6 +8,8 @@ rule prepare_data:
         train=f"{RES}/data/{{dataset}}/seed{{seed}}/train.npz",
         target=f"{RES}/data/{{dataset}}/seed{{seed}}/target.npz",
         test=f"{RES}/data/{{dataset}}/seed{{seed}}/test.npz",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the prepare_data_<dataset> jobs below
     params:
         spec=lambda wc: config["data"][wc.dataset],
     log:
@@ -28,6 +30,8 @@ rule inject_noise:
     output:
         train=f"{RES}/data/{{dataset}}/seed{{seed}}/{{noise}}/train.npz",
         mask=f"{RES}/data/{{dataset}}/seed{{seed}}/{{noise}}/mask.npy",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the inject_noise_<dataset>_<noise> jobs below
     params:
         spec=lambda wc: config["noise"][wc.noise],
     log:
@@ -49,6 +53,8 @@ rule train:
         run=f"{RES}/runs/{SET}/run.pt",
         meta=f"{RES}/runs/{SET}/run.pt.json",
         summary=f"{RES}/runs/{SET}/summary.json",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the train_<setting> jobs below
     params:
         spec=lambda wc: config["models"][wc.model],
     log:
@@ -97,7 +103,7 @@ rule estimate:
 # 220 jobs became 22). One rule per run, because a rule's outputs are fixed and the runs need different
 # estimators. Same scores byte for byte (each estimator is seeded by its own hyperparameters, never by
 # the process); time and peak memory are measured per estimator inside the job as before.
-if config["batch_estimators"]:
+if config["batch_estimators"] and not BATCH_SEEDS:
     for _key, _ests in SETTING_ESTIMATORS.items():
         _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
         _wc = SETTING_WILDCARDS[_key]
@@ -139,6 +145,8 @@ rule loo:
     output:
         loo=f"{RES}/loo/{SET}/shard{{shard}}.npz",
         provenance=f"{RES}/loo/{SET}/shard{{shard}}.npz.json",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the loo_<setting> jobs below
     params:
         n_shards=n_shards(),
         subset=config["loo"]["subset"],
@@ -164,6 +172,8 @@ rule loo_merge:
     output:
         loo=f"{RES}/loo/{SET}/loo.npz",
         provenance=f"{RES}/loo/{SET}/loo.npz.json",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the loo_merge_<setting> jobs below
     log:
         f"{RES}/logs/loo_merge/{SET}.log",
     threads: 1
@@ -172,3 +182,28 @@ rule loo_merge:
         runtime=10,
     script:
         "../scripts/loo_merge.py"
+
+
+# batch_seeds (common.smk): one job per stage runs all the seeds of a setting (estimate: with batch_estimators, all
+# the estimators of all its seeds; benchmarks/estimate/<setting>/batch.tsv)
+if BATCH_SEEDS:
+    _runs = all_runs()
+    for _d in sorted({w["dataset"] for w in _runs.values()}):
+        _seeds = sorted({int(w["seed"]) for w in _runs.values() if w["dataset"] == _d})
+        seed_batch_rule("prepare_data", _d, "prepare_data.py", [job_prepare_data(_d, s) for s in _seeds], 2000,
+                        10 * len(_seeds))
+    for _d, _z in sorted({(w["dataset"], w["noise"]) for w in _runs.values()}):
+        _seeds = sorted({int(w["seed"]) for w in _runs.values() if (w["dataset"], w["noise"]) == (_d, _z)})
+        seed_batch_rule("inject_noise", f"{_d}/{_z}", "inject_noise.py", [job_inject_noise(_d, _z, s) for s in _seeds],
+                        1000, 5 * len(_seeds))
+    for _g, _ws in seed_groups(_runs.values()).items():
+        seed_batch_rule("train", _g, "train.py", [job_train(w) for w in _ws], 2000, 30 * len(_ws))
+        seed_batch_rule("loo", _g, "loo.py", [job_loo(w, k) for w in _ws for k in range(n_shards())], 4000,
+                        120 * len(_ws) * n_shards())
+        seed_batch_rule("loo_merge", _g, "loo_merge.py", [job_loo_merge(w) for w in _ws], 2000, 10 * len(_ws))
+    if config["batch_estimators"]:
+        for _g, _ws in seed_groups([_runs[k] for k in SETTING_ESTIMATORS]).items():
+            _ests = SETTING_ESTIMATORS[SET.format(**_ws[0])]
+            seed_batch_rule("estimate", _g, "estimate.py", [job_estimate(w) for w in _ws],
+                            max(int(est_spec(e)["mem_mb"]) for e in _ests),
+                            len(_ws) * sum(int(est_spec(e)["runtime"]) for e in _ests), tag="batch")

@@ -8,6 +8,11 @@
   coresets).
 * :func:`noisy_splits`: seeded train / target / test splits with label noise on the training split only
   (E2 :func:`~influence.tasks.e2_detection.detection_experiment`, E3 curation).
+* :func:`shift_seeds`: the workflow's ``base_seed``, added to every seed of a configuration.
+
+In the workflow one seed ``s`` drives everything random about a recorded run: the train / target / test split
+(``prepare_data``: ``make_splits(seed=s)``), the corruption (``inject_noise``: ``seed=1000 + s``), θ₀
+(``model.init(s)``) and the batch order (``Schedule(seed=s)``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "retrain_subset",
     "run_health",
     "noisy_splits",
+    "shift_seeds",
 ]
 
 #: Keys of a model recipe (``config['models'][name]``) with their defaults.
@@ -158,3 +164,47 @@ def noisy_splits(
     y_noisy, mask = kinds[noise](clean, noise_rate, ds.n_classes, seed=seed)
     sp["train"] = sp["train"].replace(y=y_noisy, noise=noise, noise_rate=noise_rate)
     return {**sp, "noise_mask": np.asarray(mask, dtype=bool), "clean_y": clean}
+
+
+def shift_seeds(cfg: dict[str, Any], base: int) -> dict[str, Any]:
+    """Add ``base`` to every seed of a workflow configuration, in place (and return it).
+
+    The config key ``base_seed`` (experiments/rules/common.smk): one key moves the whole workflow to other seeds.
+    Shifted: the seeds of every grid (E1 fidelity, E2 detection, E4 deletion, E6 cost), the seed lists of E3
+    curation, E8 lm, E9 text and E10 dvemb, E8's play split (``data.split_seed``) and Shapley seed, E10's split,
+    points and LDS seeds (``settings``; from :data:`influence.tasks.e10_dvemb.DEFAULT` where the config leaves them
+    out), online_cost's seed and the seed of every E5 check's recorded run (``run.seed``).
+    """
+    base = int(base)
+    if not base:
+        return cfg
+    exps = cfg.get("experiments", {})
+
+    def shifted(seeds):
+        return [base + int(s) for s in seeds]
+
+    for name in ("fidelity", "detection", "deletion", "cost"):
+        for g in exps.get(name, {}).get("grids") or []:
+            g["seeds"] = shifted(g["seeds"])
+    for name in ("curation", "lm", "text", "dvemb"):
+        if "seeds" in exps.get(name, {}):
+            exps[name]["seeds"] = shifted(exps[name]["seeds"])
+    lm = exps.get("lm", {})
+    for block, key in (("data", "split_seed"), ("shapley", "seed")):
+        if key in lm.get(block, {}):
+            lm[block][key] = base + int(lm[block][key])
+    if "dvemb" in exps:  # E10's data split, evaluated points and LDS subsets (defaults: e10_dvemb.DEFAULT)
+        from influence.tasks.e10_dvemb import DEFAULT as E10_DEFAULT
+
+        st = exps["dvemb"].setdefault("settings", {})
+        for key in ("split_seed", "points_seed"):
+            st[key] = base + int(st.get(key, E10_DEFAULT[key]))
+        lds = st["lds"] = dict(st.get("lds") or {})
+        lds["seed"] = base + int(lds.get("seed", E10_DEFAULT["lds"]["seed"]))
+        lds["extra_seeds"] = shifted(lds.get("extra_seeds", E10_DEFAULT["lds"]["extra_seeds"]))
+    if "seed" in exps.get("online_cost", {}):
+        exps["online_cost"]["seed"] = base + int(exps["online_cost"]["seed"])
+    for check in exps.get("bounds", {}).get("checks") or []:
+        if check.get("run"):
+            check["run"]["seed"] = base + int(check["run"]["seed"])
+    return cfg
