@@ -54,6 +54,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "classwise_keep",
     "global_keep",
+    "cg_scores_for",
     "selection_measure",
     "with_replacement_batches",
     "epoch_batches",
@@ -71,6 +72,13 @@ DIRECTIONS = ("prune_low", "prune_high")
 RESULT_COLUMNS = ("dataset", "model", "method", "selection", "direction", "schedule", "keep_fraction", "seed",
                   "test_accuracy", "full_test_accuracy", "majority_rate", "learned", "n_train", "n_kept", "steps",
                   "epochs", "batch_size")
+
+
+def cg_scores_for(X: np.ndarray, y: np.ndarray, seed: int, **cg: Any) -> np.ndarray:
+    """The CG-score E12 ranks by: the library's :func:`~influence.estimators.cg_score.cg_score` on the raw
+    training inputs (flattened, unit-normalised inside), multiclass per-class stochastic version with
+    negatives drawn by ``seed`` (``cg``: ``rep``, ``unbalance_ratio``; authors' defaults 1 and 1)."""
+    return np.asarray(cg_score(None, (np.asarray(X), np.asarray(y)), seed=int(seed), **cg), dtype=np.float64)
 
 
 def selection_measure(cg: np.ndarray, direction: str) -> np.ndarray:
@@ -143,10 +151,13 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
 def build_classifier(arch: Mapping[str, Any], n_features: int, n_classes: int, seed: int) -> torch.nn.Module:
     """A float32 classifier with seeded θ₀: ``{'kind': 'mlp', 'hidden': [...]}`` (ReLU MLP, PyTorch's
     ``nn.Linear`` initialisation drawn by :meth:`influence.models.Model.init`) or ``{'kind': 'cnn', 'width': w}``
-    (:class:`influence.models.SmallCNN` on 28×28 images, initialised under ``torch.manual_seed(seed)``)."""
+    (:class:`influence.models.SmallCNN` on 28×28 images, initialised under ``torch.manual_seed(seed)``).
+    Multiclass only (``n_classes`` ≥ 3; the library's two-class MLP has a single logit)."""
     from influence.models import SmallCNN, mlp
 
     kind = arch.get("kind", "mlp")
+    if n_classes < 3:
+        raise ValueError(f"E12 trains a softmax classifier on 3 or more classes, got {n_classes}")
     if kind == "mlp":
         model = mlp(n_features, tuple(arch["hidden"]), n_classes)
         return model.to_module(model.init(int(seed), torch.float32))
@@ -220,7 +231,8 @@ def run_seed(dataset: str, seed: int, *, n_train: int, n_test: int, keep_fractio
     at least the majority rate + ``learned_margin``. ``data``: the loaded dataset (default:
     ``load_dataset(dataset)``), so that a job running several seeds reads it once.
 
-    Returns {'rows': [dict per RESULT_COLUMNS], 'cg_seconds', 'cpu_seconds', 'cg_scores_head'}.
+    Returns {'rows': [dict per RESULT_COLUMNS], 'cg_seconds', 'cpu_seconds', 'cg_scores_head' (the first ten
+    scores, for the record)}.
     """
     from influence.data import load_dataset, make_splits
 
@@ -232,7 +244,7 @@ def run_seed(dataset: str, seed: int, *, n_train: int, n_test: int, keep_fractio
     Xt, yt = torch.as_tensor(te.X, dtype=torch.float32), torch.as_tensor(te.y)
     C = ds.n_classes
     t0 = time.process_time()
-    scores = cg_score(None, (tr.X, tr.y), seed=seed, **dict(cg or {}))
+    scores = cg_scores_for(tr.X, tr.y, seed, **dict(cg or {}))
     cg_seconds = time.process_time() - t0
     epochs, bs = int(run["epochs"]), int(run["batch_size"])
     opt = {"lr": float(run["lr"]), "momentum": float(run.get("momentum", 0.9)),
