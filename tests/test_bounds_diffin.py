@@ -135,3 +135,44 @@ def test_error_growth_rejects_trivial_controls_and_bad_arguments():
         growth_verdict([1, 2], [np.ones(3)] * 2, [np.ones(3)] * 2)
     with pytest.raises(ValueError, match="shape"):
         growth_verdict([1, 2, 3], [np.ones(3)] * 3, [np.ones(4)] * 3)
+
+
+def test_loo_runs_match_an_explicit_leave_one_out_loop():
+    """The check's batched retraining against a plain loop (one z at a time, autograd), float64."""
+    from influence.bounds.diffin import _loo_runs
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    y = (X[:, 0] > 0).long()
+    model = mlp(2, (3,), 2)
+    th0 = model.init(1)
+    batches = [np.array([0, 1, 2]), np.array([3, 4, 5]), np.array([1, 3, 5])]
+    base, loo = _loo_runs(model, th0, X, y, batches, 0.3)
+    for z in range(6):
+        th = th0.clone()
+        for S in batches:
+            keep = [i for i in S if i != z]
+            th = th.detach().requires_grad_(True)
+            (gr,) = torch.autograd.grad(model.losses(th, X[keep], y[keep]).sum() / len(S), th)
+            th = th - 0.3 * gr
+        assert torch.allclose(loo[-1, z], th.detach(), atol=1e-14, rtol=0)
+    # the first full-batch step is exactly first order: I^1 = (η/N) G_z(θ^0)
+    base, loo = _loo_runs(model, th0, X, y, [np.arange(6)], 0.3)
+    G = torch.stack([torch.func.grad(lambda t, i=i: model.losses(t, X[i:i + 1], y[i:i + 1])[0])(th0) for i in range(6)])
+    assert torch.allclose(loo[1] - base[1], 0.3 / 6 * G, atol=1e-15, rtol=0)
+
+
+def test_one_step_sign_says_eq9_is_the_removal_sign():
+    """Eq. 9's −tη²/N term matches the exact removal difference to O(η³); the flipped sign stays at O(η²)."""
+    from influence.bounds.diffin import one_step_sign
+
+    c = one_step_sign()
+    assert isinstance(c, Check) and c.passed
+    for m in ("logreg", "mlp"):
+        s = c.measured[m]["slopes"]
+        assert s["derived"] > 2.7 and s["derived_D"] > 2.7 and s["sgd_derived"] > 2.7
+        assert s["negated"] < 2.2 and s["first_order"] < 2.2 and s["full_form"] < 2.2
+        assert abs(c.measured[m]["coef_smallest_eta"]["H_B G_z"] - 1) < 0.02
+        e = c.details["errors"][m]
+        # at the smallest η the removal form is two orders of magnitude closer than the flipped sign
+        assert e["derived"][-1] < 0.02 * e["negated"][-1]

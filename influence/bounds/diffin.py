@@ -23,11 +23,11 @@ import torch
 from influence.autodiff import grad_sqnorms, loss_hvp, top_eigenvalue
 from influence.bounds import Check
 from influence.data import as_tensors
-from influence.models import Model
+from influence.models import Model, logistic_regression, mlp
 from influence.train import Schedule, train
 
 __all__ = ["MIN_SPEARMAN", "fit_growth", "growth_verdict", "smoothness", "gradient_bound", "fd_hvp_error",
-           "error_growth"]
+           "error_growth", "one_step_sign"]
 
 log = logging.getLogger(__name__)
 
@@ -337,4 +337,163 @@ def error_growth(
                  "series": {"T": [Ts[0], Ts[-1]], "truth": [truths[0].tolist(), truths[-1].tolist()],
                             **{k: [ests[k][0].tolist(), ests[k][-1].tolist()]
                                for k in ("diffin", "diffin_paper", "sgd_ie", "acc_sgd_ie")}}},
+    )
+
+
+# ----------------------------------------------------------------------------------- the sign of Eq. 9
+def _dense_terms(model: Model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample gradients (n, p) and per-sample Hessians (n, p, p) of the bare losses at θ, by
+    ``torch.func`` (double backprop): the exact quantities, for tiny models only."""
+    def one(th: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model.losses(th, x[None], t[None])[0]
+
+    G = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))(theta, X, y)
+    H = torch.func.vmap(torch.func.hessian(one), in_dims=(None, 0, 0))(theta, X, y)
+    return G, H
+
+
+def _loo_runs(model: Model, theta0: torch.Tensor, X: torch.Tensor, y: torch.Tensor, batches: list[np.ndarray],
+              eta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit retraining: the full run θ^s and every leave-one-out run θ^s_{−z} (z = 0..n−1) of SGD with batch
+    means θ^{s+1} = θ^s − η/|S_s| Σ_{i∈S_s, i≠z} ∇ℓ_i(θ^s) (denominator kept at |S_s|, as in
+    :func:`influence.loo.trajectory_loo`), for s = 0..len(batches). Returns (steps+1, p) and (steps+1, n, p)."""
+    n = X.shape[0]
+    W = torch.ones(n + 1, n, dtype=torch.float64)
+    W[torch.arange(n), torch.arange(n)] = 0.0  # rows 0..n−1 leave z out, row n is the full run
+    th = theta0.expand(n + 1, -1).clone()
+
+    def batch_grad(t: torch.Tensor, w: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+        return torch.func.grad(lambda u: (w[S] * model.losses(u, X[S], y[S])).sum() / len(S))(t)
+
+    out = [th.clone()]
+    for S in batches:
+        S = torch.as_tensor(S)
+        th = th - eta * torch.func.vmap(batch_grad, in_dims=(0, 0, None))(th, W, S)
+        out.append(th.clone())
+    traj = torch.stack(out)
+    return traj[:, n], traj[:, :n]
+
+
+def _slope(x: Sequence[float], e: Sequence[float]) -> float:
+    """Least-squares slope of log e against log x."""
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(e, float)), 1)[0])
+
+
+def one_step_sign(
+    *,
+    n: int = 12,
+    d: int = 3,
+    hidden: Sequence[int] = (4,),
+    t: int = 3,
+    etas: Sequence[float] = (0.2, 0.1, 0.05, 0.025),
+    batch_size: int = 6,
+    seed: int = 0,
+    order_tol: float = 0.3,
+    coef_tol: float = 0.05,
+) -> Check:
+    """The sign of Diff-In's second-order term (Eq. 9, a_t = −tη²/(Nm)) against the exact one-step LOO
+    difference Δ^t = I^{t+1} − I^t, I^t = θ^t_{−z} − θ^t (removal, our sign), computed by explicit retraining
+    of every leave-one-out run (float64, logistic regression and a ReLU MLP, ``n`` samples, ``d`` features).
+
+    Full batch (B = the training set, N = n, t steps taken, θ^t): the removal recursion
+    Δ^t = (η/N)G_z(θ^t_{−z}) − η[∇L(θ^t_{−z}) − ∇L(θ^t)] expands, with I^t = (tη/N)G^t_z + O(η²), to
+
+        Δ^t = (η/N)G^t_z − (tη²/N) H_B G^t_z + (tη²/N²) H_z G^t_z + O(η³)
+            = (η/N)G^0_z − (tη²/N)(H_B G^t_z + H_z G_B) + (tη²/N²) H_z G^t_z + O(η³)
+
+    (G^t_z = G^0_z − tηH_zG_B + O(η²)),
+
+    i.e. Diff-In's D_t = H_B G_z + H_z G_B with coefficient −tη²/N (the published sign, per step) when the
+    first-order term is taken at θ^0, and H_B G_z alone when it is taken at θ^t. The last term is the
+    O(1/N²) part Diff-In drops (the LOO Hessian H_B − H_z/N in place of H_B); it is included in every
+    candidate so that the η-order of the rest shows. For each η (t fixed) the error ‖Δ − candidate‖ (over all
+    z) of: ``first_order`` (η/N)G^t_z; ``derived`` (+ −(tη²/N)H_BG_z); ``derived_D`` ((η/N)G^0_z − (tη²/N)D_t);
+    ``negated`` and ``negated_D`` (the same with the second-order sign flipped, the up-weighting / inclusion
+    sign); ``full_form`` (η/N)G^t_z − (tη²/N)D_t (the first-order term at θ^t *and* D_t, as ``diffin``'s
+    full form). Least-squares coefficients c of Δ − (η/N)G^t_z on −(tη²/N)H_BG_z, and of Δ − (η/N)G^0_z on
+    −(tη²/N)D_t, at the smallest η: +1 = Eq. 9's sign, −1 = the other.
+
+    SGD (batches of ``batch_size``, cycling through a fixed permutation): the exact step is
+    Δ^t = (η/b)1[z∈S_t]G_z(θ_{−z}) − η[g_{S_t}(θ_{−z}) − g_{S_t}(θ)] and the derived candidate
+    (η/b)1[z∈S_t]G^t_z − η H_{S_t} J^t + (η/b)1[z∈S_t] H_z J^t with J^t = (η/b)k_z(t) G^t_z, k_z(t) the number of
+    earlier steps that used z (E[k_z/b] = t/N: the 1/N form in expectation).
+
+    Passes if, for both models, the log-log slope of the error vs η is ≥ 3 − ``order_tol`` for ``derived``,
+    ``derived_D`` and the SGD ``derived`` and ≤ 2 + ``order_tol`` for ``first_order``, ``negated`` and
+    ``negated_D``, and both coefficients lie within ``coef_tol`` of +1.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = (X @ torch.randn(d, generator=g, dtype=torch.float64) + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+         > 0).long()
+    etas = sorted((float(e) for e in etas), reverse=True)
+    models = {"logreg": logistic_regression(d, 2), "mlp": mlp(d, tuple(hidden), 2)}
+    full = [np.arange(n)] * (t + 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    sgd = [perm[(s * batch_size) % n:(s * batch_size) % n + batch_size] for s in range(t + 1)]
+    measured: dict[str, Any] = {}
+    details: dict[str, Any] = {"n": n, "d": d, "hidden": list(hidden), "t": t, "etas": etas, "batch_size": batch_size,
+                               "sgd_batches": [b.tolist() for b in sgd], "errors": {}}
+    ok = True
+    for mname, model in models.items():
+        theta0 = model.init(seed) if model.hidden else 0.3 * torch.randn(model.n_params, generator=g,
+                                                                          dtype=torch.float64)
+        errs: dict[str, list[float]] = {k: [] for k in ("first_order", "derived", "derived_D", "negated", "negated_D",
+                                                        "full_form", "sgd_first_order", "sgd_derived", "sgd_negated")}
+        coefs: dict[str, float] = {}
+        for eta in etas:
+            base, loo = _loo_runs(model, theta0, X, y, full, eta)
+            delta = (loo[t + 1] - base[t + 1]) - (loo[t] - base[t])  # (n, p): the exact one-step difference
+            G, Hs = _dense_terms(model, base[t], X, y)
+            G0, _ = _dense_terms(model, base[0], X, y)
+            H, GB = Hs.mean(0), G.mean(0)
+            c2 = t * eta**2 / n
+            F1, F0 = eta / n * G, eta / n * G0
+            SB = -c2 * G @ H  # −(tη²/N) H_B G_z (H symmetric)
+            Sz = -c2 * Hs @ GB  # −(tη²/N) H_z G_B
+            Szz = c2 / n * torch.einsum("ipq,iq->ip", Hs, G)  # +(tη²/N²) H_z G_z
+            cands = {"first_order": F1 + Szz, "derived": F1 + SB + Szz, "derived_D": F0 + SB + Sz + Szz,
+                     "negated": F1 - SB + Szz, "negated_D": F0 - SB - Sz + Szz, "full_form": F1 + SB + Sz + Szz}
+            for k, v in cands.items():
+                errs[k].append(float((delta - v).norm()))
+            coefs["H_B G_z"] = float(((delta - F1 - Szz) * SB).sum() / (SB * SB).sum())
+            D = SB + Sz
+            coefs["D_t"] = float(((delta - F0 - Szz) * D).sum() / (D * D).sum())
+            # SGD with batch means: the exact step against the per-step derived form
+            base, loo = _loo_runs(model, theta0, X, y, sgd, eta)
+            delta = (loo[t + 1] - base[t + 1]) - (loo[t] - base[t])
+            G, Hs = _dense_terms(model, base[t], X, y)
+            S = torch.as_tensor(sgd[t])
+            inb = torch.zeros(n, dtype=torch.float64)
+            inb[S] = 1.0
+            k = torch.zeros(n, dtype=torch.float64)
+            for B in sgd[:t]:
+                k[torch.as_tensor(B)] += 1.0
+            b = float(batch_size)
+            J = (eta / b) * k[:, None] * G
+            F1 = (eta / b) * inb[:, None] * G
+            SB = -eta * J @ Hs[S].mean(0)
+            Szz = (eta / b) * inb[:, None] * torch.einsum("ipq,iq->ip", Hs, J)
+            for name, v in {"sgd_first_order": F1 + Szz, "sgd_derived": F1 + SB + Szz,
+                            "sgd_negated": F1 - SB + Szz}.items():
+                errs[name].append(float((delta - v).norm()))
+        slopes = {k: _slope(etas, v) for k, v in errs.items()}
+        good = (all(slopes[k] >= 3 - order_tol for k in ("derived", "derived_D", "sgd_derived"))
+                and all(slopes[k] <= 2 + order_tol for k in ("first_order", "negated", "negated_D", "sgd_negated"))
+                and all(abs(c - 1) <= coef_tol for c in coefs.values()))
+        ok = ok and good
+        measured[mname] = {"slopes": slopes, "coef_smallest_eta": coefs, "passed": bool(good)}
+        details["errors"][mname] = errs
+        log.info("one_step_sign %s: slopes %s, coefficients %s", mname, slopes, coefs)
+    return Check(
+        name="diffin_one_step_sign",
+        passed=bool(ok),
+        criterion=f"exact one-step LOO difference I^(t+1) - I^t (removal) vs its expansions as eta -> 0 (t = {t}): "
+        f"error slope >= {3 - order_tol:g} for the removal form (eta/N)G_z - (t eta^2/N) H_B G_z (and with D_t when "
+        f"the first-order term is at theta_0; SGD per step), <= {2 + order_tol:g} for first order alone and for the "
+        f"flipped second-order sign; fitted coefficient of Eq. 9's term within {coef_tol:g} of +1",
+        measured=measured,
+        predicted={"slope_derived": 3.0, "slope_first_order": 2.0, "slope_negated": 2.0, "coefficient": 1.0},
+        details=details,
     )
