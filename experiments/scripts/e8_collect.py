@@ -6,11 +6,9 @@ import pandas as pd
 from wfio import setup
 
 from influence.io import read_json, save_csv
-from influence.tasks.e8_lm import RESULT_COLUMNS, SHAPLEY_COLUMNS
+from influence.tasks.e8_lm import RESULT_COLUMNS, SHAPLEY_COLUMNS, VALUE_COLUMNS
 
 CURVE_COLUMNS = ["dataset", "model", "policy", "seed", "noise_kind", "noise_rate", "step", "val_loss"]
-VALUE_COLUMNS = ["dataset", "model", "seed", "step", "sample", "noisy", "shapley", "shapley_se", "lai", "ghost",
-                 "ghost_flat"]
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
@@ -29,5 +27,5 @@ for p in sm.input.shapley:
 save_csv(sm.output.runs, pd.DataFrame(runs, columns=list(RESULT_COLUMNS)))
 save_csv(sm.output.curves, pd.DataFrame(curves, columns=CURVE_COLUMNS))
 save_csv(sm.output.shapley, pd.DataFrame(rows, columns=list(SHAPLEY_COLUMNS)))
-save_csv(sm.output.values, pd.DataFrame(values, columns=VALUE_COLUMNS))
+save_csv(sm.output.values, pd.DataFrame(values, columns=list(VALUE_COLUMNS)))
 log.info("%d E8 runs, %d Shapley steps", len(runs), len(rows))

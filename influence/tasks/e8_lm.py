@@ -54,6 +54,22 @@ it is for wider machines); the standard error comes from the pair means. With al
 compared (Pearson, Spearman) with LAI, exact Ghost and flattened Ghost of the same batch against the same V, in
 float64. In the first-order regime the Shapley value of i is (η/|B|)·Ghost_i up to O(η²), so exact Ghost's
 correlation is a check (≈ 1) and the question is how close LAI and flattened Ghost come to it.
+
+**The authors' Shapley game beside ours.** The LAI authors' check (their ``DBC_tpu/mc/ghost_trainer.py``,
+``_estimate_first_batch_shapley``; 1000 permutations, GPT-Neo, batch 16, every 100 steps) values a batch with
+U(S) = mean_{i∈S} ℓ_i(θ_t), U(∅) = 0 — the coalition's mean loss at the current parameters, no step and no
+validation data — and correlates it with in-batch self-influence scores (target = the batch itself, i
+included). Its exact Shapley value (:func:`influence.shapley.mean_loss_shapley`) is an increasing affine function
+of ℓ_i, so within a step its Pearson correlation with any score is that score's correlation with the per-sample
+loss. At each Shapley step the same batch B is also valued with that game (``shapley_meanloss``, exact; and the
+authors' 1000-permutation estimate, ``shapley_meanloss_mc``), and every score — LAI, exact and flattened Ghost
+against V; their self-influence forms against B (``*_self``, ``lai_self_offdiag``); and two loss-only baselines,
+``loss`` = ℓ_i and ``outgrad`` = ‖∂ℓ_i/∂z_i‖² (the logits' gradient) — is correlated with both games
+(``pearson_<score>``: the one-step game; ``pearson_meanloss_<score>``: the authors'). ``drop_le0_<score>`` is the
+fraction of B with score ≤ 0 (the authors' filter drops those; E8's keep rule, score ≥ 0, differs only on exact
+zeros, counted in ``n_zero_scores``), ``drop_small_loss`` the fraction with ℓ_i above the median loss of V (the
+``small_loss`` rule with V as its validation batch). :func:`published_shapley_summary` recomputes the published
+0.96 / 0.90 from the authors' own per-sample file.
 """
 
 from __future__ import annotations
@@ -75,6 +91,7 @@ from influence.capture import capture
 from influence.curation import MODULE_POLICIES, curate_module
 from influence.estimators.online import batch_scores
 from influence.models import TinyGPT, example_losses, sequence_losses
+from influence.shapley import mean_loss_shapley, mean_loss_shapley_mc
 from influence.text import LM_NOISE_KINDS, inject_lm_noise, lm_splits
 
 __all__ = [
@@ -82,6 +99,9 @@ __all__ = [
     "LEARNED_MARGIN",
     "RESULT_COLUMNS",
     "SHAPLEY_COLUMNS",
+    "VALUE_COLUMNS",
+    "STEP_SCORES",
+    "PUBLISHED_SCORES_SHA256",
     "model_name",
     "load_lm_data",
     "noisy_stream",
@@ -93,6 +113,7 @@ __all__ = [
     "step_shapley_module",
     "exact_step_shapley",
     "lm_step_shapley",
+    "published_shapley_summary",
     "summarize_runs",
     "check_lm_config",
 ]
@@ -109,11 +130,28 @@ RESULT_COLUMNS = ("dataset", "model", "policy", "seed", "noise_kind", "noise_rat
                   "unigram_val_loss", "noisy_dropped_fraction", "clean_dropped_fraction", "kept_fraction",
                   "dropped_noisy_precision", "noisy_dropped_fraction_run", "time_per_step_s", "score_time_s",
                   "max_rss_mb", "wall_s", "n_steps", "warmup_steps", "learned")
+#: Scores of a Shapley step: against V (the one-step game's target); self-influence against B (the authors'
+#: filter scores); loss-only baselines (ℓ_i and ‖∂ℓ_i/∂z_i‖²).
+TARGET_SCORES = ("lai", "ghost", "ghost_flat")
+SELF_SCORES = ("lai_self", "lai_self_offdiag", "ghost_self", "ghost_flat_self")
+LOSS_SCORES = ("loss", "outgrad")
+STEP_SCORES = TARGET_SCORES + SELF_SCORES + LOSS_SCORES
 #: Columns of one row of ``results/metrics/E8_shapley.csv``.
 SHAPLEY_COLUMNS = ("dataset", "model", "seed", "step", "pearson_lai", "pearson_ghost", "pearson_ghost_flat",
-                   "spearman_lai", "spearman_ghost", "spearman_ghost_flat", "n_permutations", "shapley_se",
+                   "spearman_lai", "spearman_ghost", "spearman_ghost_flat",
+                   *(f"pearson_{s}" for s in SELF_SCORES + LOSS_SCORES),
+                   *(f"pearson_meanloss_{s}" for s in STEP_SCORES), "pearson_games", "meanloss_mc_err",
+                   *(f"drop_le0_{s}" for s in TARGET_SCORES + SELF_SCORES + ("shapley", "shapley_meanloss")),
+                   "drop_small_loss", "n_zero_scores", "n_permutations", "shapley_se",
                    "shapley_se_over_sd", "first_order_rel_err", "efficiency_err", "ghost_check_rel_err", "eta",
                    "batch_size", "target_size", "n_noisy_in_batch", "val_loss_V", "shapley_time_s", "learned")
+#: Per-sample columns of ``results/metrics/E8_shapley_values.csv``.
+VALUE_COLUMNS = ("dataset", "model", "seed", "step", "sample", "noisy", "shapley", "shapley_se",
+                 "shapley_meanloss", "shapley_meanloss_mc", *STEP_SCORES)
+#: The LAI authors' per-sample Shapley file (github.com/yangziao56/Layer-Aware-Influence, commit 370a4f8,
+#: ``DBC_tpu/mc/first_batch_scores.csv``; the repository states no licence, so it is not shipped here).
+PUBLISHED_SCORES_FILE = "lai_first_batch_scores.csv"
+PUBLISHED_SCORES_SHA256 = "be58e8fbcf9295ca6ac56fbf01a8f964c087b733abdb4bae5fd55bf1278c614c"
 
 
 def _int(name: str, v: Any, minimum: int = 1) -> int:
@@ -494,8 +532,11 @@ def lm_step_shapley(data: Mapping[str, Any], *, seed: int = 0, noise_rate: float
                                  chunk=chunk)
         t_sh = time.perf_counter() - t0
         cap = capture(module, torch.cat([xb, xv]), torch.cat([yb, yv]), backward=True)
-        scores = {m: batch_scores(cap, len(S), m).double().numpy() for m in ("lai", "ghost", "ghost_flat")}
+        scores = _step_scores(cap, len(S))
         phi = sh["values"]
+        losses_v = cap.losses[len(S):].double().numpy()
+        phi_ml = mean_loss_shapley(scores["loss"])  # the authors' game, exact
+        phi_ml_mc = mean_loss_shapley_mc(scores["loss"], 1000, seed=int(seed))  # as they estimate it
         lin = float(sh["first_order"].sum())
         row = {"model": name, "seed": int(seed), "step": int(t), "n_permutations": int(sh["n_permutations"]),
                "shapley_se": float(np.mean(sh["se"])),
@@ -509,19 +550,90 @@ def lm_step_shapley(data: Mapping[str, Any], *, seed: int = 0, noise_rate: float
                "shapley_time_s": t_sh, "learned": ok}
         for m, s in scores.items():
             row[f"pearson_{m}"] = pearson(s, phi)
-            row[f"spearman_{m}"] = spearman(s, phi)
+            row[f"pearson_meanloss_{m}"] = pearson(s, phi_ml)
+            if m in TARGET_SCORES:
+                row[f"spearman_{m}"] = spearman(s, phi)
+        row["pearson_games"] = pearson(phi_ml, phi)
+        row["meanloss_mc_err"] = float(np.abs(phi_ml_mc - phi_ml).max() / max(float(phi_ml.std()), 1e-300))
+        for m, s in {**scores, "shapley": phi, "shapley_meanloss": phi_ml}.items():
+            if m not in LOSS_SCORES:
+                row[f"drop_le0_{m}"] = float(np.mean(s <= 0))
+        row["drop_small_loss"] = float(np.mean(scores["loss"] > np.median(losses_v)))
+        row["n_zero_scores"] = int(sum(int(np.sum(s == 0)) for m, s in scores.items() if m not in LOSS_SCORES))
         rows.append(row)
         for i in range(len(S)):
             values.append({"model": name, "seed": int(seed), "step": int(t), "sample": int(S[i]),
                            "noisy": bool(tr["mask"][S[i]]), "shapley": float(phi[i]), "shapley_se": float(sh["se"][i]),
+                           "shapley_meanloss": float(phi_ml[i]), "shapley_meanloss_mc": float(phi_ml_mc[i]),
                            **{m: float(scores[m][i]) for m in scores}})
-        log.info("E8 Shapley step %d: Pearson LAI %.3f, Ghost %.3f, Ghost flat %.3f (%d permutations, %.1f s)", t,
-                 row["pearson_lai"], row["pearson_ghost"], row["pearson_ghost_flat"], row["n_permutations"], t_sh)
+        log.info("E8 Shapley step %d: Pearson LAI %.3f, Ghost %.3f, Ghost flat %.3f (%d permutations, %.1f s); "
+                 "authors' game: LAI self %.3f, Ghost flat self %.3f, loss %.3f", t, row["pearson_lai"],
+                 row["pearson_ghost"], row["pearson_ghost_flat"], row["n_permutations"], t_sh,
+                 row["pearson_meanloss_lai_self"], row["pearson_meanloss_ghost_flat_self"],
+                 row["pearson_meanloss_loss"])
     return {"rows": rows, "values": values, "final_val_loss": final, "unigram_val_loss": unigram, "learned": ok,
             "model": name, "steps": steps, "n_steps_run": tr["n_steps"],
             "config": {"eta": float(eta), "n_perm": int(n_perm), "shapley_batch": shapley_batch,
                        "shapley_targets": shapley_targets, "chunk": int(chunk), "dtype": "float64",
-                       "utility": "L_V(θ_t) − L_V(θ_t − (η/|B|) Σ_{i∈S} ∇ℓ_i(θ_t)) (one SGD step)"}}
+                       "utility": "L_V(θ_t) − L_V(θ_t − (η/|B|) Σ_{i∈S} ∇ℓ_i(θ_t)) (one SGD step)",
+                       "utility_meanloss": "mean_{i∈S} ℓ_i(θ_t), U(∅) = 0 (the LAI authors' game; exact, and their "
+                                           "1000-permutation estimate seeded with the run's seed)"}}
+
+
+def _step_scores(cap: Any, n: int) -> dict[str, np.ndarray]:
+    """The scores of the first ``n`` rows of a capture of [B; V] (see the module doc), float64 arrays."""
+    out = {m: batch_scores(cap, n, m) for m in TARGET_SCORES}
+    out |= {f"{m}_self": batch_scores(cap, n, m, self_influence=True) for m in ("lai", "ghost", "ghost_flat")}
+    out["lai_self_offdiag"] = batch_scores(cap, n, "lai", self_influence=True, exclude_self=True)
+    out["loss"] = cap.losses[:n]
+    out["outgrad"] = cap.g[:n].reshape(n, -1).square().sum(1)  # ‖∂ℓ_i/∂z_i‖², z_i the logits of row i
+    return {m: out[m].detach().double().numpy() for m in STEP_SCORES}
+
+
+def published_shapley_summary(path: Any) -> dict[str, Any]:
+    """The LAI authors' per-sample Shapley file, summarised: per logged step, the Pearson correlation of their
+    Monte-Carlo mean-loss Shapley values (column ``shapley``) with their LAI scores (column ``ghost_score``: their
+    ``ghost_total``, the logits-gradient Gram times the summed layer-input Grams, i.e. LAI, the score their filter
+    uses) and with their Ghost baseline (column ``jiacheng_score``: per-layer input Gram times per-layer output
+    gradient Gram, i.e. flattened Ghost); mean, sd (ddof 1) over steps, and of the paired difference LAI − Ghost;
+    how many values are ≤ 0; and the per-sample losses implied by the values (the game's closed form inverted with
+    L = n Σ_i φ_i), whose range checks that the file is the mean-loss game.
+
+    Raises ``ValueError`` when the file's SHA-256 is not :data:`PUBLISHED_SCORES_SHA256`.
+    """
+    import hashlib
+
+    import pandas as pd
+
+    from influence.metrics import pearson
+    from influence.shapley import harmonic
+
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    if digest != PUBLISHED_SCORES_SHA256:
+        raise ValueError(f"{path}: SHA-256 {digest} is not the authors' file's {PUBLISHED_SCORES_SHA256}")
+    df = pd.read_csv(path)
+    per = []
+    implied = []
+    for step, g in df.groupby("global_step", sort=True):
+        phi = g["shapley"].to_numpy(np.float64)
+        n = len(phi)
+        h = harmonic(n)
+        implied.append((phi + (h - 1) / (n * (n - 1)) * n * phi.sum()) / ((n * h - 1) / (n * (n - 1))))
+        per.append({"step": int(step), "n": n, "lai": pearson(g["ghost_score"].to_numpy(), phi),
+                    "ghost_flat": pearson(g["jiacheng_score"].to_numpy(), phi), "mean_loss": float(phi.sum())})
+    p = pd.DataFrame(per)
+    d = p["lai"] - p["ghost_flat"]
+    loss = np.concatenate(implied)
+    return {"n_steps": len(p), "n_samples": len(df), "batch_sizes": sorted(set(p["n"].tolist())),
+            "pearson_lai_mean": float(p["lai"].mean()), "pearson_lai_sd": float(p["lai"].std(ddof=1)),
+            "pearson_ghost_flat_mean": float(p["ghost_flat"].mean()),
+            "pearson_ghost_flat_sd": float(p["ghost_flat"].std(ddof=1)),
+            "diff_mean": float(d.mean()), "diff_sd": float(d.std(ddof=1)), "diff_positive_steps": int((d > 0).sum()),
+            "n_lai_le0": int((df["ghost_score"] <= 0).sum()),
+            "n_ghost_flat_le0": int((df["jiacheng_score"] <= 0).sum()),
+            "n_shapley_le0": int((df["shapley"] <= 0).sum()), "mean_loss_min": float(p["mean_loss"].min()),
+            "mean_loss_max": float(p["mean_loss"].max()), "implied_loss_min": float(loss.min()),
+            "implied_loss_max": float(loss.max()), "per_step": p}
 
 
 # ---------------------------------------------------------------------------------------------- summary
