@@ -231,3 +231,57 @@ def test_fast_and_per_sample_target_forms_equal_the_reference(run, request):
                        ({"impl": "fast", "target": "self"}, "target form")):
         with pytest.raises(ValueError, match=match):
             diffin(traj, data, target, **bad)
+
+
+def test_negated_form_is_minus_the_published_form_and_e1_adds_it(tiny_logreg_run):
+    """``diffin_paper_negated`` (the other sign of Eq. 9, a supplementary row) = −``diffin_paper`` with the same
+    options; E1 adds it from diffin_paper's scores (:func:`add_negated_forms`) with the same numbers."""
+    from influence.estimators.diffin import NEGATED_FORMS, add_negated_forms
+
+    traj, train_data, target = tiny_logreg_run
+    kw = {"m": 3, "proxy_batch": 16, "seed": 2}
+    paper = estimators.get("diffin_paper")(traj, train_data, target, **kw)
+    neg = estimators.get("diffin_paper_negated")(traj, train_data, target, **kw)
+    np.testing.assert_array_equal(neg, -paper)
+    assert np.abs(paper).max() > 0
+    assert estimators.suspicious("diffin_paper") == "low" and estimators.suspicious("diffin_paper_negated") == "high"
+    added = add_negated_forms({"diffin_paper": paper, "tracin": paper * 0 + 1})
+    np.testing.assert_array_equal(added["diffin_paper_negated"], neg)
+    assert set(added) == {"diffin_paper", "tracin", "diffin_paper_negated"} and NEGATED_FORMS
+    assert add_negated_forms({"tracin": paper}).keys() == {"tracin"}  # nothing to negate: unchanged
+
+
+def test_top30_agreement_matches_brute_force():
+    """E1's ``spearman_top30`` / ``pearson_top30`` (Diff-In's protocol): the 30 samples of largest |score|, by an
+    explicit sort and the textbook formulas (ranks by counting, Pearson by sums)."""
+    from influence.tasks.e1_fidelity import agreement_table, top_k_agreement
+
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=80)
+    est = 0.5 * truth + rng.normal(size=80)
+    est[[3, 7]] = [-9.0, 8.5]  # large negative scores count as influential too
+
+    order = sorted(range(80), key=lambda i: (-abs(est[i]), i))[:30]
+    assert 3 in order and 7 in order
+    e, t = est[order], truth[order]
+
+    def ranks(x):
+        return np.array([sum(v < xi for v in x) + 1 for xi in x], dtype=float)  # no ties here
+
+    def corr(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+    got = top_k_agreement(est, truth)
+    assert got["spearman_top30"] == pytest.approx(corr(ranks(e), ranks(t)), abs=1e-12)
+    assert got["pearson_top30"] == pytest.approx(corr(e, t), abs=1e-12)
+    # the table carries them; NaN truth (no LOO) rows are dropped before the top 30 are chosen
+    tr = truth.copy()
+    tr[order[0]] = np.nan
+    row = agreement_table({"x": est}, tr).iloc[0]
+    keep = np.isfinite(tr)
+    ref = top_k_agreement(est[keep], tr[keep])
+    assert row["spearman_top30"] == pytest.approx(ref["spearman_top30"]) and row["n_compared"] == 79
+    assert row["spearman_top30"] != pytest.approx(got["spearman_top30"])
+    small = top_k_agreement(est[:10], truth[:10])  # fewer than 30 samples: all of them
+    assert small["pearson_top30"] == pytest.approx(corr(est[:10], truth[:10]), abs=1e-12)

@@ -31,7 +31,8 @@ from influence.estimators.tracin import target_grad_dots
 from influence.ghost import GRAD_IMPLS, GradKernel, factor_dots, model_factors
 from influence.train import Trajectory
 
-__all__ = ["diffin", "diffin_paper", "diffin_self", "diffin_checkpoints", "diffin_direction"]
+__all__ = ["diffin", "diffin_paper", "diffin_paper_negated", "diffin_self", "diffin_checkpoints", "diffin_direction",
+           "NEGATED_FORMS", "add_negated_forms"]
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +480,30 @@ def diffin_paper(traj: Trajectory, train_data: Any, target_data: Any, **hparams:
     Notes); other options as :func:`diffin`."""
     hparams.setdefault("form", "paper")
     return diffin(traj, train_data, target_data, **hparams)
+
+
+@register("diffin_paper_negated", suspicious="high")
+def diffin_paper_negated(traj: Trajectory, train_data: Any, target_data: Any, **hparams: Any) -> np.ndarray:
+    """The other sign of Eq. 9: −:func:`diffin_paper` (same options, same proxy batches), i.e. +Σ (tη_t²/(Nm))
+    ⟨v_t, D_t(z)⟩ — what Eq. 9 would be if it were written for inclusion θ − θ_{−z} or up-weighting dθ/dε.
+    *Not* the derived sign (see :func:`diffin`, Notes, "Sign"): a supplementary row only. Suspicious end
+    "high" (the negation of a "low" loss-change estimate)."""
+    return -diffin_paper(traj, train_data, target_data, **hparams)
+
+
+#: Forms scored as the negation of another registered form: E1 adds their rows from the other's scores
+#: (:func:`add_negated_forms`) instead of estimating again — the same numbers, no extra job.
+NEGATED_FORMS: dict[str, str] = {"diffin_paper_negated": "diffin_paper"}
+
+
+def add_negated_forms(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``scores`` plus, for each ``new, base`` of :data:`NEGATED_FORMS` with ``base`` present and ``new`` absent,
+    ``scores[new] = −scores[base]`` (equal to running the registered ``new`` with ``base``'s options)."""
+    out = dict(scores)
+    for new, base in NEGATED_FORMS.items():
+        if base in out and new not in out:
+            out[new] = -np.asarray(out[base])
+    return out
 
 
 def _self_suspicious(hparams: dict) -> str:

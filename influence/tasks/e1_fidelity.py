@@ -17,13 +17,27 @@ import pandas as pd
 
 from influence import metrics
 
-__all__ = ["agreement_table"]
+__all__ = ["agreement_table", "top_k_agreement", "TOP_K"]
+
+#: Diff-In's protocol (Tan et al., 2025): agreement with LOO on the k points the estimator ranks most influential.
+TOP_K = 30
+
+
+def top_k_agreement(est: np.ndarray, truth: np.ndarray, k: int = TOP_K) -> dict[str, float]:
+    """Spearman and Pearson correlation with ``truth`` on the ``k`` samples of largest |``est``| (the points the
+    estimator ranks most influential, either sign; ties broken by index; all samples when fewer than k):
+    ``spearman_top{k}``, ``pearson_top{k}`` (NaN when either side is constant on those samples)."""
+    est, truth = np.asarray(est, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    top = np.argsort(-np.abs(est), kind="stable")[: min(int(k), est.size)]
+    return {f"spearman_top{k}": metrics.spearman(est[top], truth[top]),
+            f"pearson_top{k}": metrics.pearson(est[top], truth[top])}
 
 
 def agreement_table(
-    scores: Mapping[str, np.ndarray], truth: np.ndarray, ps: Sequence[float] = (10, 30, 50, 70)
+    scores: Mapping[str, np.ndarray], truth: np.ndarray, ps: Sequence[float] = (10, 30, 50, 70), top_k: int = TOP_K
 ) -> pd.DataFrame:
-    """One row per estimator: Kendall τ, Spearman, Pearson, RMSE and top/bottom-p % Jaccard vs ``truth``.
+    """One row per estimator: Kendall τ, Spearman, Pearson, RMSE and top/bottom-p % Jaccard vs ``truth``, and
+    Spearman / Pearson on the ``top_k`` samples of largest |score| (:func:`top_k_agreement`, Diff-In's protocol).
 
     ``truth`` holds the LOO loss changes (NaN where LOO was not computed: only those samples count).
     """
@@ -38,5 +52,6 @@ def agreement_table(
             raise ValueError(f"estimator {name!r}: {s.shape[0]} scores for {truth.shape[0]} training samples")
         row = {"estimator": name, "n_compared": int(keep.sum())}
         row.update(metrics.agreement(s[keep], truth[keep], tuple(ps)))
+        row.update(top_k_agreement(s[keep], truth[keep], top_k))
         rows.append(row)
     return pd.DataFrame(rows)
