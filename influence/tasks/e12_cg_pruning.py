@@ -60,6 +60,7 @@ __all__ = [
     "epoch_batches",
     "steps_per_epoch",
     "build_classifier",
+    "model_name",
     "train_and_test",
     "run_seed",
 ]
