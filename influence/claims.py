@@ -1,8 +1,10 @@
 """The claims table: each claim of the four papers, its criterion, our effect with its interval and the verdict.
 
 Claims live in a data file (``paper/claims.yaml``): id, paper, claim, experiment, metric, criterion (prose),
-``paper_value`` (the paper's published number, where there is one) and ``test``, the machine-readable form of
-the criterion. :func:`evaluate_claims` reads the experiment tables written by the workflow
+``paper_value`` (the paper's published number, where there is one), ``protocol`` (:data:`PROTOCOLS`: whose
+design the test follows), ``counterpart`` (the id of the same claim judged in the other protocol) with
+``difference`` (prose: what explains a difference of verdicts) and ``test``, the machine-readable form of the
+criterion. :func:`evaluate_claims` reads the experiment tables written by the workflow
 (``<results>/metrics/<table>.csv``), applies each test and returns one row per claim (:data:`COLUMNS`) with the
 effect, its 95 % interval, a one-line diagnosis and a verdict out of :data:`VERDICTS`, computed, never typed.
 
@@ -84,15 +86,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["VERDICTS", "COLUMNS", "LEVEL", "load_claims", "evaluate_claim", "evaluate_claims", "interval", "detectable",
-           "three_way"]
+__all__ = ["VERDICTS", "PROTOCOLS", "COLUMNS", "LEVEL", "load_claims", "protocol_of", "evaluate_claim",
+           "evaluate_claims", "interval", "detectable", "three_way"]
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("reproduced", "refuted", "inconclusive", "partly", "not run", "invalid run")
+#: whose design a claim's test follows: the authors' protocol as their public code runs it (their setting, recipe
+#: and metrics), ours (a stronger test: exact ground truth -- trajectory LOO, retraining -- or our own design), or a
+#: numerical check of a theoretical statement or identity. Default: ``check`` for ``kind: checks``, else ``ours``.
+PROTOCOLS = {"authors": "the authors' protocol, from their public code",
+             "ours": "our test against ground truth (or our own design)",
+             "check": "a numerical check of a stated identity or bound"}
 #: the columns of the claims table, in order
 COLUMNS = ("id", "paper", "claim", "experiment", "metric", "criterion", "paper_value", "effect", "ours", "verdict",
-           "diagnosis", "settings", "measured")
+           "diagnosis", "settings", "measured", "protocol", "counterpart", "difference")
 LEVEL = 0.95  # the confidence level of every interval
 POWER = 0.80  # the power at which the smallest detectable effect is stated
 SETTING_KEYS = ("dataset", "noise", "model", "epochs", "seed")
@@ -115,7 +123,19 @@ def load_claims(path: str | os.PathLike) -> list[dict[str, Any]]:
         if c["id"] in seen:
             raise ValueError(f"{path}: claim id {c['id']!r} appears twice")
         seen.add(c["id"])
+        if protocol_of(c) not in PROTOCOLS:
+            raise ValueError(f"{path}: claim {c['id']!r}: protocol {c['protocol']!r} is not one of "
+                             f"{', '.join(PROTOCOLS)}")
+    for c in claims:
+        other = c.get("counterpart")
+        if other is not None and other not in seen:
+            raise ValueError(f"{path}: claim {c['id']!r}: counterpart {other!r} is not a claim id")
     return claims
+
+
+def protocol_of(claim: Mapping[str, Any]) -> str:
+    """The claim's ``protocol`` (:data:`PROTOCOLS`); by default ``check`` for a ``checks`` test, else ``ours``."""
+    return claim.get("protocol") or ("check" if claim.get("test", {}).get("kind") == "checks" else "ours")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -430,7 +450,7 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
         raise _NotRun("no group has the estimator, a baseline" + (" and the control" if ctrl else ""))
     verdicts = [u["verdict"] for u in units]
     verdict = _over_units(verdicts, test.get("rule", "most"))
-    ours, effect = _headline(headline, est, ratio, metrics, pair)
+    ours, effect = _headline(headline, est, ratio, pair)
     diag = []
     if len(units) > 1:
         diag.append(f"holds in {verdicts.count('reproduced')}/{len(units)} (setting, metric) pairs")
@@ -467,8 +487,7 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
 _PAIR_NAMES = {"_row": "row", "rep": "round"}
 
 
-def _headline(units: Sequence[_Unit], est: str, ratio: bool, metrics: Mapping[str, str],
-              pair: str | None) -> tuple[str, str]:
+def _headline(units: Sequence[_Unit], est: str, ratio: bool, pair: str | None) -> tuple[str, str]:
     """The claim's effect in one interval: the first metric against the closest baseline, averaged over the
     settings pair by pair (the pairs every setting has), or the single setting's."""
     if not units:
@@ -787,6 +806,9 @@ def evaluate_claim(
     when its evidence includes a run in ``invalid`` (dicts with ``setting`` and ``reason``)."""
     row = {k: claim[k] for k in ("id", "paper", "claim", "experiment", "metric", "criterion")}
     row["paper_value"] = str(claim.get("paper_value", "") or "")
+    row["protocol"] = protocol_of(claim)
+    row["counterpart"] = str(claim.get("counterpart", "") or "")
+    row["difference"] = " ".join(str(claim.get("difference", "") or "").split())
     res = _run_test(claim["test"], tables, claim["id"])
     if res["verdict"] != "not run" and claim.get("needs_learned_runs", True):
         reasons = _invalid_evidence(claim["test"], tables, claim["id"], invalid, check_runs or {})

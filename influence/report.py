@@ -65,6 +65,9 @@ __all__ = [
     "build_pdf",
     "claims_markdown",
     "claims_latex",
+    "protocol_pairs",
+    "protocols_markdown",
+    "protocols_latex",
     "claims_detail_latex",
     "claims_summary",
     "claims_legend",
@@ -449,7 +452,7 @@ def claim_numbers(claims: pd.DataFrame | None, ids: Iterable[str] = ()) -> dict[
     """Macros of the claims table (``report/claims.csv``), per claim id ``X``: the text of its columns,
     ``verdictX``, ``claimX``, ``paperX`` (the paper's name), ``experimentX``, ``criterionX``, ``measuredX``,
     ``paperValueX`` (the paper's published number), ``effectX`` (what *ours* measures), ``oursX`` (our estimate
-    with its 95 % interval), ``diagnosisX`` and ``settingsX``; the flags (1 or 0) ``okX`` (reproduced),
+    with its 95 % interval), ``diagnosisX``, ``settingsX`` and ``protocolX``; the flags (1 or 0) ``okX`` (reproduced),
     ``refutedX`` (refuted), ``inconclusiveX`` and ``judgedX`` (reproduced, refuted, inconclusive or partly: a
     verdict on valid evidence); and the counts ``claimsN`` (all) and one per verdict of :func:`verdicts`:
     ``claimsReproduced``, ``claimsRefuted``, ``claimsInconclusive``, ``claimsPartly``, ``claimsNotRun``,
@@ -461,9 +464,9 @@ def claim_numbers(claims: pd.DataFrame | None, ids: Iterable[str] = ()) -> dict[
     """
     out: dict[str, str] = {}
     fields = ("verdict", "measured", "claim", "criterion", "paper", "experiment", "paper_value", "effect", "ours",
-              "diagnosis", "settings")
+              "diagnosis", "settings", "protocol")
     empty = {"paper_value": "none published", "ours": "no interval", "diagnosis": "none", "effect": "see measured",
-             "settings": "none"}
+             "settings": "none", "protocol": "ours"}
     if claims is not None:
         _need(claims, ["id", "verdict"], "claims")
     rows = {} if claims is None else {str(r["id"]): r for _, r in claims.iterrows()}
@@ -1061,7 +1064,7 @@ VERDICT_MEANING = {
 
 #: Columns of the claims table (:func:`influence.claims.evaluate_claims`) the renderers read; a missing one reads "".
 CLAIM_COLUMNS = ("id", "paper", "claim", "experiment", "metric", "criterion", "paper_value", "effect", "ours",
-                 "verdict", "diagnosis", "settings", "measured")
+                 "verdict", "diagnosis", "settings", "measured", "protocol", "counterpart", "difference")
 EMPTY = "—"  # an empty cell (no published number, no interval)
 
 
@@ -1106,8 +1109,8 @@ def _md(s: str) -> str:
 
 
 #: The one-minute table: (column, header). The detailed table: the claim's criterion and measured values.
-GLANCE = (("id", "id"), ("claim", "claim"), ("paper_value", "paper's number"), ("ours", "ours (95 % CI)"),
-          ("verdict", "verdict"), ("diagnosis", "diagnosis"))
+GLANCE = (("id", "id"), ("protocol", "protocol"), ("claim", "claim"), ("paper_value", "paper's number"),
+          ("ours", "ours (95 % CI)"), ("verdict", "verdict"), ("diagnosis", "diagnosis"))
 DETAIL = (("id", "id"), ("effect", "what ours measures"), ("criterion", "criterion"), ("settings", "per setting"),
           ("measured", "measured"))
 #: In claims.md, the line between the one-minute table and the details (the README snapshot stops there).
@@ -1160,7 +1163,59 @@ def claims_latex(table: pd.DataFrame) -> str:
     """The one-minute claims table as a longtable (needs ``longtable`` and ``booktabs``): id, claim (its first
     sentence), the paper's number, ours with its 95 % interval, verdict and the one-line diagnosis. Every
     character is TeX that renders (:func:`escape`)."""
-    return _longtable(table, GLANCE, (0.09, 0.2, 0.12, 0.15, 0.12, 0.26))
+    return _longtable(table, GLANCE, (0.08, 0.07, 0.18, 0.11, 0.14, 0.11, 0.25))
+
+
+#: The side-by-side table of a claim judged in both protocols: (column, header).
+SIDE_BY_SIDE = (("paper", "paper"), ("claim", "claim"), ("authors", "in the authors' protocol"),
+                ("ours", "against ground truth (ours)"), ("difference", "what explains the difference"))
+
+
+def protocol_pairs(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims judged in both protocols, one row per pair (:data:`SIDE_BY_SIDE`): the authors'-protocol row
+    (``protocol`` ``authors``) and its ``counterpart`` (ours), each as "id: verdict; ours (95 % CI)", and the
+    pair's ``difference`` (either row's; "same verdict" is added when the verdicts agree). A pair is found from
+    either side; a counterpart missing from the table reads "not in this table"."""
+    rows = {_text(r, "id"): r for _, r in table.iterrows()} if len(table) else {}
+    seen, out = set(), []
+
+    def cell(cid: str) -> str:
+        r = rows.get(cid)
+        if r is None:
+            return f"{cid}: not in this table"
+        ours = _text(r, "ours")
+        return f"{cid}: {_text(r, 'verdict')}" + (f"; {ours}" if ours else "")
+
+    for cid, r in rows.items():
+        other = _text(r, "counterpart")
+        if not other:
+            continue
+        authors, ground = (cid, other) if _text(r, "protocol") == "authors" else (other, cid)
+        if (authors, ground) in seen:
+            continue
+        seen.add((authors, ground))
+        a, g = rows.get(authors), rows.get(ground)
+        diff = next((_text(x, "difference") for x in (a, g) if x is not None and _text(x, "difference")), "")
+        if a is not None and g is not None and _text(a, "verdict") == _text(g, "verdict"):
+            diff = "same verdict" + (f". {diff}" if diff else "")
+        out.append({"paper": _text(g if g is not None else a, "paper"),
+                    "claim": short_claim(_text(g if g is not None else a, "claim"), 80),
+                    "authors": cell(authors), "ours": cell(ground), "difference": diff})
+    return pd.DataFrame(out, columns=[c for c, _ in SIDE_BY_SIDE])
+
+
+def protocols_markdown(table: pd.DataFrame) -> str:
+    """:func:`protocol_pairs` as a Markdown table ("" when no claim is judged in both protocols)."""
+    pairs = protocol_pairs(table)
+    return "\n".join(_md_rows(pairs, SIDE_BY_SIDE)) + "\n" if len(pairs) else ""
+
+
+def protocols_latex(table: pd.DataFrame) -> str:
+    """:func:`protocol_pairs` as a longtable (a one-line note when no claim is judged in both protocols)."""
+    pairs = protocol_pairs(table)
+    if not len(pairs):
+        return "No claim is judged in both protocols in this configuration.\n"
+    return _longtable(pairs, SIDE_BY_SIDE, (0.09, 0.18, 0.2, 0.2, 0.27))
 
 
 def claims_detail_latex(table: pd.DataFrame) -> str:
@@ -1239,7 +1294,7 @@ def readme_snapshot(readme: str, claims_md: str, *, full: bool = False) -> str:
     if readme.count(README_START) != 1 or readme.count(README_END) != 1 or \
             readme.index(README_START) > readme.index(README_END):
         raise ValueError(f"the README must hold the lines {README_START!r} and {README_END!r}, once each, in order")
-    if "| id | claim |" not in claims_md:
+    if "| id | " not in claims_md:
         raise ValueError("not a claims table (results/report/claims.md of the workflow's claims rule)")
     body = claims_md if full else claims_md.split(DETAILS_MARK)[0]
     head, rest = readme.split(README_START)

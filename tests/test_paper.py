@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from influence.claims import load_claims
+from influence.claims import load_claims, protocol_of
 from influence.io import save_csv, save_text
 from influence.report import (
     VERDICT_MEANING,
@@ -33,6 +33,7 @@ from influence.report import (
     claims_latex,
     fmt,
     macro_name,
+    protocols_latex,
     short_claim,
     write_numbers,
 )
@@ -183,6 +184,7 @@ def make_results(root: Path, *, run: bool = True) -> Path:
     save_csv(res / "report" / "claims.csv", claims)
     save_text(res / "report" / "claims.tex", claims_latex(claims))
     save_text(res / "report" / "claims_detail.tex", claims_detail_latex(claims))
+    save_text(res / "report" / "protocols.tex", protocols_latex(claims))
     return res
 
 
@@ -214,6 +216,9 @@ def claims_table(run: bool = True) -> pd.DataFrame:
             "diagnosis": DIAGNOSES[i % len(DIAGNOSES)] if run else "not run in this configuration",
             "settings": f"{i % 4} reproduced, 1 inconclusive of {i % 4 + 1}" if run else "",
             "measured": f"measured value of {c['id']}: a/b=c, IQR 0.694–0.734, 12× slower" if run else "",
+            "protocol": protocol_of(c),
+            "counterpart": c.get("counterpart", ""),
+            "difference": " ".join(str(c.get("difference", "")).split()),
         })
     return pd.DataFrame(rows)
 

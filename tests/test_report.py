@@ -217,14 +217,14 @@ def test_claims_markdown_is_the_one_minute_table_then_the_details():
     md = report.claims_markdown(table)
     glance, details = md.split(report.DETAILS_MARK)
     lines = glance.strip().splitlines()
-    assert lines[0] == "| id | claim | paper's number | ours (95 % CI) | verdict | diagnosis |"
+    assert lines[0] == "| id | protocol | claim | paper's number | ours (95 % CI) | verdict | diagnosis |"
     rows = [ln for ln in lines[2:] if ln.startswith("| ")]
     assert len(rows) == len(table)
     for row, (_, r) in zip(rows, table.iterrows(), strict=True):
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
-        assert cells[0] == r["id"] and cells[1] == report.short_claim(r["claim"])
-        assert cells[2] == (r["paper_value"] or "—") and cells[3] == (r["ours"] or "—")
-        assert cells[4] == f"**{r['verdict']}**" and cells[5] == r["diagnosis"].replace("|", "\\|")
+        assert cells[0] == r["id"] and cells[1] == r["protocol"] and cells[2] == report.short_claim(r["claim"])
+        assert cells[3] == (r["paper_value"] or "—") and cells[4] == (r["ours"] or "—")
+        assert cells[5] == f"**{r['verdict']}**" and cells[6] == r["diagnosis"].replace("|", "\\|")
     assert "Verdicts: *reproduced*" in glance and "*inconclusive*" in glance
     assert "| id | what ours measures | criterion | per setting | measured |" in details
     for _, r in table.iterrows():
@@ -241,7 +241,7 @@ def test_short_claim_is_the_first_sentence_cut_at_a_word():
 
 def test_claims_latex_has_a_row_per_claim_in_ascii_tex():
     table = claims_table()
-    for tex, n_cols in ((report.claims_latex(table), 6), (report.claims_detail_latex(table), 5)):
+    for tex, n_cols in ((report.claims_latex(table), 7), (report.claims_detail_latex(table), 5)):
         tex.encode("ascii")
         assert tex.startswith(r"\begin{longtable}") and tex.rstrip().endswith(r"\end{longtable}")
         rows = [ln for ln in tex.splitlines() if ln.endswith(r"\\ \addlinespace[2pt]")]
@@ -249,6 +249,40 @@ def test_claims_latex_has_a_row_per_claim_in_ascii_tex():
         assert all(ln.count(" & ") == n_cols - 1 for ln in rows)
     glance = report.claims_latex(table)
     assert r"\textbf{refuted}" in glance and "0.80--0.85" in glance and r"\ensuremath{-}0.004" in glance
+
+
+def _pair_table(verdict_a: str, verdict_b: str) -> pd.DataFrame:
+    base = {"paper": "P", "claim": "Method beats baseline. More.", "ours": "+0.1 [0.0, 0.2]"}
+    return pd.DataFrame([
+        {**base, "id": "C-1", "protocol": "ours", "verdict": verdict_a, "counterpart": "", "difference": ""},
+        {**base, "id": "C-1-authors", "protocol": "authors", "verdict": verdict_b, "counterpart": "C-1",
+         "difference": "their model did not learn"},
+        {**base, "id": "C-2", "protocol": "check", "verdict": "reproduced", "counterpart": "", "difference": ""},
+    ])
+
+
+def test_protocol_pairs_put_each_claim_in_both_protocols_side_by_side():
+    pairs = report.protocol_pairs(_pair_table("refuted", "reproduced"))
+    assert len(pairs) == 1
+    row = pairs.iloc[0]
+    assert row["authors"] == "C-1-authors: reproduced; +0.1 [0.0, 0.2]" and row["ours"].startswith("C-1: refuted")
+    assert row["difference"] == "their model did not learn" and row["claim"] == "Method beats baseline."
+    same = report.protocol_pairs(_pair_table("reproduced", "reproduced")).iloc[0]
+    assert same["difference"] == "same verdict. their model did not learn"
+    # found from the ground-truth side too, once; a counterpart absent from the table says so
+    t = _pair_table("refuted", "refuted")
+    t.loc[0, "counterpart"] = "C-1-authors"
+    assert len(report.protocol_pairs(t)) == 1
+    lone = t[t["id"] != "C-1"]
+    assert report.protocol_pairs(lone).iloc[0]["ours"] == "C-1: not in this table"
+    md = report.protocols_markdown(_pair_table("refuted", "reproduced"))
+    assert md.splitlines()[0] == ("| paper | claim | in the authors' protocol | against ground truth (ours) | "
+                                  "what explains the difference |")
+    tex = report.protocols_latex(_pair_table("refuted", "reproduced"))
+    tex.encode("ascii")
+    assert tex.count(r"\\ \addlinespace[2pt]") == 1
+    assert report.protocols_markdown(_pair_table("x", "y").iloc[[2]]) == ""
+    assert "No claim" in report.protocols_latex(_pair_table("x", "y").iloc[[2]])
 
 
 def test_notebook_claims_show_the_one_minute_table_of_the_notebooks_claims(monkeypatch):
@@ -268,7 +302,7 @@ def test_notebook_claims_show_the_one_minute_table_of_the_notebooks_claims(monke
     md = report.notebook_claims(["LAI-1", "LAI-3", "ACC-1"], claims, {"E3_curation": None, "E9_text": None})
     assert set(seen["claims"]) == {"LAI-1", "LAI-3"}
     assert [t["table"] for t in seen["claims"]["LAI-3"]["test"]["tests"]] == ["E9_text"]  # its part on these tables
-    assert "| id | claim | paper's number | ours (95 % CI) | verdict | diagnosis |" in md
+    assert "| id | protocol | claim | paper's number | ours (95 % CI) | verdict | diagnosis |" in md
     for cid in ("LAI-1", "LAI-3"):
         r = claims_table().set_index("id").loc[cid]
         assert f"| {cid} |" in md and f"**{r['verdict']}**" in md and r["diagnosis"] in md

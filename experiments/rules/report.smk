@@ -20,6 +20,7 @@ rule claims:
         csv=report(f"{RES}/report/claims.csv", category="Claims"),
         tex=f"{RES}/report/claims.tex",
         detail=f"{RES}/report/claims_detail.tex",
+        protocols=f"{RES}/report/protocols.tex",
         md=f"{RES}/report/claims.md",
     params:
         config_name=config["name"],
@@ -65,6 +66,7 @@ rule paper:
         tex=f"{REPO}/paper/report.tex",
         claims=f"{RES}/report/claims.tex",
         claims_detail=f"{RES}/report/claims_detail.tex",
+        protocols=f"{RES}/report/protocols.tex",
         numbers=f"{RES}/report/numbers.tex",
         figures_tables=ALL_FIGURES_TABLES,
     output:
