@@ -369,11 +369,30 @@ def diffin(
     Indexing: t is the number of SGD steps taken (θ_t after t updates, θ_T final); η_t =
     ``lrs[min(t, T−1)]``, the step size applied at θ_t.
 
-    Sign: I^T(z) = θ_{−z} − θ is our sign, so the target form ⟨v, I_θ⟩ estimates L(θ_{−z}) − L(θ) to
-    first order (positive = helpful) with no conversion. Measured (``tests/test_diffin.py``): the
-    **full** form correlates positively with trajectory LOO; the **paper** form (second-order term
-    alone, a_t < 0) correlates **negatively** — it is a correction to the first-order term, not an
-    estimate of the LOO change on its own. See :func:`diffin_self` for the suspicious direction.
+    Sign, by derivation (E5 notebook, check :func:`influence.bounds.diffin.one_step_sign`): for SGD with batch
+    means, I^t = θ^t_{−z} − θ^t (removal, batch denominators kept) obeys exactly
+    I^{t+1} − I^t = (η_t/b)1[z∈S_t] G_z(θ^t_{−z}) − η_t[g_{S_t}(θ^t_{−z}) − g_{S_t}(θ^t)]. To second order, with
+    I^t ≈ (tη/N)G_z (the first-order part accumulated, E[1[z∈S]/b] = 1/N):
+
+        I^{t+1} − I^t ≈ (η/N) G^t_z − (tη²/N) H_B G^t_z                     (first-order term at θ^t)
+                      = (η/N) G^0_z − (tη²/N)(H_B G^t_z + H_z G_B)         (at θ^0: G^t_z ≈ G^0_z − tηH_zG_B)
+
+    dropping the O(1/N²) term (tη²/N²)H_zG_z. The first-order term is positive (removing z undoes its
+    descent steps), the H_B G_z term negative. Eq. 9's a_t = −tη²/(Nm) < 0 with D_t = H_B G_z + H_z G_B is this
+    second-order term of the **removal** parameter shift (the sum over m checkpoints; the authors' code,
+    ``diff_in/estimator.py``, sets ``a_t = -ckpt.step * (ckpt.lr ** 2) / (N * m)`` and adds ``a_t·⟨∇L(V), D_t⟩``
+    with no conversion). Inclusion θ − θ_{−z} or up-weighting dθ/dε would carry +tη² (and no 1/N for dθ/dε).
+    So Eq. 9 is written in our convention: the target form ⟨v, I_θ⟩ estimates (the second-order part of)
+    L(θ_{−z}) − L(θ), positive = helpful, and ``diffin_paper`` keeps the published sign; the other sign is
+    the supplementary ``diffin_paper_negated``. Checked on the exact one-step difference (float64): the error
+    of (η/N)G_z − (tη²/N)H_BG_z falls like η³, that of the flipped sign like η² (twice first order's). The
+    measured anti-correlation of the paper form with LOO follows: the second-order term alone is a
+    correction opposing the first-order term (H_B ⪰ 0 near convexity), not an estimate of the LOO change.
+    Two consequences for ``form='full'``, reported, not changed here: its first-order term is taken at θ^t,
+    so adding the whole D_t counts −(tη²/N)H_zG_B twice (the E5 check measures its per-step error at O(η²));
+    and a_t keeps the published 1/m with no T (the Monte-Carlo sum over m of T steps would have T/m), so its
+    second-order term is T times smaller than the derivation's. See :func:`diffin_self` for the suspicious
+    direction.
 
     Fast target form: H symmetric ⇒ ⟨v_t, H_B G_z⟩ = ⟨H_B v_t, G_z⟩ with u_t = H_B v_t one HVP per
     checkpoint, and ⟨v_t, H_z G_B⟩ = (⟨G_z(θ + εĜ_B), v_t⟩ − ⟨G_z(θ), v_t⟩)‖G_B‖/ε needs per-sample
