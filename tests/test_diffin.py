@@ -10,7 +10,7 @@ import torch
 from conftest import make_problem
 
 from influence import autodiff, estimators
-from influence.estimators.diffin import diffin, diffin_checkpoints, diffin_direction
+from influence.estimators.diffin import add_negated_forms, diffin, diffin_checkpoints, diffin_direction
 from influence.loo import trajectory_loo
 from influence.metrics import auroc, spearman
 from influence.models import logistic_regression, mlp
@@ -128,7 +128,11 @@ def test_sign_against_trajectory_loo(tiny_mlp_run):
     assert spearman(estimators.get("diffin_paper")(traj, train_data, target), truth) < -0.5
 
 
-def test_self_influence_suspicious_directions_on_flipped_labels():
+def test_self_influence_suspicious_end_is_derived_from_the_exact_self_loo():
+    """The removal self-influence ℓ_z(θ_{−z}) − ℓ_z(θ), computed exactly (trajectory LOO with z as its own
+    target), puts flipped labels at its high end: the derived suspicious end of diffin_self, in both forms. The
+    paper form's second-order term alone ranks them at the other end (measured: the supplementary
+    diffin_self_negated, the same numbers negated)."""
     (X, y), _ = make_problem(n=80, d=4, seed=4)
     noisy = np.zeros(len(y), dtype=bool)
     noisy[np.random.default_rng(0).choice(len(y), 12, replace=False)] = True
@@ -136,10 +140,19 @@ def test_self_influence_suspicious_directions_on_flipped_labels():
     y[torch.as_tensor(noisy)] = 1 - y[torch.as_tensor(noisy)]
     model = logistic_regression(4)
     traj = train(model, model.init(0), (X, y), Schedule(len(y), 16, 5, 0.5, seed=1), l2=0.01)
+    exact_self = np.array([trajectory_loo(traj, (X, y), (X[j:j + 1], y[j:j + 1]), indices=[j]).loss_change[0]
+                           for j in range(len(y))])
+    assert auroc(exact_self, noisy) > 0.9  # removal self-influence: high = flipped
+    assert estimators.suspicious("diffin_self") == "high"
+    assert estimators.suspicious("diffin_self", {"form": "full"}) == "high"
     paper = estimators.get("diffin_self")(traj, (X, y), None)
     full = estimators.get("diffin_self")(traj, (X, y), None, form="full")
-    assert auroc(-paper, noisy) > 0.8  # paper form: most negative = suspicious
-    assert auroc(full, noisy) > 0.8  # full form: highest = suspicious
+    assert auroc(full, noisy) > 0.8  # the full form tracks the exact self-LOO's end
+    assert auroc(-paper, noisy) > 0.8  # the paper form's second-order term alone: the other end (a finding)
+    np.testing.assert_array_equal(estimators.get("diffin_self_negated")(traj, (X, y), None), -paper)
+    assert estimators.suspicious("diffin_self_negated") == "high"
+    added = add_negated_forms({"diffin_self": paper})
+    np.testing.assert_array_equal(added["diffin_self_negated"], -paper)
 
 
 def test_checkpoints_and_bad_input(tiny_logreg_run):
@@ -236,7 +249,7 @@ def test_fast_and_per_sample_target_forms_equal_the_reference(run, request):
 def test_negated_form_is_minus_the_published_form_and_e1_adds_it(tiny_logreg_run):
     """``diffin_paper_negated`` (the other sign of Eq. 9, a supplementary row) = −``diffin_paper`` with the same
     options; E1 adds it from diffin_paper's scores (:func:`add_negated_forms`) with the same numbers."""
-    from influence.estimators.diffin import NEGATED_FORMS, add_negated_forms
+    from influence.estimators.diffin import NEGATED_FORMS
 
     traj, train_data, target = tiny_logreg_run
     kw = {"m": 3, "proxy_batch": 16, "seed": 2}

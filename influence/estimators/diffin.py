@@ -31,8 +31,8 @@ from influence.estimators.tracin import target_grad_dots
 from influence.ghost import GRAD_IMPLS, GradKernel, factor_dots, model_factors
 from influence.train import Trajectory
 
-__all__ = ["diffin", "diffin_paper", "diffin_paper_negated", "diffin_self", "diffin_checkpoints", "diffin_direction",
-           "NEGATED_FORMS", "add_negated_forms"]
+__all__ = ["diffin", "diffin_paper", "diffin_paper_negated", "diffin_self", "diffin_self_negated", "diffin_checkpoints",
+           "diffin_direction", "NEGATED_FORMS", "add_negated_forms"]
 
 log = logging.getLogger(__name__)
 
@@ -510,9 +510,17 @@ def diffin_paper_negated(traj: Trajectory, train_data: Any, target_data: Any, **
     return -diffin_paper(traj, train_data, target_data, **hparams)
 
 
-#: Forms scored as the negation of another registered form: E1 adds their rows from the other's scores
+@register("diffin_self_negated", suspicious="high")
+def diffin_self_negated(traj: Trajectory, train_data: Any, target_data: Any = None, **hparams: Any) -> np.ndarray:
+    """−:func:`diffin_self`: its *low* end ranked first (the end the paper form's second-order term puts flipped
+    labels at, measured), against the derived "high". A supplementary row only (E2 adds it from
+    ``diffin_self``'s scores, :func:`add_negated_forms`)."""
+    return -diffin_self(traj, train_data, target_data, **hparams)
+
+
+#: Forms scored as the negation of another registered form: E1 and E2 add their rows from the other's scores
 #: (:func:`add_negated_forms`) instead of estimating again — the same numbers, no extra job.
-NEGATED_FORMS: dict[str, str] = {"diffin_paper_negated": "diffin_paper"}
+NEGATED_FORMS: dict[str, str] = {"diffin_paper_negated": "diffin_paper", "diffin_self_negated": "diffin_self"}
 
 
 def add_negated_forms(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -525,20 +533,18 @@ def add_negated_forms(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _self_suspicious(hparams: dict) -> str:
-    """Paper form: most negative = suspicious; full form: highest = suspicious (see :func:`diffin_self`)."""
-    return "high" if hparams.get("form", "paper") == "full" else "low"
-
-
-@register("diffin_self", suspicious=_self_suspicious)
+@register("diffin_self", suspicious="high")
 def diffin_self(traj: Trajectory, train_data: Any, target_data: Any = None, **hparams: Any) -> np.ndarray:
     """Diff-In self-influence I(z, z) (``diffin(..., target='self')``, paper form by default).
 
-    Suspicious direction (measured on flipped labels, ``tests/test_diffin.py``): in the **paper form**
-    the score is −Σ|a_t|⟨G_z, D_t(z)⟩ ≤ 0 when the Hessians are PSD, and mislabeled samples are the
-    **most negative** (suspicion = −score, as for target influences); in the **full form** the
-    first-order term Σ (T/m)(η_t/N)‖G_z‖² dominates and **high** = suspicious (suspicion = +score,
-    as for TracIn self-influence). Scores are returned unconverted, in the sign of the formula.
+    Suspicious end **by derivation**: I(z, z) estimates the removal change of z's own loss,
+    ℓ_z(θ_{−z}) − ℓ_z(θ) (the project's removal sign, which Eq. 9 is written in: see :func:`diffin`, Notes). A
+    flipped label is fitted only by memorising it, so removing it raises its own loss most: **high** =
+    suspicious, in both forms, as for TracIn self-influence (``tests/test_diffin.py`` checks the end on the exact
+    self-LOO of a tiny model). In the **paper form** the second-order term alone, −Σ|a_t|⟨G_z, D_t(z)⟩, has the
+    sign opposite to the omitted first-order term Σ (η_t/N)‖G_z‖², so it ranks flipped labels at its *low* end
+    (measured); that end is the supplementary ``diffin_self_negated`` (E2 adds it from these scores), never the
+    derived one. Scores are returned unconverted, in the sign of the formula.
     """
     hparams.setdefault("target", "self")
     hparams.setdefault("form", "paper")
