@@ -3,7 +3,8 @@
 # Config block (defaults in default.yaml, types and descriptions in schema.yaml):
 #   experiments:
 #     text:
-#       datasets: [{name: rotten_tomatoes, n_train: 3000, n_val: 500, n_test: 1000, max_len: 32, vocab_size: 2000}]
+#       datasets: [{name: rotten_tomatoes, n_train: 3000, n_val: 500, n_test: 1000, max_len: 32, vocab_size: 2000},
+#                  {name: shakespeare_play, ..., protocol: authors, policies: [vanilla, lai, ghost]}]
 #       policies: [vanilla, lai, ghost, ghost_flat, small_loss]
 #       seeds: [0, 1, 2]
 #       noise_rate: 0.4          # cyclic noise on the training labels (a flip on a binary set)
@@ -25,9 +26,11 @@ E9_PERCENT = round(100 * float(E9["noise_rate"]))
 if abs(E9_PERCENT - 100 * float(E9["noise_rate"])) > 1e-9:
     raise WorkflowError(f"config: experiments.text.noise_rate must be a whole percentage, got {E9['noise_rate']}")
 
-# Every E9 run file: each policy at the noise rate, and vanilla on clean labels (clean_reference).
-E9_RUNS = expand(f"{RES}/text/{{dataset}}/noise{E9_PERCENT}/{{policy}}/seed{{seed}}.json",
-                 dataset=list(E9_DATASETS), policy=E9["policies"], seed=E9["seeds"])
+# Every E9 run file: each policy at the noise rate (a dataset's own `policies` replace the block's), and
+# vanilla on clean labels (clean_reference). A dataset's `protocol: authors` runs the LAI authors' text protocol.
+E9_RUNS = [f for name, d in E9_DATASETS.items()
+           for f in expand(f"{RES}/text/{name}/noise{E9_PERCENT}/{{policy}}/seed{{seed}}.json",
+                           policy=d.get("policies", E9["policies"]), seed=E9["seeds"])]
 if E9["clean_reference"] and E9_PERCENT != 0:
     E9_RUNS += expand(f"{RES}/text/{{dataset}}/noise0/vanilla/seed{{seed}}.json", dataset=list(E9_DATASETS),
                       seed=E9["seeds"])

@@ -13,7 +13,8 @@ log = setup(sm)
 runs, curves = [], []
 for p in sm.input:
     r = read_json(p)
-    runs.append({k: r.get(k) for k in RESULT_COLUMNS})
+    runs.append({k: r.get(k) for k in RESULT_COLUMNS}
+                | {"protocol": r.get("protocol", "e9"), "n_classes": r.get("n_classes", 2)})
     key = {k: r[k] for k in ("dataset", "model", "policy", "seed", "noise_rate")}
     for s, e, t, v in zip(r["eval_steps"], r["eval_epochs"], r["test_acc"], r["val_acc"], strict=True):
         curves.append({**key, "step": s, "epoch": e, "test_acc": t, "val_acc": v})

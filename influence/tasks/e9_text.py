@@ -32,6 +32,24 @@ the clean validation set; it compares with vanilla training, Ghost and SPL (smal
   batches of 32, 5 epochs of which 2 warm-up. Warm-up: after one epoch on the noisy labels vanilla is still
   at chance on the clean validation set (the filter would score with a model that knows nothing); after
   two it is above chance — the paper fine-tunes a pretrained model and needs only a short warm-up.
+* **The authors' protocol** (``protocol: authors`` on a dataset; :data:`AUTHORS_RUN`, :func:`authors_cyclic_noise`),
+  read from ``Emotion_20News/spl_new_dataset.py`` and ``pipeline.py`` of ``yangziao56/Layer-Aware-Influence``:
+  noise — each training label, in data order, is corrupted when a uniform draw is ≤ 0.4 (a Bernoulli
+  fraction, not an exact one), y → (y + k) mod C with k running 1, 2, …, C−1, 1, … over the corrupted
+  labels in data order (pipeline.py 254-262, 343-351); filter — weights 1[score ≥ 0] on every batch from the
+  second epoch (``epoch >= 1``; spl_new_dataset.py 147, 380-381, 737-738), loss = Σ w_i ℓ_i / |B|
+  (384); reference — ``int(32/2000 · |validation|)`` = 32 validation rows drawn afresh at every step
+  (21, 151-152); 5 repetitions (1000). E9's own protocol already keeps iff score ≥ 0, counts dropped rows in
+  the denominator and redraws V_t every step; it differs in the warm-up (2 epochs, not 1) and in the noise
+  (exactly ⌊0.4·n⌋ labels, offsets cycling in a random order, :func:`influence.noise.cyclic_noise`).
+  Differences that remain in the authors' protocol rows: a from-scratch encoder instead of a pretrained BERT,
+  the split and noise redrawn per seed (theirs are fixed across the 5 repetitions), no ``drop_last`` (the
+  default ``n_train`` is a multiple of the batch), and the LAI / Ghost scores over the weight layers of
+  :mod:`influence.capture` rather than their forward hooks on every module.
+* **Multi-class offline set**: ``shakespeare_play`` (6 plays, :data:`influence.text_plays.SIX_PLAYS`) and
+  ``shakespeare_genre`` (comedy / history / tragedy, 36 plays): passages of ``max_len`` spoken words, split by
+  scene (:func:`influence.text_plays.play_splits`). With C classes and 40 % cyclic noise the true class keeps
+  0.6 of the labels and each wrong one 0.4/(C−1) (0.08 for 6 plays, 0.2 for 3 genres).
 * **Time per step** is measured inside the job; when the workflow runs more jobs than there are free cores
   (``--cores 8`` on 2) the per-step times include that contention. Compare policies within one run.
 
@@ -56,6 +74,10 @@ from influence.noise import cyclic_noise
 
 __all__ = [
     "POLICIES",
+    "PROTOCOLS",
+    "AUTHORS_RUN",
+    "authors_cyclic_noise",
+    "protocol_run",
     "TEXT_SIZES",
     "LEARNED_MARGIN",
     "model_name",
@@ -72,13 +94,20 @@ log = logging.getLogger(__name__)
 POLICIES = ("vanilla", "lai", "ghost", "ghost_flat", "small_loss")
 #: Documents per text dataset (after the loader's de-duplication), for the plan-time size check;
 #: measured from :func:`influence.text.text_classification_splits` (20ng: 982 ibm + 963 mac documents).
-TEXT_SIZES = {"rotten_tomatoes": 4863, "rotten_tomatoes_full": 12752, "20ng": 1945}
+TEXT_SIZES = {"rotten_tomatoes": 4863, "rotten_tomatoes_full": 12752, "20ng": 1945,
+              "shakespeare_play": 4809, "shakespeare_genre": 23866}
+#: Shakespeare passages (influence.text_plays): dataset name → labelling.
+PLAY_DATASETS = {"shakespeare_play": "play", "shakespeare_genre": "genre"}
+#: ``protocol`` of a dataset: ``e9`` (this module's) or ``authors`` (the LAI authors' text protocol, module doc).
+PROTOCOLS = ("e9", "authors")
+#: The run settings the authors' protocol fixes: epoch 1 vanilla, then the filter; 32 reference rows per step.
+AUTHORS_RUN = {"warmup_epochs": 1.0, "target_size": 32}
 #: Default margin over the majority-class rate for a run to count as having learned (3 points).
 LEARNED_MARGIN = 0.03
 #: Columns of one row of ``results/metrics/E9_text.csv`` (experiments/scripts/e9_collect.py).
-RESULT_COLUMNS = ("dataset", "model", "policy", "seed", "noise_rate", "final_test_acc", "best_test_acc",
-                  "test_acc_at_best_val", "noisy_dropped_fraction", "clean_dropped_fraction", "kept_fraction",
-                  "dropped_noisy_precision", "dropped_label_purity", "dropped_label_purity_random",
+RESULT_COLUMNS = ("dataset", "protocol", "n_classes", "model", "policy", "seed", "noise_rate", "final_test_acc",
+                  "best_test_acc", "test_acc_at_best_val", "noisy_dropped_fraction", "clean_dropped_fraction",
+                  "kept_fraction", "dropped_noisy_precision", "dropped_label_purity", "dropped_label_purity_random",
                   "time_per_step_s", "score_time_s", "max_rss_mb", "wall_s",
                   "learned", "majority_acc", "n_train", "epochs", "warmup_epochs")
 
@@ -88,30 +117,70 @@ def model_name(d_model: int, n_layers: int, n_heads: int) -> str:
     return f"textclf_d{int(d_model)}_l{int(n_layers)}_h{int(n_heads)}"
 
 
+def authors_cyclic_noise(y: np.ndarray, rate: float, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The LAI authors' label noise (``Emotion_20News/pipeline.py``, 254-262): in data order, label i is
+    corrupted iff u_i ≤ ``rate`` (u_i uniform on [0, 1), seeded), y_i → (y_i + k) mod C where k is 1 for the
+    first corrupted label and runs 1, 2, …, C−1, 1, … over the corrupted labels in data order.
+
+    Returns (noisy labels int64, corruption mask). The corrupted count is Binomial(n, rate), not ⌊rate·n⌋.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {y.shape}")
+    if n_classes < 2 or (y.size and (y.min() < 0 or y.max() >= n_classes)):
+        raise ValueError(f"labels must lie in [0, n_classes) with n_classes >= 2, got n_classes={n_classes}")
+    if not 0 <= rate < 1:
+        raise ValueError(f"noise rate must be in [0, 1), got {rate}")
+    mask = np.random.default_rng(seed).random(y.size) <= rate if rate > 0 else np.zeros(y.size, dtype=bool)
+    out = y.copy()
+    idx = np.flatnonzero(mask)
+    out[idx] = (y[idx] + np.arange(idx.size) % (n_classes - 1) + 1) % n_classes
+    return out, mask
+
+
+def protocol_run(protocol: str, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run settings of ``protocol``: ``e9`` keeps ``run``; ``authors`` overrides it with :data:`AUTHORS_RUN`."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown E9 protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    return {**run, **(AUTHORS_RUN if protocol == "authors" else {})}
+
+
 def noisy_text_splits(name: str = "rotten_tomatoes", *, max_len: int = 32, vocab_size: int = 2000,
                       n_train: int | None = None, n_val: int = 500, n_test: int = 1000, noise_rate: float = 0.4,
-                      seed: int = 0, **loader: Any) -> dict[str, Any]:
+                      seed: int = 0, protocol: str = "e9", **loader: Any) -> dict[str, Any]:
     """Seeded splits of a text dataset with cyclic label noise on the training split only.
 
-    ``seed`` seeds the split (:func:`influence.text.text_classification_splits`, stratified) and the
-    noise (:func:`influence.noise.cyclic_noise`: ⌊noise_rate·n_train⌋ labels, a flip on a binary set).
-    ``loader``: further keyword arguments of the loader (``directory``, ``cache_dir``, ...).
+    ``seed`` seeds the split (:func:`influence.text.text_classification_splits`, stratified; the
+    Shakespeare sets of :data:`PLAY_DATASETS`: :func:`influence.text_plays.play_splits`, by scene) and the
+    noise: protocol ``e9`` :func:`influence.noise.cyclic_noise` (⌊noise_rate·n_train⌋ labels, a flip on a
+    binary set), ``authors`` :func:`authors_cyclic_noise`. ``loader``: further keyword arguments of the
+    loader (``directory``, ``cache_dir``, ...).
 
     Returns {'X_train', 'y_train' (noisy), 'clean_y', 'noise_mask', 'X_val', 'y_val', 'X_test', 'y_test'
     (int64 numpy), 'vocab_size', 'n_classes', 'meta'}.
     """
     from influence.text import text_classification_splits
+    from influence.text_plays import play_splits
 
-    sp = text_classification_splits(name, max_len=max_len, vocab_size=vocab_size, n_train=n_train, n_val=n_val,
-                                    n_test=n_test, seed=seed, **loader)
-    C = int(max(sp[f"y_{s}"].max(initial=0) for s in ("train", "val", "test"))) + 1
-    C = max(C, 2)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown E9 protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    if name in PLAY_DATASETS:
+        sp = play_splits(PLAY_DATASETS[name], max_len=max_len, vocab_size=vocab_size, n_train=n_train,
+                         n_val=n_val, n_test=n_test, seed=seed, **loader)
+        C = len(sp["meta"]["classes"])
+    else:
+        sp = text_classification_splits(name, max_len=max_len, vocab_size=vocab_size, n_train=n_train,
+                                        n_val=n_val, n_test=n_test, seed=seed, **loader)
+        C = int(max(sp[f"y_{s}"].max(initial=0) for s in ("train", "val", "test"))) + 1
+        C = max(C, 2)
     clean = sp["y_train"].copy()
-    y_noisy, mask = cyclic_noise(clean, noise_rate, C, seed=seed)
+    noise = authors_cyclic_noise if protocol == "authors" else cyclic_noise
+    y_noisy, mask = noise(clean, noise_rate, C, seed=seed)
     return {"X_train": sp["X_train"], "y_train": y_noisy, "clean_y": clean, "noise_mask": np.asarray(mask, bool),
             "X_val": sp["X_val"], "y_val": sp["y_val"], "X_test": sp["X_test"], "y_test": sp["y_test"],
             "vocab_size": int(sp["vocab"].size), "n_classes": C,
-            "meta": {**sp["meta"], "noise": "cyclic", "noise_rate": float(noise_rate)}}
+            "meta": {**sp["meta"], "noise": "authors_cyclic" if protocol == "authors" else "cyclic",
+                     "noise_rate": float(noise_rate), "protocol": protocol}}
 
 
 def learned(final_test_acc: float, majority_acc: float, margin: float = LEARNED_MARGIN) -> bool:
@@ -282,7 +351,12 @@ def check_text_config(block: Mapping[str, Any]) -> None:
             raise ValueError(f"config: {where}.datasets {d['name']!r} asks for {total} documents (n_train "
                              f"{d['n_train']} + n_val {d['n_val']} + n_test {d['n_test']}), but it has "
                              f"{TEXT_SIZES[d['name']]}")
-    unknown = sorted(set(block.get("policies", [])) - set(MODULE_POLICIES))
+    for d in block.get("datasets", []):
+        if d.get("protocol", "e9") not in PROTOCOLS:
+            raise ValueError(f"config: {where}.datasets {d['name']!r}: unknown protocol {d['protocol']!r}; known: "
+                             f"{', '.join(PROTOCOLS)}")
+    policies = [p for d in block.get("datasets", []) for p in d.get("policies", [])]
+    unknown = sorted((set(block.get("policies", [])) | set(policies)) - set(MODULE_POLICIES))
     if unknown:
         raise ValueError(f"config: {where}.policies: unknown {', '.join(map(repr, unknown))}; known: "
                          f"{', '.join(MODULE_POLICIES)}")
@@ -292,6 +366,10 @@ def check_text_config(block: Mapping[str, Any]) -> None:
                          f"{where}.model.n_heads ({m['n_heads']})")
     r = block.get("run", {})
     curated = [p for p in block.get("policies", []) if p != "vanilla"]
+    authors = any(d.get("protocol") == "authors" for d in block.get("datasets", []))
+    if authors and curated and AUTHORS_RUN["warmup_epochs"] >= int(r.get("epochs", 1)):
+        raise ValueError(f"config: {where}.run.epochs ({r['epochs']}) must exceed the authors' protocol warm-up "
+                         f"({AUTHORS_RUN['warmup_epochs']:g} epoch)")
     if curated and float(r.get("warmup_epochs", 0)) >= int(r.get("epochs", 1)):
         raise ValueError(f"config: {where}.run.warmup_epochs ({r['warmup_epochs']}) must be smaller than "
                          f"{where}.run.epochs ({r['epochs']}): the policies {', '.join(curated)} would never curate")
