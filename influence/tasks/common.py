@@ -171,7 +171,7 @@ def shift_seeds(cfg: dict[str, Any], base: int) -> dict[str, Any]:
 
     The config key ``base_seed`` (experiments/rules/common.smk): one key moves the whole workflow to other seeds.
     Shifted: the seeds of every grid (E1 fidelity, E2 detection, E4 deletion, E6 cost), the seed lists of E3
-    curation, E8 lm, E9 text and E10 dvemb, E8's play split (``data.split_seed``) and Shapley seed, E10's split,
+    curation, E8 lm, E9 text, E10 dvemb and E12 cg_pruning, E8's play split (``data.split_seed``) and Shapley seed, E10's split,
     points and LDS seeds (``settings``; from :data:`influence.tasks.e10_dvemb.DEFAULT` where the config leaves them
     out), online_cost's seed and the seed of every E5 check's recorded run (``run.seed``).
     """
@@ -186,7 +186,7 @@ def shift_seeds(cfg: dict[str, Any], base: int) -> dict[str, Any]:
     for name in ("fidelity", "detection", "deletion", "cost"):
         for g in exps.get(name, {}).get("grids") or []:
             g["seeds"] = shifted(g["seeds"])
-    for name in ("curation", "lm", "text", "dvemb"):
+    for name in ("curation", "lm", "text", "dvemb", "cg_pruning"):
         if "seeds" in exps.get(name, {}):
             exps[name]["seeds"] = shifted(exps[name]["seeds"])
     lm = exps.get("lm", {})
