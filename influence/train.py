@@ -41,9 +41,13 @@ log = logging.getLogger(__name__)
 class Schedule:
     """Batch order and step sizes of an SGD run, deterministic from ``seed``.
 
-    Epoch k uses its own permutation ``default_rng([seed, k]).permutation(n)``, cut into ceil(n/b)
-    consecutive batches (the last one may be smaller). Step sizes: ``'constant'`` η_t = η₀, or
-    ``'inv_sqrt'`` η_t = η₀/√(t+1). Every counterfactual replay uses the same schedule.
+    ``order='rng'`` (default): epoch k uses its own permutation ``default_rng([seed, k]).permutation(n)``, cut
+    into ceil(n/b) consecutive batches (the last one may be smaller). ``order='np_seed_epoch'``: the SGD-IE /
+    ACC-SGD-IE authors' order (``train.py`` of both codes): ``np.random.seed(k); np.random.permutation(n)``
+    split by ``np.array_split`` into ceil(n/b) parts (the first parts one larger when b does not divide n); it
+    does not depend on ``seed``, so every seed of theirs sees the same batches. Step sizes: ``'constant'``
+    η_t = η₀, or ``'inv_sqrt'`` η_t = η₀/√(t+1) (their per-step decay η ← η·√(c/(c+1)) after step c = 1, 2, …
+    gives η₀ Π_{c≤t} √(c/(c+1)) = η₀/√(t+1)). Every counterfactual replay uses the same schedule.
     """
 
     n: int
@@ -52,6 +56,7 @@ class Schedule:
     lr: float
     seed: int = 0
     decay: str = "constant"
+    order: str = "rng"
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -64,6 +69,8 @@ class Schedule:
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
         if self.decay not in ("constant", "inv_sqrt"):
             raise ValueError(f"decay must be 'constant' or 'inv_sqrt', got {self.decay!r}")
+        if self.order not in ("rng", "np_seed_epoch"):
+            raise ValueError(f"order must be 'rng' or 'np_seed_epoch', got {self.order!r}")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -74,6 +81,8 @@ class Schedule:
         return self.epochs * self.steps_per_epoch
 
     def permutation(self, epoch: int) -> np.ndarray:
+        if self.order == "np_seed_epoch":
+            return np.random.RandomState(epoch).permutation(self.n)  # = np.random.seed(epoch); permutation(n)
         return np.random.default_rng([self.seed, epoch]).permutation(self.n)
 
     def batches(self) -> list[np.ndarray]:
@@ -82,7 +91,10 @@ class Schedule:
         out = []
         for k in range(self.epochs):
             perm = self.permutation(k)
-            out.extend(perm[s : s + b] for s in range(0, self.n, b))
+            if self.order == "np_seed_epoch":
+                out.extend(np.array_split(perm, self.steps_per_epoch))
+            else:
+                out.extend(perm[s : s + b] for s in range(0, self.n, b))
         return out
 
     def lrs(self) -> np.ndarray:
@@ -90,7 +102,7 @@ class Schedule:
         return np.full_like(t, self.lr) if self.decay == "constant" else self.lr / np.sqrt(t + 1.0)
 
     def with_epochs(self, epochs: int) -> Schedule:
-        return Schedule(self.n, self.batch_size, epochs, self.lr, self.seed, self.decay)
+        return Schedule(self.n, self.batch_size, epochs, self.lr, self.seed, self.decay, self.order)
 
 
 @dataclass

@@ -56,6 +56,17 @@ _NONE = torch.empty(0, dtype=torch.long)
 
 
 # ------------------------------------------------------------------------------------------ per-step algebra
+def _pair_extra(extra: float, m: int) -> float:
+    """The diagonal ``l2_quirk`` adds to the Hessian of a column at a step that holds its sample j.
+
+    The authors' ACC step (``infl.py``, ``infl_accumulative_sgd``) differentiates the batch loss
+    (1/m)Σ_{i∈S}ℓ_i + (α/2)‖θ‖² minus ℓ_j/m plus (α/2)‖θ‖² once more: (1/m)Σ_{i≠j}∇²ℓ_i + 2αI. The consistent
+    H^{(−j)} is (1/m)Σ_{i≠j}∇²ℓ_i + α(1 − 1/m)I, so the quirk adds α(1 + 1/m) there (extra = α); steps
+    without j and the shared SGD-IE adjoint use H_t + αI in both.
+    """
+    return extra * (1.0 + 1.0 / m) if extra else 0.0
+
+
 class _LogregStep:
     """Curvature and gradients of one batch for logistic regression, in closed form.
 
@@ -79,8 +90,9 @@ class _LogregStep:
     def contract(
         self, U: torch.Tensor, eta: float, rows: torch.Tensor, pos: torch.Tensor, c: float, l2: float, extra: float
     ) -> None:
-        """In place: U_r ← U_r − η [(1/m)Σ_i ∇²ℓ_i U_r + (l2 + extra) U_r − c (1/m)(∇²ℓ_j + l2) U_r] where
-        the last term applies to the paired columns (rows[r] ↔ batch position pos[r] = j)."""
+        """In place: U_r ← U_r − η [(1/m)Σ_i ∇²ℓ_i U_r + l2 U_r − c (1/m)(∇²ℓ_j + l2) U_r + e U_r] where
+        the last two terms apply to the paired columns (rows[r] ↔ batch position pos[r] = j) only, with
+        e = extra·(1 + 1/m) (:func:`_pair_extra`: the authors' doubled L2, ``l2_quirk``)."""
         k = U.shape[0]
         U2 = U.view(k * self.o, self.d1)
         dz = (U2 @ self.xa.T).view(k, self.o, self.m)
@@ -93,9 +105,9 @@ class _LogregStep:
         if corr:
             q[rows, :, pos] *= 1.0 - c
             keep = U[rows].clone()
-        U2.addmm_(q.reshape(k * self.o, self.m), self.xa, beta=1.0 - eta * (l2 + extra), alpha=-eta / self.m)
+        U2.addmm_(q.reshape(k * self.o, self.m), self.xa, beta=1.0 - eta * l2, alpha=-eta / self.m)
         if corr:
-            U[rows] += (eta * c * l2 / self.m) * keep
+            U[rows] += eta * (c * l2 / self.m - _pair_extra(extra, self.m)) * keep
 
     def grads(self, pos: torch.Tensor) -> torch.Tensor:
         """∇ℓ_i(θ) for the batch members at positions ``pos``, (len(pos), p) (internal layout)."""
@@ -133,13 +145,13 @@ class _FuncStep:
         x, y, th = self.x, self.y, self.theta
         gb = grad(lambda t: self.model.losses(t, x, y).mean())
         HU = vmap(lambda v: jvp(gb, (th,), (v,))[1], chunk_size=self.vmap_chunk)(U)
-        HU += (l2 + extra) * U
+        HU += l2 * U
         if c != 0 and rows.numel():
             def self_hvp(xi: torch.Tensor, yi: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                 return jvp(grad(lambda t: self._loss1(t, xi, yi)), (th,), (v,))[1]
 
             hj = vmap(self_hvp, chunk_size=self.vmap_chunk)(x[pos], y[pos], U[rows])
-            HU[rows] -= (c / self.m) * (hj + l2 * U[rows])
+            HU[rows] -= (c / self.m) * (hj + l2 * U[rows]) - _pair_extra(extra, self.m) * U[rows]
         U.add_(HU, alpha=-eta)
 
     def _all_grads(self) -> torch.Tensor:
@@ -240,9 +252,9 @@ class _MLPStep:
         corr = c != 0 and rows.numel() > 0
         if corr:
             w[rows, pos] *= 1.0 - c
-        HU = self.hvp(U, w) + (l2 + extra) * U
+        HU = self.hvp(U, w) + l2 * U
         if corr:
-            HU[rows] -= (c * l2 / self.m) * U[rows]
+            HU[rows] -= (c * l2 / self.m - _pair_extra(extra, self.m)) * U[rows]
         U.add_(HU, alpha=-eta)
 
     def grads(self, pos: torch.Tensor) -> torch.Tensor:
@@ -571,10 +583,12 @@ def acc_sgd_ie(
     train_data, target_data : Dataset or (X, y)
         Training set of the run and the target set of L (mean loss, no L2).
     l2_quirk : bool, default False
-        Reproduce the authors' code, which counts the L2 term twice in the Hessian of its batch loss:
-        every H_t^{(−j)} (and H_t) used by the recursion becomes H_t^{(−j)} + αI. This adds an extra
-        contraction (1 − η_t α) per step, so the estimates shrink towards zero (smaller |score| on
-        average; see ``tests/test_sgd_ie.py``). False: the consistent form of the module docstring.
+        Reproduce the authors' ACC step (``infl.py``: the leave-j-out batch loss adds (α/2)‖θ‖² to a batch
+        loss that already holds it): at the steps that contain j, j's Hessian is (1/|S_t|)Σ_{i∈S_t, i≠j}
+        ∇²ℓ_i + 2αI instead of H_t^{(−j)} = (1/|S_t|)Σ_{i≠j}∇²ℓ_i + α(1 − 1/|S_t|)I; steps without j use
+        H_t = (1/|S_t|)Σ_i ∇²ℓ_i + αI as in the consistent form (checked against a loop over the authors'
+        coefficients in ``tests/test_sgd_ie.py``). No effect when α = 0. False: the consistent form of the
+        module docstring.
     truncate : int or None, default None
         Truncated variant: the last ``truncate`` steps (t ≥ T − truncate) use the shared SGD-IE Hessian
         H_t, only the earlier steps the per-sample H_t^{(−j)}. ``None`` or 0 is the full method;
