@@ -18,7 +18,9 @@
 # (results/lm/shapley.json, a deterministic replay of the vanilla run of shapley.seed); table_E8 collects them into
 # metrics/E8_lm.csv, E8_curves.csv, E8_shapley.csv and E8_shapley_values.csv (notebook E8_lm).
 # Budget (default config, measured): 21 runs of 8-13 CPU-s (~4.5 s of it interpreter, torch and data start-up) and a
-# 13 CPU-s Shapley job: ~205 CPU-s, i.e. ~100 s on 2 cores.
+# 13 CPU-s Shapley job: ~205 CPU-s, i.e. ~100 s on 2 cores. The Shapley job also values each batch with the LAI
+# authors' mean-loss game (closed form, and their 1000-permutation estimate) and scores it with the self-influence
+# forms and two loss-only controls from the same capture: +0.3 CPU-s over its 8 steps (measured).
 from influence.tasks.e8_lm import check_lm_config
 
 E8 = exp_cfg("lm")
