@@ -382,6 +382,9 @@ def _compare(test: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None])
     min_value = test.get("min_value")
     shown = list(test.get("report_metrics", []))  # ratios shown in `measured` but not judged
     ctrl = _control_spec(test, metrics)
+    absent = [m for m in [*metrics, *([ctrl["metric"]] if ctrl else []), *shown] if m not in df]
+    if absent:
+        raise _NotRun(f"column(s) {', '.join(dict.fromkeys(absent))} not in {test['table']}")
     names = [est, *bases, *(ctrl["names"] if ctrl else [])]
     df = df[df[key].astype(str).isin(names)]
     present = set(df[key].astype(str))

@@ -137,6 +137,30 @@ def test_the_chance_control_gates_every_comparison_of_its_group():
     assert r["verdict"] == "reproduced" and "1 group(s) without the control skipped" in r["measured"]
 
 
+def test_a_metric_or_control_metric_the_table_lacks_is_not_run():
+    rows = _fid(_seeded([0.05] * 5) + [["a", 2, s, "random", 0.0, 0.5] for s in range(5)])
+    for test in ({**BASE, "metrics": {"spearman_top30": "higher"}},
+                 {**BASE, "control": {"estimator": "random", "metric": "spearman_top30", "margin": 0.2}}):
+        r = evaluate_claim(_claim(test), {"E1_fidelity": rows})
+        assert r["verdict"] == "not run" and "spearman_top30 not in E1_fidelity" in r["measured"]
+
+
+def test_claims_name_their_protocol_and_counterpart(tmp_path):
+    from influence.claims import load_claims
+
+    r = evaluate_claim(_claim({"kind": "checks"}), {})
+    assert r["protocol"] == "check" and r["counterpart"] == "" and r["difference"] == ""
+    r = evaluate_claim(_claim(BASE, protocol="authors", counterpart="T-2", difference="a  b"), {})
+    assert (r["protocol"], r["counterpart"], r["difference"]) == ("authors", "T-2", "a b")
+    assert evaluate_claim(_claim(BASE), {})["protocol"] == "ours"
+    bad = tmp_path / "c.yaml"
+    for extra, msg in (("  protocol: theirs\n", "protocol 'theirs'"), ("  counterpart: T-9\n", "counterpart 'T-9'")):
+        bad.write_text("- id: T-1\n  paper: p\n  claim: c\n  experiment: E\n  metric: m\n  criterion: k\n"
+                       "  test: {kind: none, reason: r}\n" + extra)
+        with pytest.raises(ValueError, match=msg):
+            load_claims(bad)
+
+
 def test_min_value_and_a_published_constant_baseline():
     rows = [{"epochs": 3, "seed": s, "estimator": "acc", "rho": 0.75 + 0.01 * s} for s in range(5)]
     rows += [{"epochs": 3, "seed": s, "estimator": "dattri", "rho": 0.7 + 0.01 * s} for s in range(5)]
