@@ -35,6 +35,7 @@ does not know, a visible ``[U+XXXX]``; none is dropped.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -561,6 +562,10 @@ def setup_numbers(config: Mapping[str, Any] | None) -> dict[str, str]:
                      f"{tx['model']['n_heads']} heads",
         "Eix policies": _list(tx["policies"])})
     block("peers", lambda b: {"Evii tasks": _list(b.get("tasks", []))})
+    block("sec71", lambda b: {"Exi seeds": len({s for g in b.get("grids", []) for s in g["seeds"]}),
+                              "Exi models": _list(dict.fromkeys(m for g in b.get("grids", []) for m in g["models"]))})
+    block("cg_pruning", lambda b: {"Exii seeds": len(b["seeds"]), "Exii epochs": b["run"]["epochs"],
+                                   "Exii fractions": _list(b["keep_fractions"])})
     out["loo shards"] = config.get("loo", {}).get("shards")
     # hyperparameters in force: the estimator's defaults, overridden by the configuration's hparams
     for est, keys in (("diffin_paper", ("m", "proxy_batch", "eps", "hvp", "checkpoints")), ("cg_score", ("rep",))):
@@ -591,6 +596,22 @@ def _hparams(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
 #: Estimators whose E1 agreement the report cites (absent ones expand to "not run").
 E1_ESTIMATORS = ("sgd_ie", "acc_sgd_ie", "diffin_paper", "diffin", "tracin", "grad_dot", "influence_function",
                  "ghost", "lai", "lai_last_layer", "dvemb", "random")
+
+
+def _paired_gain(df: pd.DataFrame | None, table: str, key: str, a: str, b: str, metric: str,
+                 where: Mapping[str, Any] | None = None, pair: Iterable[str] = ("seed",)) -> float | None:
+    """Mean over pairs (rows of ``a`` and ``b`` under ``key`` sharing every other column of ``pair`` and the
+    settings) of ``metric(a) − metric(b)``; ``None`` when either side is absent or no pair matches."""
+    if df is not None:
+        _need(df, [key, metric], table)
+    sa, sb = _sel(df, table, {**(where or {}), key: a}), _sel(df, table, {**(where or {}), key: b})
+    if sa is None or sb is None:
+        return None
+    idx = [c for c in (*SETTING, *pair) if c in sa and c != key]
+    idx = list(dict.fromkeys(idx))
+    j = sa.set_index(idx)[[metric]].join(sb.set_index(idx)[[metric]].rename(columns={metric: "_b"}), how="inner")
+    d = (pd.to_numeric(j[metric], errors="coerce") - pd.to_numeric(j["_b"], errors="coerce")).dropna()
+    return float(d.mean()) if len(d) else None
 
 
 def _pair(a: pd.DataFrame, b: pd.DataFrame, idx: list[str], cols: list[str]) -> pd.DataFrame:
@@ -625,6 +646,13 @@ def e1_fidelity(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
         out[f"max spearman {est}"] = None if sel is None else float(sel["spearman"].max())
     sp = out["spearman diffin_paper"]
     out["paper anti"] = _flag(sp is not None and sp < 0)  # the published form ranks against LOO on average
+    # the Diff-In authors' protocol: agreement on the 30 samples each estimator ranks most influential
+    top = df is not None and "spearman_top30" in df
+    for est in ("diffin_paper", "diffin", "tracin", "influence_function", "sgd_ie", "random"):
+        out[f"top30 spearman {est}"] = _mean(df, "spearman_top30", name, {**multi, "estimator": est}) if top \
+            else (None if df is None else float("nan"))
+    neg = _sel(df, name, {**multi, "estimator": "diffin_paper_negated"})
+    out["spearman diffin_paper_negated"] = None if neg is None else float(neg["spearman"].mean())
     # ACC-SGD-IE vs SGD-IE, run by run (same setting and seed)
     a, s = _sel(df, name, {**multi, "estimator": "acc_sgd_ie"}), _sel(df, name, {**multi, "estimator": "sgd_ie"})
     if a is None or s is None:
@@ -740,6 +768,15 @@ def e5_bounds(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
     if df is not None:
         for n, ok in zip(df["name"].astype(str), passed, strict=True):
             out[f"check {n}"] = "passes" if ok else "fails"
+    # the sign of Diff-In's Eq. 9 (diffin_one_step_sign): error slopes in eta of the derived and the flipped sign
+    sign = _sel(df, name, {"name": "diffin_one_step_sign"}) if df is not None and "measured" in df else None
+    m = {} if sign is None else json.loads(str(sign["measured"].iloc[0]))
+    for model in ("logreg", "mlp"):
+        sl = (m.get(model) or {}).get("slopes", {})
+        for form in ("derived", "negated"):
+            v = sl.get(form)
+            out[f"diffin sign slope {form} {model}"] = (None if df is None else float("nan") if v is None
+                                                        else float(v))
     return out
 
 
@@ -875,6 +912,17 @@ def e8_lm(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
             else float("nan")
     out["lai vs ghost flat"] = _cmp(out["pearson lai"], out["pearson ghost_flat"])
     out["lai self vs vanilla"] = _cmp(out["loss lai_self"], out["loss vanilla"])
+    # the LAI authors' game (U(S) = mean loss of S): Pearson of each score with its exact Shapley values
+    game = sh is not None and "pearson_meanloss_lai_self" in sh
+    for s in ("lai_self", "ghost_flat_self", "ghost_self", "lai", "ghost_flat", "loss", "outgrad"):
+        out[f"meanloss pearson {s}"] = (_mean(sh, f"pearson_meanloss_{s}", "E8_shapley") if game
+                                        else None if sh is None else float("nan"))
+        out[f"drop le0 {s}"] = (_pct(_mean(sh, f"drop_le0_{s}", "E8_shapley"))
+                                if sh is not None and f"drop_le0_{s}" in sh else None if sh is None else float("nan"))
+    out["pearson lai_self"] = (_mean(sh, "pearson_lai_self", "E8_shapley") if sh is not None
+                               and "pearson_lai_self" in sh else None if sh is None else float("nan"))
+    out["pearson games"] = (_mean(sh, "pearson_games", "E8_shapley") if game
+                            else None if sh is None else float("nan"))
     out["shapley steps"] = None if sh is None else len(sh)
     out["first order err"] = (None if sh is None else _mean(sh, "first_order_rel_err", "E8_shapley")
                               if "first_order_rel_err" in sh else float("nan"))
@@ -893,15 +941,38 @@ def e9_text(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
     out: dict[str, Value] = {}
     if df is not None:
         _need(df, ["policy", "noise_rate", "final_test_acc", "learned"], name)
-    noisy = {"noise_rate": ">0"}
+    # rows of E9's own protocol (binary Rotten Tomatoes); the LAI authors' protocol rows (protocol "authors")
+    # get the prefix "authors"
+    own = {"protocol": "e9"} if df is not None and "protocol" in df else {}
+    authors = {"protocol": "authors"} if df is not None and "protocol" in df else None
+    noisy = {"noise_rate": ">0", **own}
+    for p in ("vanilla", "lai", "ghost"):
+        w = None if authors is None else {**authors, "noise_rate": ">0", "policy": p}
+        out[f"authors acc {p}"] = None if w is None else _mean(df, "final_test_acc", name, w)
+        out[f"authors learned {p}"] = None if w is None else _count(
+            df, name, {**w, "learned": [True, "True", "true", 1, "1"]})
+        out[f"authors noisy dropped {p}"] = None if w is None or "noisy_dropped_fraction" not in df else _pct(
+            _mean(df, "noisy_dropped_fraction", name, w))
+        out[f"authors clean dropped {p}"] = None if w is None or "clean_dropped_fraction" not in df else _pct(
+            _mean(df, "clean_dropped_fraction", name, w))
+    out["authors runs"] = None if authors is None else _count(df, name, {**authors, "noise_rate": ">0",
+                                                                          "policy": "vanilla"})
+    out["authors acc clean"] = None if authors is None else _mean(df, "final_test_acc", name,
+                                                                  {**authors, "noise_rate": "<=0"})
+    out["authors majority"] = None if authors is None or "majority_acc" not in df else _mean(
+        df, "majority_acc", name, authors)
+    out["authors classes"] = None if authors is None or "n_classes" not in df or _sel(df, name, authors) is None \
+        else int(_sel(df, name, authors)["n_classes"].max())
+    out["authors lai minus vanilla"] = None if authors is None else _paired_gain(
+        df, name, "policy", "lai", "vanilla", "final_test_acc", {**authors, "noise_rate": ">0"}, ("seed", "dataset"))
     for p in E9_POLICIES:
         out[f"acc {p}"] = _mean(df, "final_test_acc", name, {**noisy, "policy": p})
         out[f"acc sd {p}"] = _sd(df, "final_test_acc", name, {**noisy, "policy": p})
         out[f"noisy dropped {p}"] = _pct(_mean(df, "noisy_dropped_fraction", name, {**noisy, "policy": p}))
         out[f"clean dropped {p}"] = _pct(_mean(df, "clean_dropped_fraction", name, {**noisy, "policy": p}))
     out["lai vs vanilla"] = _cmp(out["acc lai"], out["acc vanilla"])
-    out["acc clean"] = _mean(df, "final_test_acc", name, {"noise_rate": "<=0", "policy": "vanilla"})
-    out["majority"] = _mean(df, "majority_acc", name) if df is None or "majority_acc" in df else float("nan")
+    out["acc clean"] = _mean(df, "final_test_acc", name, {"noise_rate": "<=0", "policy": "vanilla", **own})
+    out["majority"] = _mean(df, "majority_acc", name, own) if df is None or "majority_acc" in df else float("nan")
     out["runs"] = None if df is None else len(df)
     out["learned"] = None if df is None else int(df["learned"].astype(str).str.lower().isin(["true", "1"]).sum())
     return out
@@ -943,6 +1014,77 @@ def e10_dvemb(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
         out[f"lds traj {key}"] = _mean(lds, "lds_trajectory", lname, {"epochs": ep, "estimator": est})
         out[f"lds multi {key}"] = _mean(lds, "lds_multi_seed", lname, {"epochs": ep, "estimator": est})
     out["lds sgd traj vs multi"] = _cmp(out["lds traj sgd"], out["lds multi sgd"])
+    return out
+
+
+E11_MODELS = ("dnn", "logreg", "dnn_learns")
+
+
+@experiment("E11", "metrics/E11_sec71.csv")
+def e11_sec71(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
+    """E11 (the ACC-SGD-IE authors' Sec. 7.1 protocol): per model and epoch count (smallest and largest run) the
+    mean test accuracy, the majority rate, the runs that learned and those predicting one class only; per model at
+    the largest epoch count the mean Kendall τ of SGD-IE and of ACC-SGD-IE (their step) with the run's LOO and the
+    mean paired gains of ACC over SGD-IE in Kendall and Jaccard@10; the largest |ACC (theirs) − ACC (ours)|."""
+    name, df = "E11_sec71", t["E11_sec71"]
+    out: dict[str, Value] = {}
+    if df is not None:
+        _need(df, ["model", "epochs", "estimator", "kendall", "jaccard10", "test_accuracy", "majority_rate",
+                   "learned", "predicted_positive"], name)
+    eps = [] if df is None else sorted(pd.to_numeric(df["epochs"]).unique())
+    out["epochs"] = None if df is None else _list(int(e) for e in eps)
+    out["seeds"] = None if df is None else int(df["seed"].nunique())
+    for m in E11_MODELS:
+        for tag, e in (("first", eps[0] if eps else None), ("last", eps[-1] if eps else None)):
+            w = {"model": m, "epochs": e, "estimator": "sgd_ie"}
+            sel = None if e is None else _sel(df, name, w)
+            out[f"{m} {tag} acc"] = None if sel is None else float(sel["test_accuracy"].mean())
+            out[f"{m} {tag} majority"] = None if sel is None else float(sel["majority_rate"].mean())
+            out[f"{m} {tag} learned"] = None if sel is None else int(
+                sel["learned"].astype(str).str.lower().isin(["true", "1"]).sum())
+            out[f"{m} {tag} runs"] = None if sel is None else len(sel)
+            one = None if sel is None else pd.to_numeric(sel["predicted_positive"], errors="coerce")
+            out[f"{m} {tag} one class"] = None if one is None else int(((one == 0) | (one == 1)).sum())
+        w = {"model": m, "epochs": eps[-1] if eps else None}
+        for est, key in (("sgd_ie", "sgd"), ("acc_sgd_ie_authors", "acc")):
+            out[f"{m} kendall {key}"] = None if not eps else _mean(df, "kendall", name, {**w, "estimator": est})
+        for metric in ("kendall", "jaccard10"):
+            out[f"{m} {metric} gain"] = None if not eps else _paired_gain(
+                df, name, "estimator", "acc_sgd_ie_authors", "sgd_ie", metric, w)
+    if df is None or not {"acc_sgd_ie", "acc_sgd_ie_authors"} <= set(df["estimator"]):
+        out["acc forms gap"] = None if df is None else float("nan")
+    else:
+        gap = _paired_gain(df, name, "estimator", "acc_sgd_ie_authors", "acc_sgd_ie", "kendall",
+                           {"model": "logreg"})
+        out["acc forms gap"] = None if gap is None else abs(gap)
+    return out
+
+
+@experiment("E12", "metrics/E12_cg_pruning.csv")
+def e12_cg_pruning(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
+    """E12 (the CG-score authors' pruning protocol): the full-data test accuracy, the majority rate; per kept
+    fraction the mean test accuracy of class-wise CG pruning (low CG pruned first: ``cg``; high first: ``cg
+    high``) and class-wise random pruning, and the paired gains of CG over random (class-wise and, for our
+    global-ranking protocol, global)."""
+    name, df = "E12_cg_pruning", t["E12_cg_pruning"]
+    out: dict[str, Value] = {}
+    if df is not None:
+        _need(df, ["method", "keep_fraction", "seed", "test_accuracy"], name)
+    out["full acc"] = _mean(df, "test_accuracy", name, {"method": "full"})
+    out["majority"] = _mean(df, "majority_rate", name) if df is None or "majority_rate" in df else float("nan")
+    out["seeds"] = None if df is None else int(df["seed"].nunique())
+    fracs = [] if df is None else sorted(f for f in pd.to_numeric(df["keep_fraction"]).unique() if f < 1)
+    out["fractions"] = None if df is None else _list(f"{f:g}" for f in fracs)
+    for pct in (30, 50, 70, 90):
+        f = pct / 100
+        w = {"keep_fraction": f}
+        out[f"cg acc {pct}"] = _mean(df, "test_accuracy", name, {**w, "method": "cg_classwise_prune_low"})
+        out[f"cg high acc {pct}"] = _mean(df, "test_accuracy", name, {**w, "method": "cg_classwise_prune_high"})
+        out[f"random acc {pct}"] = _mean(df, "test_accuracy", name, {**w, "method": "random_classwise"})
+        out[f"gain {pct}"] = _paired_gain(df, name, "method", "cg_classwise_prune_low", "random_classwise",
+                                          "test_accuracy", w, ("seed", "keep_fraction"))
+        out[f"global gain {pct}"] = _paired_gain(df, name, "method", "cg_global_prune_low", "random_global",
+                                                 "test_accuracy", w, ("seed", "keep_fraction"))
     return out
 
 

@@ -368,17 +368,17 @@ def test_every_macro_is_defined_whether_or_not_the_experiments_ran(tmp_path):
 def test_a_registered_experiment_adds_its_macros(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "EXPERIMENTS", list(report.EXPERIMENTS))
 
-    @report.experiment("E11", "metrics/E11_new.csv")
-    def e11(t):
-        return {"spearman acc": report._mean(t["E11_new"], "spearman", "E11_new", {"estimator": "acc"})}
+    @report.experiment("E99", "metrics/E99_new.csv")
+    def e99(t):
+        return {"spearman acc": report._mean(t["E99_new"], "spearman", "E99_new", {"estimator": "acc"})}
 
     (tmp_path / "metrics").mkdir()
     pd.DataFrame({"estimator": ["acc", "acc"], "spearman": [0.5, 0.7]}).to_csv(tmp_path / "metrics" /
-                                                                              "E11_new.csv", index=False)
+                                                                              "E99_new.csv", index=False)
     out = numbers(tmp_path, SMOKE)
-    assert out["ExiSpearmanAcc"] == "0.6" and out["ranExi"] == "1"
+    assert out["ExcixSpearmanAcc"] == "0.6" and out["ranExcix"] == "1"
     with pytest.raises(ReportError, match="registered twice"):
-        report.experiment("E11", "metrics/other.csv")(e11)
+        report.experiment("E99", "metrics/other.csv")(e99)
 
 
 def test_e10_numbers_are_the_per_target_means_at_the_smallest_epoch_count():
@@ -421,3 +421,45 @@ def test_numbers_file_is_the_same_for_the_same_results(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     lines = a.read_text().splitlines()
     assert all(re.fullmatch(r"\\newcommand\{\\[A-Za-z]+\}\{.*\}", ln) for ln in lines if not ln.startswith("%"))
+
+
+def test_authors_protocol_numbers_are_paired_means_of_their_own_rows():
+    """E11 / E12 / E9 macros of the authors' protocols against an explicit computation on small tables."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for model in ("dnn", "logreg", "dnn_learns"):
+        for epochs in (2, 38):
+            for seed in range(5):
+                acc = rng.uniform(0.6, 0.9)
+                for est in ("sgd_ie", "acc_sgd_ie_authors", "acc_sgd_ie"):
+                    rows.append({"dataset": "adult", "noise": "clean", "model": model, "epochs": epochs, "seed": seed,
+                                 "estimator": est, "kendall": rng.uniform(0, 1), "jaccard10": rng.uniform(0, 1),
+                                 "test_accuracy": acc, "majority_rate": 0.75, "learned": acc > 0.77,
+                                 "predicted_positive": 0.0 if model == "dnn" else 0.3})
+    e11 = pd.DataFrame(rows)
+    out = report.e11_sec71({"E11_sec71": e11})
+    last = e11[(e11["model"] == "logreg") & (e11["epochs"] == 38)].set_index(["seed", "estimator"])["kendall"]
+    gain = np.mean([last[(s, "acc_sgd_ie_authors")] - last[(s, "sgd_ie")] for s in range(5)])
+    assert out["logreg kendall gain"] == pytest.approx(gain)
+    assert out["dnn last one class"] == 5 and out["logreg last one class"] == 0
+    dnn = e11[(e11["model"] == "dnn") & (e11["epochs"] == 2) & (e11["estimator"] == "sgd_ie")]
+    assert out["dnn first learned"] == int(dnn["learned"].sum())
+
+    rows = [{"dataset": "m", "model": "mlp", "method": "full", "keep_fraction": 1.0, "seed": s, "test_accuracy": 0.9,
+             "majority_rate": 0.1} for s in range(3)]
+    for s in range(3):
+        for method, acc in (("cg_classwise_prune_low", 0.88 + 0.01 * s), ("random_classwise", 0.85)):
+            rows.append({"dataset": "m", "model": "mlp", "method": method, "keep_fraction": 0.5, "seed": s,
+                         "test_accuracy": acc, "majority_rate": 0.1})
+    out = report.e12_cg_pruning({"E12_cg_pruning": pd.DataFrame(rows)})
+    assert out["gain 50"] == pytest.approx(0.04) and out["full acc"] == pytest.approx(0.9)
+    assert out["gain 70"] is None and out["fractions"] == "0.5"
+
+    e9 = pd.DataFrame([{"dataset": d, "protocol": p, "policy": pol, "seed": s, "noise_rate": 0.4, "learned": True,
+                        "final_test_acc": acc + 0.01 * s, "majority_acc": 0.3, "n_classes": c,
+                        "noisy_dropped_fraction": 0.5, "clean_dropped_fraction": 0.4}
+                       for d, p, c, base in (("rt", "e9", 2, 0.6), ("plays", "authors", 6, 0.2))
+                       for pol, acc in (("vanilla", base), ("lai", base + 0.05)) for s in range(3)])
+    out = report.e9_text({"E9_text": e9})
+    assert out["acc lai"] == pytest.approx(0.66) and out["authors acc lai"] == pytest.approx(0.26)
+    assert out["authors lai minus vanilla"] == pytest.approx(0.05) and out["authors classes"] == 6
