@@ -727,7 +727,7 @@ def e3_curation(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
     return out
 
 
-E4_ESTIMATORS = ("diffin_paper", "diffin", "tracin", "influence_function", "sgd_ie", "acc_sgd_ie", "cg_score",
+E4_ESTIMATORS = ("diffin_paper", "diffin_paper_negated", "diffin", "tracin", "influence_function", "sgd_ie", "acc_sgd_ie", "cg_score",
                  "el2n", "random", "random_removal")
 
 
