@@ -727,8 +727,8 @@ def e3_curation(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
     return out
 
 
-E4_ESTIMATORS = ("diffin_paper", "diffin_paper_negated", "diffin", "tracin", "influence_function", "sgd_ie", "acc_sgd_ie", "cg_score",
-                 "el2n", "random", "random_removal")
+E4_ESTIMATORS = ("diffin_paper", "diffin_paper_negated", "diffin", "tracin", "influence_function", "sgd_ie",
+                 "acc_sgd_ie", "cg_score", "el2n", "random", "random_removal")
 
 
 @experiment("E4", "metrics/E4_deletion.csv", "metrics/E4_coreset.csv")

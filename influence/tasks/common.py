@@ -170,10 +170,10 @@ def shift_seeds(cfg: dict[str, Any], base: int) -> dict[str, Any]:
     """Add ``base`` to every seed of a workflow configuration, in place (and return it).
 
     The config key ``base_seed`` (experiments/rules/common.smk): one key moves the whole workflow to other seeds.
-    Shifted: the seeds of every grid (E1 fidelity, E2 detection, E4 deletion, E6 cost, E11 sec71), the seed lists of E3
-    curation, E8 lm, E9 text, E10 dvemb and E12 cg_pruning, E8's play split (``data.split_seed``) and Shapley seed, E10's split,
-    points and LDS seeds (``settings``; from :data:`influence.tasks.e10_dvemb.DEFAULT` where the config leaves them
-    out), online_cost's seed and the seed of every E5 check's recorded run (``run.seed``).
+    Shifted: the seeds of every grid (E1 fidelity, E2 detection, E4 deletion, E6 cost, E11 sec71), the seed lists
+    of E3 curation, E8 lm, E9 text, E10 dvemb and E12 cg_pruning, E8's play split (``data.split_seed``) and Shapley
+    seed, E10's split, points and LDS seeds (``settings``; from :data:`influence.tasks.e10_dvemb.DEFAULT` where the
+    config leaves them out), online_cost's seed and the seed of every E5 check's recorded run (``run.seed``).
     """
     base = int(base)
     if not base:
