@@ -1315,9 +1315,10 @@ SIDE_BY_SIDE = (("paper", "paper"), ("claim", "claim"), ("authors", "in the auth
 
 def protocol_pairs(table: pd.DataFrame) -> pd.DataFrame:
     """The claims judged in both protocols, one row per pair (:data:`SIDE_BY_SIDE`): the authors'-protocol row
-    (``protocol`` ``authors``) and its ``counterpart`` (ours), each as "id: verdict; ours (95 % CI)", and the
-    pair's ``difference`` (either row's; "same verdict" is added when the verdicts agree). A pair is found from
-    either side; a counterpart missing from the table reads "not in this table"."""
+    (``protocol`` ``authors``) and its ``counterpart`` (ours), each as "id: verdict; ours (95 % CI)", the claim's
+    first sentence as the main row (the one whose id the other extends) states it, and the pair's ``difference``
+    (either row's; "same verdict" is added when the verdicts agree). A pair is found from either side; a
+    counterpart missing from the table reads "not in this table"."""
     rows = {_text(r, "id"): r for _, r in table.iterrows()} if len(table) else {}
     seen, out = set(), []
 
@@ -1340,8 +1341,11 @@ def protocol_pairs(table: pd.DataFrame) -> pd.DataFrame:
         diff = next((_text(x, "difference") for x in (a, g) if x is not None and _text(x, "difference")), "")
         if a is not None and g is not None and _text(a, "verdict") == _text(g, "verdict"):
             diff = "same verdict" + (f". {diff}" if diff else "")
-        out.append({"paper": _text(g if g is not None else a, "paper"),
-                    "claim": short_claim(_text(g if g is not None else a, "claim"), 80),
+        # the claim as the main row states it: the row whose id the other extends (ACC-2 for ACC-2-authors,
+        # CG-2 for CG-2-global), else the ground-truth row
+        main = a if a is not None and ground.startswith(authors) else g if g is not None else a
+        out.append({"paper": _text(main, "paper"),
+                    "claim": short_claim(_text(main, "claim"), 80),
                     "authors": cell(authors), "ours": cell(ground), "difference": diff})
     return pd.DataFrame(out, columns=[c for c, _ in SIDE_BY_SIDE])
 

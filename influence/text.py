@@ -147,6 +147,15 @@ def _check_size(name: str, value: int | None, *, allow_none: bool = True) -> Non
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
+def check_split_sizes(name: str, n: int, n_train: int | None, n_val: int, n_test: int, unit: str = "samples") -> None:
+    """A clear error when a split asks for more than the ``n`` items of data set ``name`` (``n_train`` None: the
+    rest)."""
+    need = (n_train or 0) + n_val + n_test
+    if need > n:
+        raise ValueError(f"{name}: {need} {unit} requested (train {n_train}, val {n_val}, test {n_test}) but there "
+                         f"are {n}")
+
+
 # ---------------------------------------------------------------------------------------- shakespeare
 def _shakespeare_dirs(directory: str | os.PathLike | None) -> list[Path]:
     if directory is not None:
@@ -597,10 +606,7 @@ def text_classification_splits(
     else:
         texts, y, meta = rotten_tomatoes(name == "rotten_tomatoes_full", directory=directory, sha256=sha256)
     n = len(texts)
-    need = (n_train or 0) + n_val + n_test
-    if need > n:
-        raise ValueError(f"{name}: {need} samples requested (train {n_train}, val {n_val}, test {n_test}) but "
-                         f"it has {n}")
+    check_split_sizes(name, n, n_train, n_val, n_test)
     rng = np.random.default_rng(seed)
     rest = np.arange(n)
     idx = {}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from influence.text import SHAKESPEARE_LICENCE, WordVocab, shakespeare_plays, tokenize
+from influence.text import SHAKESPEARE_LICENCE, WordVocab, check_split_sizes, shakespeare_plays, tokenize
 
 __all__ = ["GENRES", "FOLIO_GENRE", "SIX_PLAYS", "LABELLINGS", "play_speech", "play_passages", "labelled_passages",
            "label_map", "play_splits"]
@@ -137,10 +137,7 @@ def play_splits(labels: str = "genre", max_len: int = 32, vocab_size: int = 2000
     texts, y, groups, _ = labelled_passages(plays, words, label_of)
     name = f"shakespeare_{labels}"
     n = len(texts)
-    need = (n_train or 0) + n_val + n_test
-    if need > n:
-        raise ValueError(f"{name}: {need} passages requested (train {n_train}, val {n_val}, test "
-                         f"{n_test}) but there are {n} of {words} words")
+    check_split_sizes(name, n, n_train, n_val, n_test, unit=f"passages of {words} words")
     rng = np.random.default_rng(seed)
     order = rng.permutation(np.unique(groups))
     size_of = np.bincount(groups)

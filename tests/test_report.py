@@ -281,6 +281,12 @@ def test_protocol_pairs_put_each_claim_in_both_protocols_side_by_side():
     tex = report.protocols_latex(_pair_table("refuted", "reproduced"))
     tex.encode("ascii")
     assert tex.count(r"\\ \addlinespace[2pt]") == 1
+    # the claim as the main row states it (CG-2 for its supplementary CG-2-global)
+    t = _pair_table("refuted", "reproduced")
+    t["id"] = ["C-1-global", "C-1", "C-2"]
+    t["counterpart"] = ["C-1", "C-1-global", ""]
+    t["claim"] = ["Supplementary: ours.", "The main claim.", "c"]
+    assert report.protocol_pairs(t).iloc[0]["claim"] == "The main claim."
     assert report.protocols_markdown(_pair_table("x", "y").iloc[[2]]) == ""
     assert "No claim" in report.protocols_latex(_pair_table("x", "y").iloc[[2]])
 
