@@ -124,7 +124,7 @@ _check_names("estimator in experiments.detection.cleanse_estimators",
 _check_names("estimator (a key of estimators:)", config["estimators"], estimators.names())
 
 # Estimators taking **hparams pass them on to another estimator: their hyperparameters are that one's.
-HPARAMS_OF = {"diffin_paper": "diffin", "diffin_self": "diffin"}
+HPARAMS_OF = {"diffin_paper": "diffin", "diffin_self": "diffin", "diffin_paper_negated": "diffin", "diffin_self_negated": "diffin"}
 
 
 def estimator_hparams(name):
