@@ -110,10 +110,19 @@ def test_register_refuses_a_rename_without_reason_and_an_undeclared_direction():
     assert not {"contract_probe_x", "contract_probe_y", "contract_probe_z"} & set(estimators.REGISTRY)
 
 
-def test_direction_declared_by_a_function_of_the_hyperparameters():
-    assert estimators.suspicious("diffin_self") == "low"
-    assert estimators.suspicious("diffin_self", {"form": "full"}) == "high"
-    assert estimators.suspicious("diffin_self", {"form": "paper"}) == "low"
+def test_direction_declared_by_a_function_of_the_hyperparameters(monkeypatch):
+    monkeypatch.setattr(estimators, "REGISTRY", dict(estimators.REGISTRY))
+    monkeypatch.setattr(estimators, "SUSPICIOUS", dict(estimators.SUSPICIOUS))
+
+    @estimators.register("by_form", suspicious=lambda hp: "high" if hp.get("form") == "full" else "low")
+    def by_form(traj, train_data, target_data=None, form="paper"):
+        return np.zeros(len(train_data[1]))
+
+    assert estimators.suspicious("by_form") == "low"
+    assert estimators.suspicious("by_form", {"form": "full"}) == "high"
+    assert estimators.suspicious("by_form", {"form": "full"}, overrides={"by_form": "low"}) == "low"
+    # Diff-In's self-influence: the high end in both forms, by derivation (tests/test_diffin.py)
+    assert estimators.suspicious("diffin_self", {"form": "full"}) == estimators.suspicious("diffin_self") == "high"
 
 
 def test_unknown_estimator_name_is_a_clear_error():
