@@ -58,9 +58,10 @@ RUN_RECORDS = (
     "tables/E10_dvemb.tex",
 )
 # results that carry measurements beside what they computed: compared with those removed
-MEASURED = ("lm/**.json", "text/**.json", "dvemb/**.json", "metrics/E8_*.csv", "metrics/E9_*.csv",
-            "metrics/E10_*.csv", "tables/E8_*.csv", "tables/E9_*.csv", "tables/E10_*.csv")
-_TIMING = re.compile(r"time|wall|rss")
+MEASURED = ("lm/**.json", "text/**.json", "dvemb/**.json", "sec71/**.csv", "cg_pruning/**.json", "metrics/E8_*.csv",
+            "metrics/E9_*.csv", "metrics/E10_*.csv", "metrics/E11_*.csv", "tables/E8_*.csv", "tables/E9_*.csv",
+            "tables/E10_*.csv")
+_TIMING = re.compile(r"time|wall|rss|cpu_s|seconds")
 _GENERATED = re.compile(rb"generated \d{4}-\d{2}-\d{2}")
 
 
