@@ -35,12 +35,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = [
     "Dataset",
@@ -628,17 +625,23 @@ def make_splits(
     return out
 
 
-def as_tensors(data: Any, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(X, y) tensors from a :class:`Dataset`, a pair of arrays or tensors; X in ``dtype`` (float64 by
-    default), y as int64. torch is imported here, so ``influence.data`` itself stays torch-free."""
+def as_tensors(data: Any, dtype: Any = None, device: Any = None) -> tuple[Any, Any]:
+    """(X, y) tensors from a :class:`Dataset`, a pair of arrays or tensors, on ``device`` (default: where X is;
+    the CPU for arrays). X in ``dtype`` (float64 by default, any shape (n, ...)); y as int64 when it holds
+    integer values, else in ``dtype`` (real-valued targets, e.g. for an MSE loss). torch is imported here, so
+    ``influence.data`` itself stays torch-free."""
     import torch
 
     dtype = torch.float64 if dtype is None else dtype
     X, y = (data.X, data.y) if hasattr(data, "X") else data
-    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(dtype)
-    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long()
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n, d), got shape {tuple(X.shape)}")
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {tuple(y.shape)}")
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
+    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    device = X.device if device is None else device
+    X = X.to(device=device, dtype=dtype)
+    if y.is_floating_point() and not bool((y == y.round()).all()):
+        y = y.to(device=device, dtype=dtype)
+    else:
+        y = y.to(device=device, dtype=torch.long)
+    if X.ndim < 1 or y.ndim < 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"X and y must have as many rows, got shapes {tuple(X.shape)} and {tuple(y.shape)}")
     return X, y

@@ -91,8 +91,10 @@ def trajectory_loo(
 
     For each j in ``indices`` (default: all), replay θ^{-j}_{t+1} = θ^{-j}_t − η_t/|S_t| Σ_{i∈S_t, i≠j}
     ∇f_i(θ^{-j}_t) from the same θ₀ with the same schedule, ``chunk`` replays at a time (weights of
-    shape (chunk, n) through :func:`~influence.train.train`), in float64. The base θ_T is replayed the
-    same way (not read from the trajectory) so both sides share the arithmetic.
+    shape (chunk, n) through :func:`~influence.train.train`), in float64, on the run's device. A run with
+    momentum or AdamW (``traj.optimizer``, e.g. recorded by :class:`influence.record.Recorder`) is replayed
+    with that optimiser's update applied to the masked batch gradient, so the replay stays exact. The base θ_T
+    is replayed the same way (not read from the trajectory) so both sides share the arithmetic.
 
     ``removal_epoch``: *single-epoch removal* (Wang et al., ICLR 2025, "Data Value Embedding"): j is
     dropped only at its occurrence in that epoch (negative values count from the end: −1 = the last
@@ -101,8 +103,9 @@ def trajectory_loo(
     model, sched = traj.model, traj.schedule
     _, d = check_data(train_data, "train_data", "trajectory_loo", model=model, n=sched.n)
     check_data(target_data, "target_data", "trajectory_loo", model=model, n_features=d)
-    X, y = as_tensors(train_data, torch.float64)
-    Xt, yt = as_tensors(target_data, torch.float64)
+    dev = traj.thetas.device
+    X, y = as_tensors(train_data, torch.float64, dev)
+    Xt, yt = as_tensors(target_data, torch.float64, dev)
     n = X.shape[0]
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=int)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
@@ -116,7 +119,8 @@ def trajectory_loo(
         removal_epoch = int(removal_epoch) % E
     theta0 = traj.theta0.to(torch.float64)
     with measure() as m:
-        base = train(model, theta0, (X, y), sched, l2=traj.l2, record="final").final
+        opt = getattr(traj, "optimizer", None)
+        base = train(model, theta0, (X, y), sched, l2=traj.l2, record="final", optimizer=opt).final
         base_losses = model.losses(base, Xt, yt).detach()
         dtheta, tl = [], []
         starts = range(0, len(idx), chunk)
@@ -127,9 +131,10 @@ def trajectory_loo(
         for s in starts:
             part = idx[s : s + chunk]
             W = _loo_weights(part, n, E, removal_epoch)
-            final = train(model, theta0, (X, y), sched, weights=W, l2=traj.l2, record="final").thetas[-1]
-            dtheta.append((final - base).numpy())
-            tl.append(_target_losses(model, final, Xt, yt).detach().numpy())
+            final = train(model, theta0, (X, y), sched, weights=W, l2=traj.l2, record="final",
+                          optimizer=opt).thetas[-1]
+            dtheta.append((final - base).cpu().numpy())
+            tl.append(_target_losses(model, final, Xt, yt).detach().cpu().numpy())
     p = model.n_params
     target_losses = np.concatenate(tl) if tl else np.empty((0, len(yt)))
     res = LOOResult(
@@ -137,7 +142,7 @@ def trajectory_loo(
         delta_theta=np.concatenate(dtheta) if dtheta else np.empty((0, p)),
         loss_change=target_losses.mean(1) - float(base_losses.mean()),
         target_losses=target_losses,
-        base_target_losses=base_losses.numpy(),
+        base_target_losses=base_losses.cpu().numpy(),
         meta={"method": "trajectory_loo", "chunk": chunk, "removal_epoch": removal_epoch, **m},
     )
     return res
@@ -263,7 +268,7 @@ def loo_to_optimum(
         delta_theta=np.concatenate(dtheta),
         loss_change=target_losses.mean(1) - float(base_losses.mean()),
         target_losses=target_losses,
-        base_target_losses=base_losses.numpy(),
+        base_target_losses=base_losses.cpu().numpy(),
         meta={"method": "loo_to_optimum", "newton_iters_max": int(max(iters)), "tol": tol, **m},
     )
 

@@ -32,7 +32,7 @@ from influence.io import atomic_write, save_json
 from influence.models import Model
 from influence.validation import check_data
 
-__all__ = ["Schedule", "StepInfo", "Trajectory", "TrainingDiverged", "train"]
+__all__ = ["Schedule", "RecordedSchedule", "StepInfo", "Trajectory", "TrainingDiverged", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,58 @@ class Schedule:
         return Schedule(self.n, self.batch_size, epochs, self.lr, self.seed, self.decay, self.order)
 
 
+@dataclass(frozen=True)
+class RecordedSchedule:
+    """The batches and step sizes of a run recorded from your own loop (:class:`influence.record.Recorder`).
+
+    Same interface as :class:`Schedule` (``n``, ``batches()``, ``lrs()``, ``steps_per_epoch``, ``epochs``,
+    ``n_steps``): batch t is ``batch_indices[t]`` and its step size ``step_lrs[t]`` (whatever the loop and its
+    scheduler used). ``steps_per_epoch`` groups steps into epochs (for single-epoch removal); the last epoch
+    may be shorter.
+    """
+
+    n: int
+    batch_indices: tuple[tuple[int, ...], ...]
+    step_lrs: tuple[float, ...]
+    steps_per_epoch: int
+
+    def __post_init__(self) -> None:
+        if len(self.batch_indices) != len(self.step_lrs) or not self.batch_indices:
+            raise ValueError(f"a recorded schedule needs one step size per batch and at least one step, got "
+                             f"{len(self.batch_indices)} batches and {len(self.step_lrs)} step sizes")
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        for t, S in enumerate(self.batch_indices):
+            if not S or min(S) < 0 or max(S) >= self.n:
+                raise ValueError(f"batch {t} must hold sample indices in [0, {self.n}), got {list(S)[:8]}")
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.batch_indices)
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.n_steps / self.steps_per_epoch)
+
+    @property
+    def batch_size(self) -> int:
+        return max(len(S) for S in self.batch_indices)
+
+    def batches(self) -> list[np.ndarray]:
+        return [np.asarray(S, dtype=np.int64) for S in self.batch_indices]
+
+    def lrs(self) -> np.ndarray:
+        return np.asarray(self.step_lrs, dtype=np.float64)
+
+
+def schedule_from_description(d: dict) -> Schedule | RecordedSchedule:
+    """The schedule saved by :meth:`Trajectory.save` (``asdict`` of either kind)."""
+    if "batch_indices" in d:
+        return RecordedSchedule(int(d["n"]), tuple(tuple(int(i) for i in S) for S in d["batch_indices"]),
+                                tuple(float(v) for v in d["step_lrs"]), int(d["steps_per_epoch"]))
+    return Schedule(**d)
+
+
 @dataclass
 class StepInfo:
     """What the per-step callback of :func:`train` sees (k == 1 runs only)."""
@@ -128,14 +180,20 @@ class Trajectory:
     callback returned besides weights (per-step dicts), and ``meta`` free JSON-able provenance.
     """
 
-    model: Model
-    schedule: Schedule
+    model: Model  # or an influence.module.ModuleModel
+    schedule: Schedule  # or a RecordedSchedule
     l2: float
     thetas: torch.Tensor  # (s, p)
     steps: np.ndarray  # (s,)
     losses: np.ndarray  # mean weighted batch loss per step, (T,)
     logs: list[dict] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    optimizer: Any = None  # None: plain SGD; else an influence.optim.SGD / AdamW (momentum, weight decay, Adam)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the run's parameters live (the estimators and replays compute there)."""
+        return self.thetas.device
 
     @property
     def theta0(self) -> torch.Tensor:
@@ -182,8 +240,11 @@ class Trajectory:
         buf = io.BytesIO()
         torch.save(tensors, buf)
         data = buf.getvalue()
+        from influence.optim import describe
+
         meta = {
             "model": self.model.describe(),
+            "optimizer": describe(self.optimizer),
             "schedule": asdict(self.schedule),
             "l2": self.l2,
             "logs": self.logs,
@@ -194,8 +255,11 @@ class Trajectory:
         save_json(str(path) + ".json", meta, sort_keys=False)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Trajectory:
+    def load(cls, path: str | os.PathLike, model: Any = None) -> Trajectory:
         """Load a trajectory written by :meth:`save` (``weights_only=True``: no code runs).
+
+        ``model``: the :class:`~influence.module.ModuleModel` of a run recorded from your own module (its code
+        is not saved); runs of the package's own :class:`Model` rebuild it from the JSON.
 
         Raises ``ValueError`` naming both files when the tensor file is not the one the JSON was written
         for (its SHA-256 differs from ``tensors_sha256``). A JSON without the checksum (written before it
@@ -218,9 +282,17 @@ class Trajectory:
                 "save left a mismatched pair: delete both and rerun the training job"
             )
         t = torch.load(io.BytesIO(data), weights_only=True)
+        from influence.optim import from_description
+
+        if model is None:
+            if "module" in meta["model"]:
+                raise ValueError(f"{meta_path} holds a run of your own module ({meta['model']['module']}): pass "
+                                 "Trajectory.load(path, model=ModuleModel(module, loss=...))")
+            model = Model.from_description(meta["model"])
         return cls(
-            model=Model.from_description(meta["model"]),
-            schedule=Schedule(**meta["schedule"]),
+            model=model,
+            schedule=schedule_from_description(meta["schedule"]),
+            optimizer=from_description(meta.get("optimizer")),
             l2=float(meta["l2"]),
             thetas=t["thetas"],
             steps=t["steps"].numpy(),
@@ -415,6 +487,7 @@ def train(
     record: str | list[int] | np.ndarray = "all",
     progress: bool = False,
     max_loss_growth: float | None = 100.0,
+    optimizer: Any = None,
 ) -> Trajectory:
     """Run (or replay) SGD and record it.
 
@@ -436,6 +509,12 @@ def train(
         exceeds this factor times max(ℓ_0, 0.01), ℓ_0 the first step's batch loss (None: no guard).
         An SGD run that learns never comes near 100× its initial loss; one whose step size is too large
         gets there within a few steps, long before its losses overflow.
+    optimizer : None (plain SGD, the update above) or an :mod:`influence.optim` update (``SGD`` with momentum
+        and weight decay, ``AdamW``) applied to the same batch gradient, for each of the k runs; its state
+        starts empty as a fresh ``torch.optim`` optimiser's does.
+
+    Everything runs where θ₀ lives (CPU or GPU) and in θ₀'s dtype; ``model`` may be an
+    :class:`influence.models.Model` or any module through :class:`influence.module.ModuleModel`.
 
     Raises
     ------
@@ -448,22 +527,29 @@ def train(
         raise ValueError("train: theta0 contains NaN or inf")
     if max_loss_growth is not None and not max_loss_growth > 1:
         raise ValueError(f"train: max_loss_growth must be > 1 or None, got {max_loss_growth}")
-    X, y = as_tensors(data, theta0.dtype)
+    from influence.optim import is_plain_sgd
+
+    X, y = as_tensors(data, theta0.dtype, theta0.device)
     n = X.shape[0]
+    dev = theta0.device
+    plain = is_plain_sgd(optimizer)
+    if not plain and not hasattr(optimizer, "step"):
+        raise TypeError("train: optimizer must be None or an influence.optim.SGD / AdamW, got "
+                        f"{type(optimizer).__name__} (influence.optim.from_torch converts a torch.optim optimiser)")
     if theta0.shape != (model.n_params,):
         raise ValueError(f"theta0 must have shape ({model.n_params},), got {tuple(theta0.shape)}")
     if l2 < 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
     single = weights is None or np.ndim(weights) == 1
     if weights is None:
-        W = torch.ones(1, n, dtype=theta0.dtype)
+        W = torch.ones(1, n, dtype=theta0.dtype, device=dev)
     else:
         W = torch.as_tensor(np.asarray(weights) if not isinstance(weights, torch.Tensor) else weights)
         E = schedule.epochs
         if W.ndim not in (1, 2, 3) or W.shape[-1] != n or (W.ndim == 3 and W.shape[1] != E):
             raise ValueError(f"weights must have shape ({n},), (k, {n}) or (k, {E}, {n}) (per epoch), got "
                              f"{tuple(W.shape)}")
-        W = W.to(theta0.dtype)
+        W = W.to(dtype=theta0.dtype, device=dev)
         W = W.reshape(-1, E, n) if W.ndim == 3 else W.reshape(-1, n)
         if not bool(torch.isfinite(W).all()):
             raise ValueError("train: weights contain NaN or inf")
@@ -485,11 +571,12 @@ def train(
     saved = [theta.clone()] if 0 in keep_set else []
     # logistic regression without a callback: a closed-form replay engine (_LinearReplay / _DualLinearReplay)
     fast: _LinearReplay | _DualLinearReplay | None = None
-    if model.is_linear and callback is None and _LINEAR_ENGINE != "generic":
+    if model.is_linear and plain and callback is None and _LINEAR_ENGINE != "generic":
         engine = _LINEAR_ENGINE
         if engine == "auto":
             engine = _linear_engine(model, X, W.shape[0], schedule, len(keep_set - {0}))
         fast = _DualLinearReplay(model, theta, X) if engine == "dual" else _LinearReplay(model, theta)
+    state = {} if plain else optimizer.init(theta)
     batch_losses = np.empty(T)
     logs: list[dict] = []
     lrs = schedule.lrs()
@@ -511,7 +598,7 @@ def train(
                 logs.append({k: v for k, v in ret.items() if k != "weights"})
                 ret = ret.get("weights")
             if ret is not None:
-                extra = torch.as_tensor(np.asarray(ret) if not isinstance(ret, torch.Tensor) else ret)
+                extra = torch.as_tensor(np.asarray(ret) if not isinstance(ret, torch.Tensor) else ret, device=dev)
                 if extra.shape != (len(S),):
                     raise ValueError(f"callback weights must have shape ({len(S)},), got {tuple(extra.shape)}")
                 wb = wb * extra.to(wb.dtype)
@@ -522,7 +609,10 @@ def train(
         else:
             g, ls = model.batch_grad(theta, xb, yb, wb, float(len(S)), l2)
             batch_losses[t] = float((wb[0] * ls[0].detach()).sum() / len(S))
-            theta = theta - float(lrs[t]) * g.detach()
+            if plain:
+                theta = theta - float(lrs[t]) * g.detach()
+            else:
+                theta, state = optimizer.step(theta, g.detach(), state, float(lrs[t]), t)
             finite = _all_finite(theta)
         if not (math.isfinite(batch_losses[t]) and finite):
             raise TrainingDiverged(
@@ -540,4 +630,5 @@ def train(
     thetas = torch.stack(saved)
     if single:
         thetas = thetas[:, 0]
-    return Trajectory(model, schedule, float(l2), thetas, keep, batch_losses, logs)
+    return Trajectory(model, schedule, float(l2), thetas, keep, batch_losses, logs,
+                      optimizer=None if plain else optimizer)

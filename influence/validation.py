@@ -12,6 +12,10 @@ container) naming the function and the argument, and says what was expected:
 * a ``Dataset``'s declared ``n_classes`` equal to the model's;
 * d equal to the model's ``n_features`` and, when a run is given, n equal to the run's.
 
+For a :class:`~influence.module.ModuleModel` (``n_features is None``) inputs and targets may have any shape
+with n rows (images, token ids, token targets, real-valued targets for MSE); the returned "d" is then the
+input shape ``X.shape[1:]``, which ``n_features`` compares against.
+
 This module imports neither torch nor pandas; tensors are read through ``.detach().cpu().numpy()``.
 """
 
@@ -61,24 +65,40 @@ def check_data(
         ``n_source`` names where n comes from in the message.
     """
     X, y, declared = _split(data, where, what)
-    if X.ndim != 2:
+    shaped = getattr(model, "n_features", 0) is None  # a ModuleModel: inputs and targets of any shape
+    if shaped:
+        if X.ndim < 1 or y.ndim < 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"{where}: {what} X and y must have as many rows, got shapes {X.shape} and {y.shape}")
+    elif X.ndim != 2:
         raise ValueError(f"{where}: {what} X must be 2-D (n, d), got shape {X.shape}")
-    if y.shape != (X.shape[0],):
+    elif y.shape != (X.shape[0],):
         raise ValueError(f"{where}: {what} y must have shape ({X.shape[0]},) to match X, got {y.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{where}: {what} is empty (0 samples)")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{where}: {what} X must be numeric, got dtype {X.dtype}")
     if X.dtype.kind == "f" and not np.isfinite(X).all():
-        bad = int((~np.isfinite(X)).any(1).sum())
+        bad = int((~np.isfinite(X)).reshape(X.shape[0], -1).any(1).sum())
         raise ValueError(f"{where}: {what} X contains NaN or inf (in {bad} of {X.shape[0]} rows)")
     if y.dtype.kind not in "biuf":
         raise ValueError(f"{where}: {what} y must hold integer class labels, got dtype {y.dtype}")
-    if y.dtype.kind == "f" and not (np.isfinite(y).all() and np.array_equal(y, np.round(y))):
+    if shaped and getattr(model, "loss_name", "") != "cross_entropy":
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError(f"{where}: {what} y contains NaN or inf")
+    elif y.dtype.kind == "f" and not (np.isfinite(y).all() and np.array_equal(y, np.round(y))):
         raise ValueError(f"{where}: {what} y must hold integer class labels, got non-integer values such as "
                          f"{y[~np.isfinite(y) | (y != np.round(y))][:3].tolist()}")
     if n is not None and X.shape[0] != n:
         raise ValueError(f"{where}: {what} has {X.shape[0]} samples but {n_source} {n}")
+    if shaped:
+        d = tuple(X.shape[1:])
+        if n_features is not None and d != tuple(n_features):
+            raise ValueError(f"{where}: {what} has inputs of shape {d}, expected {tuple(n_features)} (as train_data)")
+        if y.dtype.kind in "biu" and getattr(model, "n_classes", None) is not None:
+            lo, hi, C = int(y.min()), int(y.max()), model.n_classes
+            if lo < 0 or hi >= C:
+                raise ValueError(f"{where}: {what} has labels in [{lo}, {hi}], the model has {C} classes")
+        return X.shape[0], d
     d = X.shape[1]
     want_d = n_features if n_features is not None else getattr(model, "n_features", None)
     if want_d is not None and d != want_d:
