@@ -102,7 +102,7 @@ def mean_grad(model: Model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tenso
     """∇ (1/m) Σ_i f_i(θ) over the rows of (X, y), shape (p,)."""
     if X.shape[0] == 0:
         raise ValueError("mean_grad needs at least one sample")
-    w = torch.ones(1, X.shape[0], dtype=theta.dtype)
+    w = torch.ones(1, X.shape[0], dtype=theta.dtype, device=theta.device)
     g, _ = model.batch_grad(theta.detach()[None], X, y, w, float(X.shape[0]), l2)
     return g[0].detach()
 
@@ -162,7 +162,7 @@ def grad_dots(
     chunk = check_chunk(chunk)
     theta = theta.detach()
     V, single = _as_matrix(V.to(theta.dtype), model.n_params)
-    out = torch.empty(X.shape[0], V.shape[0], dtype=theta.dtype)
+    out = torch.empty(X.shape[0], V.shape[0], dtype=theta.dtype, device=theta.device)
     use_jvp = method == "jvp" or (method == "auto" and V.shape[0] <= 8)
     for s in range(0, X.shape[0], chunk):
         sl = slice(s, min(s + chunk, X.shape[0]))
@@ -186,7 +186,7 @@ def grad_sqnorms(
     """‖∇f_i(θ)‖² per row, (m,) (closed form for logistic regression, chunked ``vmap(grad)`` else)."""
     theta = theta.detach()
     if model.is_linear:
-        out = torch.empty(X.shape[0], dtype=theta.dtype)
+        out = torch.empty(X.shape[0], dtype=theta.dtype, device=theta.device)
         for s in range(0, X.shape[0], check_chunk(chunk)):
             sl = slice(s, min(s + chunk, X.shape[0]))
             r = model.output_grad(model.logits(theta, X[sl]), y[sl])
@@ -218,7 +218,7 @@ def grad_gram(
     """
     chunk = check_chunk(chunk)
     theta = theta.detach()
-    out = torch.empty(X.shape[0], X2.shape[0], dtype=theta.dtype)
+    out = torch.empty(X.shape[0], X2.shape[0], dtype=theta.dtype, device=theta.device)
     if model.is_linear:
         r2 = model.output_grad(model.logits(theta, X2), y2)
         for s in range(0, X.shape[0], chunk):
@@ -299,7 +299,7 @@ def loss_hvp(
             out = hvp(lambda th: model.loss(th, X, y) + 0.5 * l2 * th.dot(th), theta, V)
     else:
         _check_eps(eps)
-        w = torch.ones(V.shape[0], m, dtype=theta.dtype)
+        w = torch.ones(V.shape[0], m, dtype=theta.dtype, device=theta.device)
         plus, norms = _shifted(theta, V, eps, 1.0)
         gp, _ = model.batch_grad(plus, X, y, w, float(m), l2)
         if method == "forward":
@@ -344,7 +344,7 @@ def per_sample_hvps(
     _check_eps(eps)
     nu = u.norm()
     if nu == 0:
-        return torch.zeros(X.shape[0], theta.shape[0], dtype=theta.dtype)
+        return torch.zeros(X.shape[0], theta.shape[0], dtype=theta.dtype, device=theta.device)
     up = per_sample_grads(model, theta + eps * u / nu, X, y, l2=l2)
     if method == "forward":
         return (up - per_sample_grads(model, theta, X, y, l2=l2)) * (nu / eps)
@@ -379,7 +379,7 @@ def per_sample_hvp_dots(
         raise ValueError(f"u must have shape {tuple(theta.shape)}, got {tuple(u.shape)}")
     V, single = _as_matrix(V.to(theta.dtype), model.n_params)
     if method == "exact":
-        out = torch.empty(X.shape[0], V.shape[0], dtype=theta.dtype)
+        out = torch.empty(X.shape[0], V.shape[0], dtype=theta.dtype, device=theta.device)
         for s in range(0, X.shape[0], check_chunk(chunk)):
             sl = slice(s, min(s + chunk, X.shape[0]))
             xc, yc = X[sl], y[sl]
@@ -400,7 +400,7 @@ def per_sample_hvp_dots(
         _check_eps(eps)
         nu = u.norm()
         if nu == 0:
-            out = torch.zeros(X.shape[0], V.shape[0], dtype=theta.dtype)
+            out = torch.zeros(X.shape[0], V.shape[0], dtype=theta.dtype, device=theta.device)
         else:
             up = grad_dots(model, theta + eps * u / nu, X, y, V, l2=l2, chunk=chunk)
             if method == "forward":
@@ -427,7 +427,7 @@ def dense_hessian(
     else:
         H = linear.hessian(linear.augment(X), model.logits(theta, X)) / m
     if l2:
-        H = H + l2 * torch.eye(p, dtype=H.dtype)
+        H = H + l2 * torch.eye(p, dtype=H.dtype, device=H.device)
     return H.detach()
 
 
@@ -439,6 +439,7 @@ def top_eigenvalue(
     tol: float = 1e-9,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
 ) -> float:
     """Largest-magnitude eigenvalue of a symmetric operator by power iteration (Rayleigh quotient).
 
@@ -446,7 +447,7 @@ def top_eigenvalue(
     ``iters`` is reached first.
     """
     g = torch.Generator().manual_seed(int(seed))
-    v = torch.randn(p, generator=g, dtype=dtype)
+    v = torch.randn(p, generator=g, dtype=dtype).to(device or "cpu")  # the same start on every device
     v = v / v.norm()
     lam = 0.0
     for _ in range(int(iters)):

@@ -176,7 +176,7 @@ def _newton(f, theta: torch.Tensor, w: torch.Tensor, tol: float, max_iter: int) 
         # Armijo test fail although the step is right)
         fval = torch.func.vmap(f)(theta, w)
         decrement = (g * step).sum(1)
-        t = torch.ones(theta.shape[0], 1, dtype=theta.dtype)
+        t = torch.ones(theta.shape[0], 1, dtype=theta.dtype, device=theta.device)
         for _ in range(30):
             cand = theta - t * step
             ok = (torch.func.vmap(f)(cand, w) <= fval - 1e-4 * t[:, 0] * decrement) | (decrement < 1e-12)
@@ -260,8 +260,8 @@ def loo_to_optimum(
             if gnorm >= tol:
                 raise RuntimeError(f"LOO Newton did not converge for samples {part[:5]}…: ‖∇‖ = {gnorm:.2e}")
             iters.append(it)
-            dtheta.append((th - opt).numpy())
-            tl.append(_target_losses(model, th, Xt, yt).detach().numpy())
+            dtheta.append((th - opt).cpu().numpy())
+            tl.append(_target_losses(model, th, Xt, yt).detach().cpu().numpy())
     target_losses = np.concatenate(tl)
     return LOOResult(
         indices=idx,
@@ -294,12 +294,12 @@ def _loo_to_optimum_fixed_hessian(
         opt = fit_optimum(model, (X, y), l2, tol=tol) if theta_opt is None else theta_opt.double()
         Xa = linear.augment(X)  # binary: θ = [w, b] in both layouts, logits = Xa θ
         z = (Xa @ opt)[:, None]
-        H = linear.hessian(Xa, z) / n + l2 * torch.eye(Xa.shape[1], dtype=X.dtype)
+        H = linear.hessian(Xa, z) / n + l2 * torch.eye(Xa.shape[1], dtype=X.dtype, device=X.device)
         xj = Xa[idx]  # (k, p)
         cj = linear.sigmoid_curvature(z[idx, 0]) / n  # j's loss curvature share: (1/n) c_j x̃_j x̃_jᵀ, plus α/n I below
         # M_j = H − (α/n) I − c_j x̃_j x̃_jᵀ. The (α/n) I part is folded in by using H_j0 = H − (α/n) I
         # for all j (one extra Cholesky), then Sherman–Morrison for the rank-one term.
-        L0 = torch.linalg.cholesky(H - (l2 / n) * torch.eye(Xa.shape[1], dtype=X.dtype))
+        L0 = torch.linalg.cholesky(H - (l2 / n) * torch.eye(Xa.shape[1], dtype=X.dtype, device=X.device))
         u = torch.cholesky_solve(xj.T, L0).T  # H_0⁻¹ x̃_j, (k, p)
         denom = 1 - cj * (xj * u).sum(1)
         W = _loo_weights(idx, n)
@@ -318,9 +318,9 @@ def _loo_to_optimum_fixed_hessian(
             raise RuntimeError(f"fixed-Hessian LOO did not converge: ‖∇‖ = {gnorm:.2e} after {max_iter} iterations")
         base = model.losses(opt, Xt, yt)
         tl = torch.func.vmap(lambda t: model.losses(t, Xt, yt))(th)
-    tl_np = tl.numpy()
-    return LOOResult(indices=idx, delta_theta=(th - opt).numpy(), loss_change=tl_np.mean(1) - float(base.mean()),
-                     target_losses=tl_np, base_target_losses=base.numpy(),
+    tl_np = tl.cpu().numpy()
+    return LOOResult(indices=idx, delta_theta=(th - opt).cpu().numpy(), loss_change=tl_np.mean(1) - float(base.mean()),
+                     target_losses=tl_np, base_target_losses=base.cpu().numpy(),
                      meta={"method": "loo_to_optimum/fixed_hessian", "iterations": it, "tol": tol, **m})
 
 
@@ -364,7 +364,7 @@ def lds_ground_truth(
         for s in range(0, len(masks), chunk):
             W = torch.as_tensor(masks[s : s + chunk], dtype=torch.float64)
             final = train(traj.model, theta0.double(), (X, y), sched, weights=W, l2=traj.l2, record="final").thetas[-1]
-            out[s : s + chunk] += _target_losses(traj.model, final, Xt, yt).detach().numpy()
+            out[s : s + chunk] += _target_losses(traj.model, final, Xt, yt).detach().cpu().numpy()
     return out / len(runs)
 
 

@@ -188,11 +188,15 @@ def complexity_gap(
 
 
 def _labels_and_x(train_data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs as vectors (images are flattened, as the CG-score authors do) and one class label per sample."""
     X, y = as_tensors(train_data)
-    return X.numpy(), y.numpy()
+    if y.ndim != 1 or y.is_floating_point():
+        raise ValueError(f"cg_score: train_data y has shape {tuple(y.shape)} ({y.dtype}); the CG-score needs one class "
+                         "label per sample (a sequence model's token targets or real-valued targets have none)")
+    return X.reshape(X.shape[0], -1).cpu().numpy(), y.cpu().numpy()
 
 
-@register("cg_score", suspicious="high")
+@register("cg_score", suspicious="high", needs_run=False)
 def cg_score(
     traj: Any,
     train_data: Any,

@@ -26,9 +26,10 @@ from influence.autodiff import (
     per_sample_hvps,
 )
 from influence.data import as_tensors
-from influence.estimators import register
+from influence.estimators import prepare, register
 from influence.estimators.tracin import target_grad_dots
 from influence.ghost import GRAD_IMPLS, GradKernel, factor_dots, model_factors
+from influence.models import Model
 from influence.train import Trajectory
 
 __all__ = ["diffin", "diffin_paper", "diffin_paper_negated", "diffin_self", "diffin_self_negated", "diffin_checkpoints",
@@ -154,8 +155,8 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
     N = X.shape[0]
     P = model.unflatten(theta)
     th2 = float(theta.dot(theta))
-    sq = torch.empty(N, dtype=theta.dtype)
-    dot = torch.zeros(N, dtype=theta.dtype)
+    sq = torch.empty(N, dtype=theta.dtype, device=theta.device)
+    dot = torch.zeros(N, dtype=theta.dtype, device=theta.device)
     widest = max(model.widths[1:])
     GBs = [mean_grad(model, theta, X[S], y[S], l2=l2) for S in batches]
     gBs = [GB - l2 * theta for GB in GBs] if l2 else GBs  # bare batch-mean gradients
@@ -169,13 +170,13 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
         nz = Gsq.clamp_min(0.0).sqrt()
         live = nz > 0
         c = nz.shape[0]
-        ones = torch.ones(c, dtype=theta.dtype)
-        zeros = torch.zeros(c, dtype=theta.dtype)
+        ones = torch.ones(c, dtype=theta.dtype, device=theta.device)
+        zeros = torch.zeros(c, dtype=theta.dtype, device=theta.device)
         for S, GB, gB in zip(batches, GBs, gBs, strict=True):
             XB, yB = X[S], y[S]
             # ⟨G_z, H_B G_z⟩: rows in sub-chunks so that (rows × |B| × width) stays small
             sub = max(1, min(c, _SLOPE_ELEMENTS // (len(S) * widest)))
-            t1 = torch.empty(c, dtype=theta.dtype)
+            t1 = torch.empty(c, dtype=theta.dtype, device=theta.device)
             base_dot = factor_dots(acts, deltas, model.unflatten(gB)) + (l2 * float(theta.dot(gB)) if l2 else 0.0)
             for r in range(0, c, sub):
                 rs = slice(r, min(r + sub, c))
@@ -199,7 +200,7 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
             # ⟨G_z, H_z G_B⟩: each row's own sample, parameters moved along the shared u = G_B
             nu = float(GB.norm())
             if nu == 0.0:
-                t2 = torch.zeros(c, dtype=theta.dtype)
+                t2 = torch.zeros(c, dtype=theta.dtype, device=theta.device)
             else:
                 U = model.unflatten(GB)
                 XZ, yZ = X[sl][:, None, :], y[sl][:, None]
@@ -208,7 +209,8 @@ def _self_terms(model, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, ba
                     return _loss_slopes(model, P, acts, deltas, zeros, XZ, yZ, l2, U, m_)[:, 0]
 
                 if hvp == "exact":
-                    t2 = jvp(d_z, (torch.zeros((), dtype=theta.dtype),), (torch.ones((), dtype=theta.dtype),))[1]
+                    t2 = jvp(d_z, (torch.zeros((), dtype=theta.dtype, device=theta.device),),
+                             (torch.ones((), dtype=theta.dtype, device=theta.device),))[1]
                 elif hvp == "forward":
                     t2 = (d_z(eps / nu) - d_z(0.0)) * nu / eps
                 else:
@@ -236,8 +238,8 @@ def _self_terms_reference(model, theta: torch.Tensor, X: torch.Tensor, y: torch.
     """:func:`_self_terms` by materialised directions D_t(z) (:func:`diffin_direction`, one batch HVP per
     row): the definition, kept as the reference the fast form is tested against."""
     N = X.shape[0]
-    dot = torch.zeros(N, dtype=theta.dtype)
-    sq = torch.zeros(N, dtype=theta.dtype)
+    dot = torch.zeros(N, dtype=theta.dtype, device=theta.device)
+    sq = torch.zeros(N, dtype=theta.dtype, device=theta.device)
     for s in range(0, N, chunk):
         sl = slice(s, min(s + chunk, N))
         G, D = _grads_and_directions(model, theta, X[sl], y[sl], X, y, batches, l2=l2, hvp=hvp, eps=eps)
@@ -289,7 +291,7 @@ def _target_terms(kernel: GradKernel, theta: torch.Tensor, X: torch.Tensor, y: t
     return base, second / len(batches)
 
 
-@register("diffin", suspicious="low")
+@register("diffin", suspicious="low", sgd_only=True)
 def diffin(
     traj: Trajectory,
     train_data: Any,
@@ -429,10 +431,8 @@ def diffin(
                              f"finite-difference hvp ('forward', 'central'); use impl='auto' for the others")
     chunk = check_chunk(chunk)
     model, dtype = traj.model, traj.thetas.dtype
-    X, y = as_tensors(train_data, dtype)
+    X, y = prepare("diffin", traj, train_data)[:2]
     N, p = X.shape[0], model.n_params
-    if N != traj.schedule.n:
-        raise ValueError(f"train data has {N} samples, the run was trained on {traj.schedule.n}")
     if target == "target":
         if target_data is None:
             raise ValueError("target='target' needs target data")
@@ -449,11 +449,11 @@ def diffin(
     if target == "params":
         if N * p > 5e7:
             raise ValueError(f"target='params' materialises n × p = {N}×{p}; too large")
-        out = torch.zeros(N, p, dtype=dtype)
+        out = torch.zeros(N, p, dtype=dtype, device=X.device)
     elif per_target:
-        out = torch.zeros(N, Xt.shape[0], dtype=dtype)
+        out = torch.zeros(N, Xt.shape[0], dtype=dtype, device=X.device)
     else:
-        out = torch.zeros(N, dtype=dtype)
+        out = torch.zeros(N, dtype=dtype, device=X.device)
 
     for t in steps:
         theta = traj.theta_at(int(t))
@@ -482,17 +482,19 @@ def diffin(
                 contrib = contrib + c1 * base
             out += contrib if per_target else contrib[:, 0]
         elif target == "self":
-            dots, sq = _self_terms(model, theta, X, y, batches, l2=l2, hvp=hvp, eps=eps, chunk=chunk)
+            # the factorised form needs the layered Model; any other module takes the materialised definition
+            terms = _self_terms if isinstance(model, Model) else _self_terms_reference
+            dots, sq = terms(model, theta, X, y, batches, l2=l2, hvp=hvp, eps=eps, chunk=chunk)
             out += a_t * dots + (c1 * sq if form == "full" else 0.0)
         else:
             for s in range(0, N, chunk):
                 sl = slice(s, min(s + chunk, N))
                 G, D = _grads_and_directions(model, theta, X[sl], y[sl], X, y, batches, l2=l2, hvp=hvp, eps=eps)
                 out[sl] += a_t * D + (c1 * G if form == "full" else 0.0)
-    return out.numpy()
+    return out.cpu().numpy()
 
 
-@register("diffin_paper", suspicious="low")
+@register("diffin_paper", suspicious="low", sgd_only=True, hparams_of="diffin")
 def diffin_paper(traj: Trajectory, train_data: Any, target_data: Any, **hparams: Any) -> np.ndarray:
     """Diff-In as published (``diffin(..., form='paper')``): the second-order term Σ a_t⟨v_t, D_t(z)⟩
     alone, no first-order term. It correlates *negatively* with trajectory LOO (see :func:`diffin`,
@@ -501,7 +503,7 @@ def diffin_paper(traj: Trajectory, train_data: Any, target_data: Any, **hparams:
     return diffin(traj, train_data, target_data, **hparams)
 
 
-@register("diffin_paper_negated", suspicious="high")
+@register("diffin_paper_negated", suspicious="high", sgd_only=True, hparams_of="diffin")
 def diffin_paper_negated(traj: Trajectory, train_data: Any, target_data: Any, **hparams: Any) -> np.ndarray:
     """The other sign of Eq. 9: −:func:`diffin_paper` (same options, same proxy batches), i.e. +Σ (tη_t²/(Nm))
     ⟨v_t, D_t(z)⟩ — what Eq. 9 would be if it were written for inclusion θ − θ_{−z} or up-weighting dθ/dε.
@@ -510,7 +512,7 @@ def diffin_paper_negated(traj: Trajectory, train_data: Any, target_data: Any, **
     return -diffin_paper(traj, train_data, target_data, **hparams)
 
 
-@register("diffin_self_negated", suspicious="high")
+@register("diffin_self_negated", suspicious="high", sgd_only=True, hparams_of="diffin")
 def diffin_self_negated(traj: Trajectory, train_data: Any, target_data: Any = None, **hparams: Any) -> np.ndarray:
     """−:func:`diffin_self`: its *low* end ranked first (the end the paper form's second-order term puts flipped
     labels at, measured), against the derived "high". A supplementary row only (E2 adds it from
@@ -533,7 +535,7 @@ def add_negated_forms(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-@register("diffin_self", suspicious="high")
+@register("diffin_self", suspicious="high", sgd_only=True, hparams_of="diffin")
 def diffin_self(traj: Trajectory, train_data: Any, target_data: Any = None, **hparams: Any) -> np.ndarray:
     """Diff-In self-influence I(z, z) (``diffin(..., target='self')``, paper form by default).
 

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from influence.autodiff import per_sample_grads
-from influence.data import as_tensors
-from influence.estimators import register
+from influence.estimators import prepare, register
 from influence.train import Trajectory
 
 __all__ = ["dvemb", "dvemb_params"]
@@ -47,11 +46,6 @@ def _epoch_index(traj: Trajectory, epoch: int | None) -> int | None:
     return int(epoch) % E
 
 
-def _check_run(traj: Trajectory) -> None:
-    if traj.thetas.ndim != 2 or len(traj.steps) != traj.n_steps + 1:
-        raise ValueError("dvemb needs a single run recorded at every step (train(..., record='all'))")
-
-
 def _projection(p: int, proj_dim: int | None, seed: int, dtype: torch.dtype) -> torch.Tensor | None:
     """Gaussian random projection P (k, p) with E[PᵀP] = I (entries N(0, 1/k)); None without projection."""
     if proj_dim is None:
@@ -66,7 +60,7 @@ def _projection(p: int, proj_dim: int | None, seed: int, dtype: torch.dtype) -> 
     return torch.randn(k, p, generator=g, dtype=dtype) / k**0.5
 
 
-@register("dvemb", suspicious="low")
+@register("dvemb", suspicious="low", sgd_only=True)
 def dvemb(traj: Trajectory, train_data: Any, target_data: Any, *, epoch: int | None = None,
           proj_dim: int | None = None, proj_seed: int = 0) -> np.ndarray:
     """DVEmb scores of every training sample for the mean target loss (see the module docstring).
@@ -88,14 +82,13 @@ def dvemb(traj: Trajectory, train_data: Any, target_data: Any, *, epoch: int | N
     -------
     np.ndarray (n_train,): Σ_t η'_t ⟨u_{t+1}, ∇f_j(θ_t)⟩ over the selected steps t ∋ j.
     """
-    _check_run(traj)
+    X, y, Xt, yt = prepare("dvemb", traj, train_data, target_data, need_all_steps=True)[:4]
     T, spe = traj.n_steps, traj.schedule.steps_per_epoch
     epoch = _epoch_index(traj, epoch)
     model, l2 = traj.model, float(traj.l2)
     dtype = traj.thetas.dtype
-    X, y = as_tensors(train_data, dtype)
-    Xt, yt = as_tensors(target_data, dtype)
     P = _projection(model.n_params, proj_dim, proj_seed, dtype)
+    P = None if P is None else P.to(traj.thetas.device)  # drawn on the CPU: the same projection on every device
     u = torch.func.grad(lambda th: model.loss(th, Xt, yt))(traj.thetas[T].detach())
     if P is not None:
         u = P @ u
@@ -125,20 +118,20 @@ def dvemb_params(traj: Trajectory, train_data: Any, indices: Any = None, *, epoc
     (per-target scores for DVEmb's protocol) and ⟨∇L(θ_T), E_j⟩ equals ``dvemb(...)[j]``. ``epoch`` as in
     :func:`dvemb` (O_j = j's step in that epoch only).
     """
-    _check_run(traj)
+    X, y = prepare("dvemb", traj, train_data, need_all_steps=True)[:2]
     spe = traj.schedule.steps_per_epoch
     epoch = _epoch_index(traj, epoch)
     model, l2 = traj.model, float(traj.l2)
     dtype = traj.thetas.dtype
-    X, y = as_tensors(train_data, dtype)
     n = X.shape[0]
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).ravel()
     if idx.size and (idx.min() < 0 or idx.max() >= n or len(np.unique(idx)) != len(idx)):
         raise ValueError(f"indices must be distinct and lie in [0, {n})")
     row = np.full(n, -1, dtype=np.int64)
     row[idx] = np.arange(len(idx))
-    A = torch.zeros(len(idx), model.n_params, dtype=dtype)
-    active = torch.zeros(len(idx), dtype=torch.bool)
+    dev = traj.thetas.device
+    A = torch.zeros(len(idx), model.n_params, dtype=dtype, device=dev)
+    active = torch.zeros(len(idx), dtype=torch.bool, device=dev)
     lrs = traj.lrs()
     for t, S in enumerate(traj.batches()):
         inside = epoch is None or t // spe == epoch

@@ -50,6 +50,14 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------- helpers
+def _class_labels(y: torch.Tensor, name: str) -> torch.Tensor:
+    """y itself when it holds one class label per sample; a clear error otherwise (token or real targets)."""
+    if y.ndim != 1 or y.is_floating_point():
+        raise ValueError(f"{name}: train_data y has shape {tuple(y.shape)} ({y.dtype}); {name} needs one class label "
+                         "per sample (a sequence model's token targets or real-valued targets have none)")
+    return y
+
+
 def _need_traj(traj: Trajectory | None, name: str) -> Trajectory:
     if traj is None:
         raise ValueError(f"{name} needs a recorded training run (traj), got None")
@@ -86,7 +94,7 @@ def _runs(traj: Trajectory, trajectories: Sequence[Trajectory] | None) -> list[T
 
 
 def _probs_two_class(model: Model, z: torch.Tensor) -> torch.Tensor:
-    if model.n_out == 1:
+    if z.shape[-1] == 1:
         p1 = torch.sigmoid(z[:, 0])
         return torch.stack([1 - p1, p1], dim=1)
     return torch.softmax(z, dim=1)
@@ -107,7 +115,7 @@ def final_loss(
     X, y = as_tensors(train_data, traj.thetas.dtype)
     theta = traj.final if epoch is None else _theta(traj, early_step(traj, epoch), "loss")
     with torch.no_grad():
-        return traj.model.losses(theta, X, y).double().numpy()
+        return traj.model.losses(theta, X, y).double().cpu().numpy()
 
 
 @register("el2n", suspicious="high")
@@ -133,15 +141,15 @@ def el2n(
     √2 |σ(z) − y|. Suspicious direction: **high** (declared at registration).
     """
     traj = _need_traj(traj, "el2n")
-    X, y = as_tensors(train_data, traj.thetas.dtype)
-    C = max(traj.model.n_out, 2)
+    X, y = as_tensors(train_data, traj.thetas.dtype, traj.thetas.device)
+    y = _class_labels(y, "el2n")
     out = np.zeros(len(y))
     runs = _runs(traj, trajectories)
     for r in runs:
         theta = _theta(r, early_step(r, epoch), "el2n")
         with torch.no_grad():
             p = _probs_two_class(r.model, r.model.logits(theta, X))
-            out += torch.linalg.vector_norm(p - F.one_hot(y, C).to(p.dtype), dim=1).double().numpy()
+            out += torch.linalg.vector_norm(p - F.one_hot(y, p.shape[1]).to(p.dtype), dim=1).double().cpu().numpy()
     return out / len(runs)
 
 
@@ -183,7 +191,7 @@ def grand(
         g = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))
         for s in range(0, len(y), chunk):
             gs = g(theta, X[s : s + chunk], y[s : s + chunk])
-            out[s : s + chunk] += torch.linalg.vector_norm(gs, dim=1).double().numpy()
+            out[s : s + chunk] += torch.linalg.vector_norm(gs, dim=1).double().cpu().numpy()
     return out / len(runs)
 
 
@@ -232,7 +240,7 @@ def forgetting_counts(
 def batch_correctness(model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """Boolean array: is each (x, y) classified correctly at θ."""
     with torch.no_grad():
-        return (model.predict(theta, x) == y.long()).numpy()
+        return (model.predict(theta, x) == y.long()).cpu().numpy()
 
 
 def forgetting_callback(model: Model) -> Callable[[StepInfo], dict]:
@@ -276,7 +284,8 @@ def forgetting(
     (n,) counts. Suspicious direction: **high** (declared at registration).
     """
     traj = _need_traj(traj, "forgetting")
-    X, y = as_tensors(train_data, traj.thetas.dtype)
+    X, y = as_tensors(train_data, traj.thetas.dtype, traj.thetas.device)
+    y = _class_labels(y, "forgetting")
     batches = traj.batches()
     T = len(batches)
     logged = [e for e in traj.logs if "correct" in e]
@@ -296,7 +305,7 @@ def forgetting(
     return forgetting_counts(batches, correct, len(y), never_learned=never_learned)
 
 
-@register("random", suspicious="high", renamed="`random` would shadow the standard-library module")
+@register("random", suspicious="high", renamed="`random` would shadow the standard-library module", needs_run=False)
 def random_scores(traj: Trajectory | None, train_data: Any, target_data: Any = None, *, seed: int = 0) -> np.ndarray:
     """Uniform random scores U(0, 1), seeded (the chance baseline). ``traj`` is ignored."""
     _, y = as_tensors(train_data)

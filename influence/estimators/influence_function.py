@@ -31,7 +31,7 @@ DENSE_MAX_P = 4000
 
 
 def default_damping(model: Model, l2: float, hvp: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    seed: int = 0) -> float:
+                    seed: int = 0, like: torch.Tensor | None = None) -> float:
     """λ used when ``damping=None``.
 
     Logistic regression: 0 with L2 > 0 (H is positive definite), 1e-3 without L2. MLPs: 1e-2 plus the
@@ -44,9 +44,10 @@ def default_damping(model: Model, l2: float, hvp: Callable[[torch.Tensor], torch
     if hvp is None:
         return 1e-2
     p = model.n_params
-    lam_max = top_eigenvalue(hvp, p, iters=300, tol=1e-7, seed=seed)
+    where = {} if like is None else {"dtype": like.dtype, "device": like.device}  # power iteration in θ's dtype, device
+    lam_max = top_eigenvalue(hvp, p, iters=300, tol=1e-7, seed=seed, **where)
     shift = abs(lam_max)
-    lam_min = shift - top_eigenvalue(lambda v: shift * v - hvp(v), p, iters=300, tol=1e-7, seed=seed + 1)
+    lam_min = shift - top_eigenvalue(lambda v: shift * v - hvp(v), p, iters=300, tol=1e-7, seed=seed + 1, **where)
     lam = 1e-2 + max(0.0, -lam_min) * 1.01
     log.info("influence_function: MLP Hessian eigenvalues in [%.4g, %.4g]; damping λ = %.4g", lam_min, lam_max, lam)
     return lam
@@ -120,7 +121,7 @@ def lissa(
     return out / repeats
 
 
-@register("influence_function", suspicious="low")
+@register("influence_function", suspicious="low", needs_run=False)
 def influence_function(
     traj: Trajectory | None,
     train_data: Any,
@@ -196,7 +197,7 @@ def influence_function(
         raise ValueError("the target set is empty")
     if damping is None:
         Xd, yd = as_tensors(train_data, dtype)
-        lam = default_damping(model, l2, lambda v: loss_hvp(model, theta, Xd, yd, v, l2=l2), seed)
+        lam = default_damping(model, l2, lambda v: loss_hvp(model, theta, Xd, yd, v, l2=l2), seed, like=theta)
     else:
         lam = float(damping)
     if lam < 0:
@@ -233,10 +234,11 @@ def influence_function(
                             lam)
     else:
         if lissa_scale is None:
-            top = top_eigenvalue(lambda v: loss_hvp(model, theta, X, y, v, l2=l2), p, iters=100, seed=seed)
+            top = top_eigenvalue(lambda v: loss_hvp(model, theta, X, y, v, l2=l2), p, iters=100, seed=seed,
+                                 dtype=theta.dtype, device=theta.device)
             lissa_scale = 1.5 * (abs(top) + lam)
         S = lissa(lambda V, idx: loss_hvp(model, theta, X[idx], y[idx], V, l2=l2), Bt, n, damping=lam,
                   scale=float(lissa_scale), depth=lissa_depth, batch_size=lissa_batch, repeats=lissa_repeats,
                   seed=seed)
     out = grad_dots(model, theta, X, y, S, l2=l2, chunk=chunk) / n  # (n, k)
-    return (out if per_target else out[:, 0]).numpy()
+    return (out if per_target else out[:, 0]).cpu().numpy()

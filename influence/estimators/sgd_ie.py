@@ -43,7 +43,7 @@ import torch
 
 from influence import linear
 from influence.data import as_tensors
-from influence.estimators import register
+from influence.estimators import prepare, register
 from influence.models import Model
 from influence.train import Trajectory
 
@@ -248,7 +248,7 @@ class _MLPStep:
     ) -> None:
         """In place: U ← U − η H^{(−·)} U (see :meth:`_LogregStep.contract`)."""
         k = U.shape[0]
-        w = torch.full((k, self.m), 1.0 / self.m, dtype=U.dtype)
+        w = torch.full((k, self.m), 1.0 / self.m, dtype=U.dtype, device=U.device)
         corr = c != 0 and rows.numel() > 0
         if corr:
             w[rows, pos] *= 1.0 - c
@@ -269,7 +269,7 @@ class _MLPStep:
     def dots(self, V: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """⟨V_r, ∇ℓ_{pos_r}⟩ for paired rows, without forming the gradients."""
         P = self.model.unflatten(V)
-        out = torch.zeros(V.shape[0], dtype=V.dtype)
+        out = torch.zeros(V.shape[0], dtype=V.dtype, device=V.device)
         for layer in range(self.L):
             d, h = self.deltas[layer][pos], self.hs[layer][pos]
             out += torch.einsum("rj,rji,ri->r", d, P[f"W{layer}"], h) + (d * P[f"b{layer}"]).sum(1)
@@ -278,7 +278,7 @@ class _MLPStep:
     def shared_dots(self, u: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """⟨u, ∇ℓ_i⟩ for the members at ``pos`` (one shared direction)."""
         P = self.model.unflatten(u)
-        out = torch.zeros(len(pos), dtype=u.dtype)
+        out = torch.zeros(len(pos), dtype=u.dtype, device=u.device)
         for layer in range(self.L):
             d, h = self.deltas[layer][pos], self.hs[layer][pos]
             out += ((d @ P[f"W{layer}"]) * h).sum(1) + d @ P[f"b{layer}"]
@@ -294,21 +294,9 @@ def _layout(model: Model) -> np.ndarray | None:
 
 # ------------------------------------------------------------------------------------------ set-up
 def _setup(traj: Trajectory, train_data: Any) -> dict:
-    if not isinstance(traj, Trajectory):
-        raise ValueError(f"SGD-IE / ACC-SGD-IE need a recorded Trajectory, got {type(traj).__name__}")
+    X, y = prepare("SGD-IE / ACC-SGD-IE", traj, train_data, need_all_steps=True)[:2]
     T = traj.n_steps
-    if len(traj.steps) != T + 1 or not np.array_equal(np.asarray(traj.steps), np.arange(T + 1)):
-        raise ValueError(
-            f"SGD-IE / ACC-SGD-IE need θ_t at every step (train(..., record='all')); this trajectory recorded "
-            f"{len(traj.steps)} of {T + 1} steps"
-        )
-    if traj.thetas.ndim != 2:
-        raise ValueError("the trajectory holds several runs (weights of shape (k, n)); pass a single run")
-    dtype = traj.thetas.dtype
-    X, y = as_tensors(train_data, dtype)
-    if X.shape[0] != traj.schedule.n:
-        raise ValueError(f"train_data has {X.shape[0]} samples but the run was trained on {traj.schedule.n}")
-    if X.shape[1] != traj.model.n_features:
+    if traj.model.n_features is not None and X.shape[1] != traj.model.n_features:
         raise ValueError(f"train_data has {X.shape[1]} features, the model expects {traj.model.n_features}")
     batches = traj.batches()
     first = np.full(X.shape[0], T, dtype=np.int64)
@@ -331,9 +319,12 @@ def _setup(traj: Trajectory, train_data: Any) -> dict:
 def _step(ctx: dict, t: int, vmap_chunk: int) -> _LogregStep | _FuncStep:
     S = ctx["batches"][t]
     theta = ctx["thetas"][t]
-    if ctx["model"].is_linear:
-        return _LogregStep(ctx["model"], theta, ctx["X"][S], ctx["y"][S])
-    return _MLPStep(ctx["model"], theta, ctx["X"][S], ctx["y"][S])
+    model = ctx["model"]
+    if model.is_linear:
+        return _LogregStep(model, theta, ctx["X"][S], ctx["y"][S])
+    if isinstance(model, Model):
+        return _MLPStep(model, theta, ctx["X"][S], ctx["y"][S])
+    return _FuncStep(model, theta, ctx["X"][S], ctx["y"][S], vmap_chunk)  # any module (ModuleModel)
 
 
 def _members(S: np.ndarray, colpos: np.ndarray, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -405,7 +396,7 @@ def _forward(
     lo, hi = (0, T) if removed is None else removed
     first = ctx["first"] if removed is None else _first_in(ctx, lo, hi)
     order = idx[np.argsort(first[idx], kind="stable")]
-    out = torch.empty(len(idx), p, dtype=ctx["thetas"].dtype)
+    out = torch.empty(len(idx), p, dtype=ctx["thetas"].dtype, device=ctx["thetas"].device)
     where = np.empty(n, dtype=np.int64)
     where[idx] = np.arange(len(idx))
     for c0 in range(0, len(order), chunk):
@@ -413,7 +404,7 @@ def _forward(
         firsts = first[J]
         colpos = np.full(n, -1, dtype=np.int64)
         colpos[J] = np.arange(len(J))
-        A = torch.zeros(len(J), p, dtype=out.dtype)
+        A = torch.zeros(len(J), p, dtype=out.dtype, device=out.device)
         nact = 0
         for t in range(T):
             S, eta, m = batches[t], float(lrs[t]), len(batches[t])
@@ -462,9 +453,9 @@ def _backward(
         acts = act[J]
         colpos = np.full(n, -1, dtype=np.int64)
         colpos[Jall] = np.arange(len(Jall))
-        sc = torch.zeros(len(Jall), dtype=u_T.dtype)
+        sc = torch.zeros(len(Jall), dtype=u_T.dtype, device=u_T.device)
         u = u_T.clone()
-        U = torch.empty(len(J), p, dtype=u_T.dtype)
+        U = torch.empty(len(J), p, dtype=u_T.dtype, device=u_T.device)
         nact = 0
         for t in range(T - 1, -1, -1):
             S, eta, m = batches[t], float(lrs[t]), len(batches[t])
@@ -490,14 +481,14 @@ def _backward(
             if t > 0:
                 u = u.clone()
                 step.contract(u[None], eta, _NONE, _NONE, 0.0, alpha, extra_l2)
-        scores[Jall] = sc.numpy()
+        scores[Jall] = sc.cpu().numpy()
     return scores[idx]
 
 
 def _target_grad(ctx: dict, target_data: Any) -> torch.Tensor:
     model, theta = ctx["model"], ctx["final_flat"].detach()
-    Xt, yt = as_tensors(target_data, theta.dtype)
-    if Xt.shape[1] != model.n_features:
+    Xt, yt = as_tensors(target_data, theta.dtype, theta.device)
+    if model.n_features is not None and Xt.shape[1] != model.n_features:
         raise ValueError(f"target_data has {Xt.shape[1]} features, the model expects {model.n_features}")
     if Xt.shape[0] == 0:
         raise ValueError("target_data is empty")
@@ -508,14 +499,14 @@ def _target_grad(ctx: dict, target_data: Any) -> torch.Tensor:
 def _to_flat(ctx: dict, A: torch.Tensor) -> np.ndarray:
     """Internal layout (k, p) → the model's flat layout."""
     if ctx["perm"] is None:
-        return A.numpy()
+        return A.cpu().numpy()
     out = torch.empty_like(A)
     out[:, torch.as_tensor(ctx["perm"])] = A
-    return out.numpy()
+    return out.cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------ public API
-@register("sgd_ie", suspicious="low")
+@register("sgd_ie", suspicious="low", sgd_only=True)
 def sgd_ie(
     traj: Trajectory, train_data: Any, target_data: Any, *, vmap_chunk: int = 64, epoch: int | None = None
 ) -> np.ndarray:
@@ -560,7 +551,7 @@ def sgd_ie(
                      removed=_removal_steps(ctx, traj, epoch))
 
 
-@register("acc_sgd_ie", suspicious="low")
+@register("acc_sgd_ie", suspicious="low", sgd_only=True)
 def acc_sgd_ie(
     traj: Trajectory,
     train_data: Any,
@@ -645,7 +636,7 @@ def acc_sgd_ie(
     removed = _removal_steps(ctx, traj, epoch)
     if form == "forward":
         A = _forward(ctx, idx, s=s, c=1.0, extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk, removed=removed)
-        return (A @ u_T).numpy()
+        return (A @ u_T).cpu().numpy()
     return _backward(ctx, idx, u_T, s=s, c=1.0, extra_l2=extra, chunk=k, vmap_chunk=vmap_chunk, removed=removed)
 
 
@@ -733,5 +724,5 @@ def metagradient(traj: Trajectory, train_data: Any, target_data: Any) -> np.ndar
             th = th - lr * torch.func.grad(batch_objective)(th)
         return model.loss(th, Xt, yt)
 
-    w1 = torch.ones(X.shape[0], dtype=dtype)
+    w1 = torch.ones(X.shape[0], dtype=dtype, device=X.device)
     return (-torch.func.grad(target_loss)(w1)).detach().cpu().numpy()

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from influence.autodiff import grad_dots, grad_gram, grad_sqnorms, mean_grad, per_sample_grads
-from influence.data import as_tensors
-from influence.estimators import register
+from influence.estimators import prepare, register
 from influence.ghost import GRAD_IMPLS, GhostPairs, GradKernel, ghost_sqnorms, rows_per_pass
 from influence.models import Model
 from influence.train import Trajectory
@@ -61,14 +60,9 @@ def checkpoint_steps(traj: Trajectory, checkpoints: str | list[int] | np.ndarray
 
 
 def _tensors(traj: Trajectory | None, train_data: Any, target_data: Any) -> tuple:
-    if traj is None:
-        raise ValueError("this estimator needs a recorded Trajectory (traj=None given)")
-    X, y = as_tensors(train_data, traj.thetas.dtype)
-    if X.shape[0] != traj.schedule.n:
-        raise ValueError(f"train data has {X.shape[0]} samples, the run was trained on {traj.schedule.n}")
+    X, y, Xt, yt = prepare("TracIn", traj, train_data, target_data)[:4]
     if target_data is None:
         return X, y, None, None
-    Xt, yt = as_tensors(target_data, traj.thetas.dtype)
     if Xt.shape[0] == 0:
         raise ValueError("the target set is empty")
     return X, y, Xt, yt
@@ -104,19 +98,21 @@ def _sum_over(traj: Trajectory, X, y, Xt, yt, steps, etas, per_target: bool, l2:
     model = traj.model
     if _use_ghost(model):  # one GhostPairs for all checkpoints: the input Gram is computed once
         pairs = GhostPairs(X, y, Xt, yt, rows=rows_per_pass(model, chunk, Xt.shape[0]), reuse=len(steps) > 1)
-        out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
+        out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype,
+                      device=traj.thetas.device)
         for c, eta in zip(steps, etas, strict=True):
             module = _module(model, traj.theta_at(int(c)))
             out.add_(pairs.gram(module, l2=l2) if per_target else pairs.mean_dots(module, l2=l2), alpha=float(eta))
-        return out.numpy()
-    out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
+        return out.cpu().numpy()
+    out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype,
+                      device=traj.thetas.device)
     for c, eta in zip(steps, etas, strict=True):
         theta = traj.theta_at(int(c))
         if per_target:
             out += eta * grad_gram(model, theta, X, y, Xt, yt, l2=l2, chunk=chunk)
         else:
             out += eta * grad_dots(model, theta, X, y, mean_grad(model, theta, Xt, yt), l2=l2, chunk=chunk)
-    return out.numpy()
+    return out.cpu().numpy()
 
 
 @register("tracin", suspicious="low")
@@ -187,12 +183,12 @@ def tracin(
                              "per_target or checkpoints='ideal'")
         kernel = GradKernel(traj.model, impl, chunk=chunk)
         steps, etas = checkpoint_steps(traj, checkpoints)
-        out = torch.zeros(X.shape[0], dtype=traj.thetas.dtype)
+        out = torch.zeros(X.shape[0], dtype=traj.thetas.dtype, device=traj.thetas.device)
         for c, eta in zip(steps, etas, strict=True):
             theta = traj.theta_at(int(c))
             v = kernel.mean_grad(theta, Xt, yt)
             out += float(eta) * kernel.dots(theta, X, y, v[None], l2=l2)[:, 0]
-        return out.numpy()
+        return out.cpu().numpy()
     if ideal:
         return _tracin_ideal(traj, X, y, Xt, yt, per_target, l2)
     steps, etas = checkpoint_steps(traj, checkpoints)
@@ -203,7 +199,8 @@ def _tracin_ideal(traj: Trajectory, X, y, Xt, yt, per_target: bool, l2: float) -
     if len(traj.steps) != traj.n_steps + 1:
         raise ValueError("checkpoints='ideal' needs every step recorded (train with record='all')")
     model = traj.model
-    out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype)
+    out = torch.zeros((X.shape[0], Xt.shape[0]) if per_target else (X.shape[0],), dtype=traj.thetas.dtype,
+                      device=traj.thetas.device)
     ghost = _use_ghost(model)
     K = X.reshape(X.shape[0], -1) @ Xt.reshape(Xt.shape[0], -1).T if ghost else None  # input Gram, once
     for t, (S, eta) in enumerate(zip(traj.batches(), traj.lrs(), strict=True)):
@@ -217,7 +214,7 @@ def _tracin_ideal(traj: Trajectory, X, y, Xt, yt, per_target: bool, l2: float) -
             out[S] += (eta / len(S)) * grad_gram(model, theta, X[S], y[S], Xt, yt, l2=l2)
         else:
             out[S] += (eta / len(S)) * grad_dots(model, theta, X[S], y[S], mean_grad(model, theta, Xt, yt), l2=l2)
-    return out.numpy()
+    return out.cpu().numpy()
 
 
 @register("grad_dot", suspicious="low")
@@ -283,7 +280,7 @@ def self_influence(
         raise ValueError("self_influence supports checkpoints 'epoch', 'step' or a list, not 'ideal'")
     l2 = traj.l2 if include_l2 else 0.0
     steps, etas = checkpoint_steps(traj, checkpoints)
-    out = torch.zeros(X.shape[0], dtype=traj.thetas.dtype)
+    out = torch.zeros(X.shape[0], dtype=traj.thetas.dtype, device=traj.thetas.device)
     for c, eta in zip(steps, etas, strict=True):
         theta = traj.theta_at(int(c))
         if _use_ghost(traj.model):
@@ -291,5 +288,5 @@ def self_influence(
                                        rows=rows_per_pass(traj.model, chunk))
         else:
             out += eta * grad_sqnorms(traj.model, theta, X, y, l2=l2, chunk=chunk)
-    return out.numpy()
+    return out.cpu().numpy()
 
