@@ -11,7 +11,8 @@ gradient is Σ_τ e_{idx_iτ} b_iτᵀ (inner products by index matching), a Lay
 
 Rows may be vectors (logits (m, o), labels (m,)) or token sequences for a language model (logits
 (m, T, V), next-token targets (m, T); the row loss is the mean token cross-entropy,
-:func:`influence.models.sequence_losses`).
+:func:`influence.models.sequence_losses`). Any other per-row loss can be given as ``loss(outputs, y)``
+returning (m,) (``reduction="none"``, e.g. ``nn.CrossEntropyLoss(reduction="none")`` or a masked MSE).
 
 * :func:`capture` runs the pass; the output gradients come from ``torch.autograd.grad`` of the *sum* of
   the row losses w.r.t. the layer outputs (the parameters' ``.grad`` is left untouched). Rows of one
@@ -21,13 +22,16 @@ Rows may be vectors (logits (m, o), labels (m,)) or token sequences for a langua
 * :func:`capture_split` is the forward-only variant LAI uses (autograd on the training rows only).
 * :func:`set_update_grads` writes the training-rows-only update gradient from a capture.
 
-The row losses and the logit gradient g = ∂ℓ/∂logits are those of :mod:`influence.models`
-(logistic loss for one logit, cross-entropy otherwise).
+By default the row losses and the output gradient g = ∂ℓ/∂outputs are those of :mod:`influence.models`
+(logistic loss for one logit, cross-entropy otherwise, mean token cross-entropy for sequences; g in closed
+form). With a user ``loss`` g is the autograd gradient of the row losses w.r.t. the outputs
+(:func:`output_grad`: exact, since rows do not interact).
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +48,8 @@ __all__ = [
     "capture_split",
     "trainable_layers",
     "layer_grads",
+    "output_grad",
+    "row_losses_of",
     "set_update_grads",
     "release_hooks",
     "HOOKED",
@@ -51,6 +57,42 @@ __all__ = [
 
 # the layer types the capture hooks; Linear and Conv2d are the "weight layers" LAI reads inputs from
 HOOKED = (nn.Linear, nn.Conv2d, nn.Embedding, nn.LayerNorm)
+
+#: A per-row loss: ``loss(outputs, y)`` → (m,) (``reduction="none"``); None = the built-in losses.
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def row_losses_of(outputs: torch.Tensor, y: torch.Tensor, loss: Loss | None = None) -> torch.Tensor:
+    """Per-row losses (m,) of the network outputs: ``loss(outputs, y)`` when given (checked to return one
+    value per row), else :func:`influence.models.example_losses` (logistic / cross-entropy / mean token
+    cross-entropy)."""
+    if loss is None:
+        return example_losses(outputs, y)
+    out = loss(outputs, y)
+    m = outputs.shape[0]
+    if not isinstance(out, torch.Tensor) or out.shape != (m,):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"loss(outputs, y) must return one loss per row, shape ({m},) (use reduction='none'); "
+                         f"got {shape}")
+    return out
+
+
+def output_grad(outputs: torch.Tensor, y: torch.Tensor, loss: Loss | None = None) -> torch.Tensor:
+    """g_i = ∂ℓ_i/∂outputs_i per row, the shape of ``outputs``.
+
+    Default (``loss`` None): the closed forms of :mod:`influence.models` — σ(z) − y for one logit,
+    softmax(z) − onehot(y) for cross-entropy, (softmax − onehot)/T for the mean token cross-entropy of
+    (m, T, V) logits. With a user ``loss``: ``torch.autograd.grad`` of Σ_i ℓ_i w.r.t. a detached copy of the
+    outputs, exact because ℓ_i depends on row i only (one small backward through the loss alone, not
+    through the network).
+    """
+    if loss is None:
+        z = outputs.detach()
+        return sequence_logit_grad(z, y) if z.ndim == 3 else logit_grad(z, y)
+    z = outputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(row_losses_of(z, y, loss).sum(), z)
+    return g
 
 
 @dataclass
@@ -91,23 +133,23 @@ class LayerCapture:
 
 @dataclass
 class Capture:
-    """Result of :func:`capture`: per-layer captures (forward order), logits, row losses and
-    ``g`` = ∂ℓ/∂logits (closed form: σ(z) − y for one logit, softmax − onehot otherwise; computed on
-    first use from the logits and the labels ``y`` when not given)."""
+    """Result of :func:`capture`: per-layer captures (forward order), the network outputs (``logits``), row
+    losses and ``g`` = ∂ℓ/∂outputs (:func:`output_grad`: closed form for the built-in losses, autograd
+    through a user ``loss``; computed on first use from the outputs and the labels ``y`` when not given)."""
 
     layers: list[LayerCapture]
     logits: torch.Tensor
     losses: torch.Tensor
     _g: torch.Tensor | None = field(default=None, repr=False)
     y: torch.Tensor | None = field(default=None, repr=False)
+    loss: Loss | None = field(default=None, repr=False)
 
     @property
     def g(self) -> torch.Tensor:
         if self._g is None:
             if self.y is None:
                 raise ValueError("this capture has neither the logit gradient g nor the labels to compute it")
-            z = self.logits
-            self._g = sequence_logit_grad(z, self.y) if z.ndim == 3 else logit_grad(z, self.y)
+            self._g = output_grad(self.logits, self.y, self.loss)
         return self._g
 
     def nbytes(self) -> int:
@@ -243,9 +285,10 @@ def release_hooks(module: nn.Module) -> bool:
     return True
 
 
-def _recorded_pass(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: bool, keep_out: bool) -> tuple:
+def _recorded_pass(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: bool, keep_out: bool,
+                   loss: Loss | None = None) -> tuple:
     """Forward ``x`` through ``module`` with its (persistent) hooks recording (layer index, input, output if
-    ``keep_out``): (hooks, records, logits, row losses). Retried once with rebuilt hooks if a layer did
+    ``keep_out``): (hooks, records, outputs, row losses). Retried once with rebuilt hooks if a layer did
     not run exactly once (a changed module)."""
     for attempt in (0, 1):
         hk = _hooks(module, rebuild=attempt == 1)
@@ -254,7 +297,7 @@ def _recorded_pass(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: bo
         try:
             with torch.set_grad_enabled(grad):
                 z = module(x)
-                losses = example_losses(z, y)
+                losses = row_losses_of(z, y, loss)
         finally:
             hk.rec = None
         n = len(hk.layers)
@@ -265,19 +308,22 @@ def _recorded_pass(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: bo
 
 
 def capture(
-    module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backward: bool = True, keep_graph: bool = False
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, backward: bool = True, keep_graph: bool = False,
+    loss: Loss | None = None,
 ) -> Capture:
     """One forward (and, if ``backward``, one backward) pass over the rows ``x`` with hooks.
 
     Parameters
     ----------
-    module : network mapping (m, …) inputs to (m, n_out) logits, built from ``nn.Linear`` /
-        ``nn.Conv2d`` and row-wise operations.
+    module : network mapping (m, …) inputs to (m, …) outputs, built from ``nn.Linear`` / ``nn.Conv2d`` /
+        ``nn.Embedding`` / ``nn.LayerNorm`` and row-wise operations.
     x, y : rows (training batch and target batch concatenated by the caller) and labels.
     backward : also compute ``b`` = ∂ℓ_row/∂(layer output) for every layer (Ghost needs it, LAI does
         not). Uses ``torch.autograd.grad`` w.r.t. the layer outputs, so parameter ``.grad`` is unchanged.
     keep_graph : run the forward with autograd enabled and keep the graph, so that the caller can
         backpropagate a (weighted) loss of the training rows afterwards (``cap.losses`` carries it).
+    loss : per-row loss ``loss(outputs, y)`` → (m,) (``reduction="none"``); None = the built-in losses
+        (logistic / cross-entropy / mean token cross-entropy, :func:`row_losses_of`).
 
     Returns
     -------
@@ -289,7 +335,7 @@ def capture(
     capture), so a training loop pays no per-step hook registration or layer validation;
     :func:`release_hooks` removes them.
     """
-    hk, rec, z, losses = _recorded_pass(module, x, y, backward or keep_graph, backward)
+    hk, rec, z, losses = _recorded_pass(module, x, y, backward or keep_graph, backward, loss)
     caps = [LayerCapture(hk.layers[k][0], hk.layers[k][1], inp) for k, inp, _ in rec]
     if backward:
         grads = torch.autograd.grad(losses.sum(), [r[2] for r in rec], retain_graph=keep_graph)
@@ -298,11 +344,12 @@ def capture(
                 lc.b = gr.reshape(gr.shape[0], gr.shape[1], -1).transpose(1, 2)
             else:
                 lc.b = gr.reshape(gr.shape[0], -1, gr.shape[-1])
-    return Capture(caps, z.detach(), losses if keep_graph else losses.detach(), y=y)
+    return Capture(caps, z.detach(), losses if keep_graph else losses.detach(), y=y, loss=loss)
 
 
 def capture_split(
-    module: nn.Module, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor
+    module: nn.Module, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor, *,
+    loss: Loss | None = None,
 ) -> Capture:
     """Forward-only capture for LAI over [training batch; target batch] without autograd on the targets.
 
@@ -310,13 +357,12 @@ def capture_split(
     backpropagate the weighted batch loss for the update); the target rows run under ``no_grad`` (LAI only
     needs their layer inputs and logit gradients). Same result as ``capture(module, cat, backward=False)``.
     """
-    ct = capture(module, xb, yb, backward=False, keep_graph=True)
-    cv = capture(module, xv, yv, backward=False)
+    ct = capture(module, xb, yb, backward=False, keep_graph=True, loss=loss)
+    cv = capture(module, xv, yv, backward=False, loss=loss)
     layers = [LayerCapture(a.name, a.module, torch.cat([a.inp, b.inp])) for a, b in zip(ct.layers, cv.layers,
                                                                                          strict=True)]
     return Capture(layers, torch.cat([ct.logits, cv.logits]), torch.cat([ct.losses, cv.losses]),
-                   torch.cat([ct.g, cv.g]))
-
+                   torch.cat([ct.g, cv.g]), loss=loss)
 
 
 def layer_grads(lc: LayerCapture, rows: Any = None, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -368,7 +414,8 @@ def set_update_grads(
     ``denom`` defaults to ``n_train`` (batch mean, dropped samples still counted). Requires a capture with
     ``backward=True``; existing ``.grad`` is overwritten.
     """
-    w = cap.logits.new_ones(n_train) if weights is None else torch.as_tensor(weights).to(cap.logits)
+    z = cap.logits
+    w = z.new_ones(n_train) if weights is None else torch.as_tensor(weights, dtype=z.dtype, device=z.device)
     if w.shape != (n_train,):
         raise ValueError(f"weights must have shape ({n_train},), got {tuple(w.shape)}")
     denom = float(n_train if denom is None else denom)

@@ -42,8 +42,8 @@ import torch
 from torch import nn
 from torch.func import grad, vmap
 
-from influence.capture import Capture, LayerCapture, capture, layer_grads
-from influence.estimators.online import ghost_inner
+from influence.capture import Capture, LayerCapture, Loss, capture, layer_grads
+from influence.estimators.online import layer_pair_gram
 from influence.models import Model, logit_grad
 
 __all__ = ["GRAD_IMPLS", "GhostPairs", "GradKernel", "factor_dots", "factor_mean_grad", "ghost_sqnorms", "layer_dots",
@@ -138,15 +138,10 @@ def _layer_sqnorms(lc: LayerCapture) -> torch.Tensor:
 
 
 def _gram_term(cap: Capture, k: int, n: int, input_gram: torch.Tensor | None) -> torch.Tensor:
-    """⟨∇_{θ_l} ℓ_i, ∇_{θ_l} ℓ_t⟩ for rows i < n and t ≥ n of layer k, (n, m − n); ``input_gram``
-    (a Linear layer on the raw rows) replaces ⟨a_i, a_t⟩."""
-    lc = cap.layers[k]
-    ri, rj = slice(0, n), slice(n, None)
-    if not _linear_vectors(lc):  # convolutions, sequences, embeddings, LayerNorm: ghost_inner chooses its form
-        return ghost_inner(cap, ri, rj, layers=[k])
-    A = lc.a[ri, 0] @ lc.a[rj, 0].T if input_gram is None else input_gram
-    B = lc.b[ri, 0] @ lc.b[rj, 0].T
-    return torch.addcmul(B, A, B) if lc.has_bias else B.mul_(A)  # A ⊙ B (+ B, the bias term), one fused op
+    """⟨∇_{θ_l} ℓ_i, ∇_{θ_l} ℓ_t⟩ for rows i < n and t ≥ n of layer k, (n, m − n), by the per-layer kernel of
+    :func:`~influence.estimators.online.ghost_inner`; ``input_gram`` (a Linear layer on the raw rows)
+    replaces ⟨a_i, a_t⟩."""
+    return layer_pair_gram(cap.layers[k], slice(0, n), slice(n, None), input_gram=input_gram)
 
 
 def _theta_sq(module: nn.Module) -> torch.Tensor:
@@ -171,10 +166,11 @@ class GhostPairs:
         Linear layer instead of computing it.
     reuse : the object will be called at several parameter points, so the input Gram is counted as free
         when choosing a layer's form (False: one call, its cost counts).
+    loss : per-row loss ``loss(outputs, y)`` → (m,) of :func:`influence.capture.capture` (None: built-in).
     """
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, X2: torch.Tensor, y2: torch.Tensor, *, rows: int = 1024,
-                 input_gram: torch.Tensor | None = None, reuse: bool = True) -> None:
+                 input_gram: torch.Tensor | None = None, reuse: bool = True, loss: Loss | None = None) -> None:
         if int(rows) < 1:
             raise ValueError(f"rows per pass must be >= 1, got {rows}")
         if X.shape[0] != y.shape[0] or X2.shape[0] != y2.shape[0]:
@@ -187,7 +183,7 @@ class GhostPairs:
         if input_gram is not None and input_gram.shape != (X.shape[0], X2.shape[0]):
             raise ValueError(f"input_gram must have shape ({X.shape[0]}, {X2.shape[0]}), got "
                              f"{tuple(input_gram.shape)}")
-        self.n, self.n2, self.reuse = X.shape[0], X2.shape[0], bool(reuse)
+        self.n, self.n2, self.reuse, self.loss = X.shape[0], X2.shape[0], bool(reuse), loss
         self._given = input_gram
         self._passes: list[tuple[slice, torch.Tensor, torch.Tensor]] = []
         self._grams: dict[int, torch.Tensor] = {}
@@ -221,7 +217,7 @@ class GhostPairs:
 
     def _captures(self, module: nn.Module):
         for p, (sl, x, y) in enumerate(self._passes):
-            yield p, sl, x, capture(module, x, y)
+            yield p, sl, x, capture(module, x, y, loss=self.loss)
 
     def gram(self, module: nn.Module, *, l2: float = 0.0, l2_2: float = 0.0) -> torch.Tensor:
         """⟨∇f_i, ∇f'_t⟩ for every row i of X and t of X2 at the module's parameters, (n, n2).
@@ -253,13 +249,14 @@ class GhostPairs:
         then either ⟨∇_{θ_l} ℓ_i, G_l⟩ by associativity (cost n·L·k·o) or the ghost Gram times w (cost
         n·n2·L²·(k + o), no k with a cached input Gram), whichever is cheaper.
         """
-        w = torch.full((self.n2,), 1.0 / self.n2, dtype=torch.float64) if weights is None else torch.as_tensor(weights)
-        if w.shape != (self.n2,):
-            raise ValueError(f"weights must have shape ({self.n2},), got {tuple(w.shape)}")
+        if weights is not None and tuple(weights.shape) != (self.n2,):
+            raise ValueError(f"weights must have shape ({self.n2},), got {tuple(weights.shape)}")
         out = None
         for p, sl, x, cap in self._captures(module):
             n = sl.stop - sl.start
-            wd = w.to(cap.logits)
+            z = cap.logits
+            wd = z.new_full((self.n2,), 1.0 / self.n2) if weights is None else torch.as_tensor(
+                weights, dtype=z.dtype, device=z.device)
             val = cap.logits.new_zeros(n)
             for k, lc in enumerate(cap.layers):
                 ghost = self._ghost_cheaper(p, lc, x, n)
@@ -277,10 +274,10 @@ class GhostPairs:
 
 
 def ghost_sqnorms(module: nn.Module, X: torch.Tensor, y: torch.Tensor, *, l2: float = 0.0,
-                  rows: int = 1024) -> torch.Tensor:
+                  rows: int = 1024, loss: Loss | None = None) -> torch.Tensor:
     """‖∇f_i‖² per row of (X, y) at the module's parameters, (n,), with f = ℓ + (l2/2)‖θ‖²:
     Σ_l ‖∇_{θ_l} ℓ_i‖² (ghost diagonal or materialised per layer, whichever is cheaper) + 2·l2·⟨g_i, θ⟩ +
-    l2²‖θ‖². ``rows`` rows per hooked pass."""
+    l2²‖θ‖². ``rows`` rows per hooked pass; ``loss`` as :func:`influence.capture.capture`."""
     if int(rows) < 1:
         raise ValueError(f"rows per pass must be >= 1, got {rows}")
     if X.shape[0] != y.shape[0]:
@@ -288,7 +285,7 @@ def ghost_sqnorms(module: nn.Module, X: torch.Tensor, y: torch.Tensor, *, l2: fl
     out = None
     for s in range(0, X.shape[0], int(rows)):
         sl = slice(s, min(s + int(rows), X.shape[0]))
-        cap = capture(module, X[sl], y[sl])
+        cap = capture(module, X[sl], y[sl], loss=loss)
         sq = sum(_layer_sqnorms(lc) for lc in cap.layers)
         if l2:
             sq = sq + 2 * l2 * param_dots(cap, slice(None)) + l2**2 * _theta_sq(module)

@@ -130,3 +130,18 @@ def test_e3_task_returns_curves_table_and_lai_ghost_agreement(tiny_multiclass):
     assert "noisy_dropped_fraction" in res["table"]["lai"]
     with pytest.raises(ValueError, match="unknown policy"):
         run_e3("synthetic", policies=("nope",), splits=splits)
+
+
+@pytest.mark.parametrize("policy", ["lai", "lai_last_layer", "ghost"])
+def test_self_influence_policies_score_the_batch_against_itself(problem, policy):
+    """Curator runs curated_step (no update) on model.to_module(θ_t): with self_influence the batch is its own
+    target (i included), as the independent functional scores say."""
+    model, (X, y), (Xt, yt), sched, mask = problem
+    traj = curate(model, model.init(0), (X, y), (Xt, yt), sched, policy, self_influence=True, warmup_epochs=0)
+    n_dropped = 0
+    for t, S in enumerate(sched.batches()):
+        th = traj.thetas[t]
+        keep = _direct_scores(model, th, X[S], y[S], X[S], y[S], policy) >= 0
+        assert sorted(traj.logs[t]["dropped"]) == sorted(S[~keep.numpy()].tolist())
+        n_dropped += int((~keep).sum())
+    assert n_dropped > 0  # the weights were exercised

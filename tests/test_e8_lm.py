@@ -111,6 +111,51 @@ def test_shapley_arguments_are_checked():
         exact_step_shapley(m, xb[:1], yb[:1], xv, yv, 0.1)
 
 
+def _step_shapley_before_the_merge(model, theta, xb, yb, xv, yv, lr, *, l2=0.0, n_perm=400, seed=0, chunk=16):
+    """influence.bounds.lai.step_shapley as it was written for the layered Model before it became a call of
+    influence.shapley.step_shapley_module (kept here as the reference the merge must reproduce)."""
+    from torch.func import grad, vmap
+
+    B = xb.shape[0]
+    rng = np.random.default_rng(seed)
+
+    def f(th, xi, yi):
+        return model.losses(th, xi[None], yi[None])[0]
+
+    G = vmap(grad(f), in_dims=(None, 0, 0))(theta, xb, yb) + l2 * theta
+    base = model.loss(theta, xv, yv)
+    half = max(1, n_perm // 2)
+    perms = [rng.permutation(B) for _ in range(half)]
+    perms = np.array(perms + [p[::-1] for p in perms])
+    loss_v = vmap(lambda th: model.loss(th, xv, yv))
+    marg = np.zeros((len(perms), B))
+    for s in range(0, len(perms), chunk):
+        P = torch.as_tensor(perms[s : s + chunk])
+        U = base - loss_v((theta - torch.cumsum(G[P], dim=1) * (lr / B)).reshape(-1, theta.shape[0])).reshape(P.shape)
+        prev = torch.cat([torch.zeros_like(U[:, :1]), U[:, :-1]], 1)
+        marg[s + np.arange(P.shape[0])[:, None], P.numpy()] = (U - prev).detach().numpy()
+    return marg.mean(0), marg.std(0, ddof=1) / np.sqrt(len(perms))
+
+
+@pytest.mark.parametrize("kind", ["logreg", "mlp"])
+@pytest.mark.parametrize("n_perm", [7, 40])
+def test_layered_model_step_shapley_is_the_module_game_to_rounding(kind, n_perm):
+    """One implementation of the one-step game: bounds.lai.step_shapley (a layered Model, L2 term, antithetic
+    permutations) = its pre-merge functional implementation, values and standard errors to float64 rounding."""
+    from influence.bounds.lai import step_shapley
+    from influence.models import logistic_regression, mlp
+
+    g = torch.Generator().manual_seed(4)
+    model = mlp(3, (4,), 3) if kind == "mlp" else logistic_regression(3, 3)
+    theta = model.init(2)
+    xb, yb = torch.randn(6, 3, generator=g, dtype=D), torch.randint(0, 3, (6,), generator=g)
+    xv, yv = torch.randn(8, 3, generator=g, dtype=D), torch.randint(0, 3, (8,), generator=g)
+    ref, ref_se = _step_shapley_before_the_merge(model, theta, xb, yb, xv, yv, 0.7, l2=0.01, n_perm=n_perm, seed=3)
+    got, se = step_shapley(model, theta, xb, yb, xv, yv, 0.7, l2=0.01, n_perm=n_perm, seed=3)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(se, ref_se, rtol=1e-9, atol=1e-15)
+
+
 def test_lm_step_shapley_end_to_end():
     data = easy_data(n_train=32)
     out = lm_step_shapley(data, seed=0, noise_rate=0.25, **{**TINY, "warmup_epochs": 0.0}, n_steps=2,

@@ -420,3 +420,101 @@ def test_capture_logit_gradient_is_computed_on_demand():
     assert cap._g is None
     torch.testing.assert_close(cap.g, torch.softmax(cap.logits, -1) - torch.nn.functional.one_hot(y, 3).double())
     assert cap._g is not None
+
+
+# ---------------------------------------------------------------------------------------------- any per-row loss
+def _gelu_ln_mlp(dtype: torch.dtype, n_out: int) -> torch.nn.Module:
+    torch.manual_seed(31)
+    return torch.nn.Sequential(torch.nn.Linear(5, 6, dtype=dtype), torch.nn.LayerNorm(6, dtype=dtype),
+                               torch.nn.GELU(), torch.nn.Linear(6, n_out, dtype=dtype))
+
+
+def test_user_loss_output_gradient_by_autograd_equals_the_closed_form():
+    """g = ∂ℓ_i/∂outputs by autograd through a user loss = the closed forms of the built-in losses (1e-10)."""
+    from influence.capture import output_grad
+    from influence.models import example_losses
+
+    g = torch.Generator().manual_seed(41)
+    D = torch.float64
+    cases = [(torch.randn(9, 1, generator=g, dtype=D), torch.randint(0, 2, (9,), generator=g)),  # logistic
+             (torch.randn(9, 4, generator=g, dtype=D), torch.randint(0, 4, (9,), generator=g)),  # cross-entropy
+             (torch.randn(9, 5, 7, generator=g, dtype=D), torch.randint(0, 7, (9, 5), generator=g))]  # tokens
+    for z, y in cases:
+        torch.testing.assert_close(output_grad(z, y, loss=example_losses), output_grad(z, y), rtol=1e-10, atol=1e-12)
+    z, y = cases[1]
+    ce = torch.nn.CrossEntropyLoss(reduction="none")
+    torch.testing.assert_close(output_grad(z, y, loss=ce), output_grad(z, y), rtol=1e-10, atol=1e-12)
+    # through a capture: the same g, scores and output gradients b with either loss
+    module, x, yy = _fast_cases(D)[1][1:]
+    a, b = capture(module, x, yy), capture(module, x, yy, loss=ce)
+    torch.testing.assert_close(b.g, a.g, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(b.losses, a.losses, rtol=1e-12, atol=0)
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        torch.testing.assert_close(lb.b, la.b, rtol=1e-10, atol=1e-13)
+    for method in ("lai", "ghost"):
+        torch.testing.assert_close(batch_scores(b, 6, method), batch_scores(a, 6, method), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scores_with_a_user_regression_loss_equal_explicit_per_sample_gradients(dtype):
+    """A GELU + LayerNorm MLP with a per-row (weighted) squared error: Ghost pairs, Ghost scores and update, LAI's
+    exact last layer and the output gradient g all equal their definitions from vmap(grad) of the same loss."""
+    g = torch.Generator().manual_seed(42)
+    module = _gelu_ln_mlp(dtype, 2)
+    x = torch.randn(11, 5, generator=g, dtype=dtype)
+    y = torch.randn(11, 2, generator=g, dtype=dtype)
+
+    def mse(out, t):
+        return ((out - t) ** 2 * torch.tensor([1.0, 3.0], dtype=out.dtype, device=out.device)).sum(1) / 2
+
+    params = {k: v.detach() for k, v in module.named_parameters()}
+
+    def grads(names):
+        def f(p, xi, yi):
+            return mse(functional_call(module, {**params, **p}, (xi[None],)), yi[None]).sum()
+
+        gr = vmap(grad(f), in_dims=(None, 0, 0))({k: params[k] for k in names}, x, y)
+        return torch.cat([gr[k].reshape(x.shape[0], -1) for k in names], 1)
+
+    G = grads(list(params))
+    cap = capture(module, x, y, loss=mse)
+    torch.testing.assert_close(ghost_inner(cap), G @ G.T, **TOL[dtype])
+    gs = GhostStep(cap, 7)
+    torch.testing.assert_close(gs.scores, G[:7] @ G[7:].mean(0), **TOL[dtype])
+    torch.testing.assert_close(batch_scores(cap, 7, "ghost"), gs.scores, **TOL[dtype])
+    Gl = grads(["3.weight", "3.bias"])
+    torch.testing.assert_close(lai_inner(capture(module, x, y, backward=False, loss=mse), last_layer_only=True),
+                               Gl @ Gl.T, **TOL[dtype])
+    z = module(x).detach()
+    torch.testing.assert_close(cap.g, (z - y) * torch.tensor([1.0, 3.0], dtype=dtype), **TOL[dtype])
+    w = torch.tensor([1, 0, 1, 1, 0, 1, 1], dtype=dtype)
+    gs.set_update_grads(w)
+    got = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+    (mse(module(x[:7]), y[:7]) * w).sum().div(7).backward()
+    for p, r in zip(module.parameters(), got, strict=True):
+        torch.testing.assert_close(r, p.grad, **TOL[dtype])
+
+
+def test_a_loss_must_return_one_value_per_row():
+    module, x, y = _fast_cases(torch.float64)[1][1:]
+    for bad in (lambda z, t: torch.nn.functional.cross_entropy(z, t), lambda z, t: z):
+        with pytest.raises(ValueError, match="one loss per row"):
+            capture(module, x, y, loss=bad)
+
+
+def test_ghost_scores_on_a_subset_of_layers_and_no_partial_update():
+    """batch_scores(..., 'ghost', layers=...) is GhostStep on those layers: the explicit products of their
+    parameters; such a step refuses to write an update."""
+    module, x, y = _fast_cases(torch.float64)[2][1:]  # SmallCNN
+    cap = capture(module, x, y)
+    names = [k for k, _ in module.named_parameters()]
+    for which, pnames in (([0], names[:2]), ([-1], names[-2:])):
+        G = explicit_grads(module, x, y, pnames)
+        torch.testing.assert_close(batch_scores(cap, 6, "ghost", layers=which), G[:6] @ G[6:].mean(0),
+                                   rtol=1e-10, atol=1e-12)
+    G = explicit_grads(module, x, y, names[-2:])
+    torch.testing.assert_close(batch_scores(cap, 6, "ghost", last_layer_only=True), G[:6] @ G[6:].mean(0),
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="subset of the layers"):
+        GhostStep(cap, 6, layers=[0]).set_update_grads()

@@ -283,3 +283,41 @@ def test_lai_scores_from_split_captures_on_transformers(module):
     assert torch.allclose(lai_scores(ct), M[:4, :4].mean(1), rtol=1e-12, atol=1e-15)
     Mt = M[:4, :4]
     assert torch.allclose(lai_scores(ct, exclude_self=True), (Mt.sum(1) - Mt.diagonal()) / 3, rtol=1e-12, atol=1e-15)
+
+
+def test_user_token_loss_on_a_language_model():
+    """A per-sequence loss the built-ins do not have (later tokens weigh more): exact Ghost equals its
+    per-sample gradients, the Ghost step's update its weighted backward, and LAI's output gradient g is the
+    autograd gradient of that loss w.r.t. the logits."""
+    from influence.estimators.online import GhostStep
+
+    module = MODELS[0]
+    x, y = lm_batch()
+    wt = torch.arange(1, T + 1, dtype=D) / T
+
+    def late(z, t):
+        tok = torch.nn.functional.cross_entropy(z.transpose(1, 2), t, reduction="none")
+        return (tok * wt).sum(1) / wt.sum()
+
+    params = {k: v.detach() for k, v in module.named_parameters()}
+
+    def f(p, xi, yi):
+        return late(functional_call(module, p, (xi[None],)), yi[None])[0]
+
+    gr = vmap(grad(f), in_dims=(None, 0, 0))(params, x, y)
+    G = torch.cat([gr[k].reshape(x.shape[0], -1) for k in params], 1)
+    cap = capture(module, x, y, loss=late)
+    assert torch.allclose(ghost_inner(cap), G @ G.T, rtol=1e-10, atol=1e-14)
+    gs = GhostStep(cap, 4)
+    assert torch.allclose(gs.scores, G[:4] @ G[4:].mean(0), rtol=1e-10, atol=1e-14)
+    w = torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=D)
+    gs.set_update_grads(w)
+    got = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+    (late(module(x[:4]), y[:4]) * w).sum().div(4).backward()
+    for p, r in zip(module.parameters(), got, strict=True):
+        assert torch.allclose(r, p.grad, rtol=1e-10, atol=1e-14)
+    module.zero_grad()
+    z = module(x).detach()
+    ref = (torch.softmax(z, -1) - torch.nn.functional.one_hot(y, z.shape[-1]).to(D)) * (wt / wt.sum())[:, None]
+    assert torch.allclose(capture(module, x, y, backward=False, loss=late).g, ref, rtol=1e-10, atol=1e-14)

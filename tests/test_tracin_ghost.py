@@ -291,3 +291,27 @@ def test_tracin_fast_and_per_sample_forms_equal_the_reference(run, include_l2):
         tracin(traj, train_data, target, impl="fast", per_target=True)
     with pytest.raises(ValueError, match="ideal"):
         tracin(traj, train_data, target, impl="per_sample", checkpoints="ideal")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "tinygpt"])
+def test_ghost_pairs_and_sqnorms_with_a_user_loss(kind):
+    """GhostPairs / ghost_sqnorms take any per-row loss: a weighted one equals its per-sample-gradient products
+    (the pair kernel is the one ghost_inner uses)."""
+    module, X, y, X2, y2 = _case(kind)
+
+    def weighted(z, t):  # a per-row loss the built-ins do not have: rows weighted by their label
+        return example_losses(z, t) * (1.0 + (t if t.ndim == 1 else t[:, 0]).to(z.dtype) / 10)
+
+    params = list(module.parameters())
+
+    def grads(A, b):
+        rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(weighted(module(A[i : i + 1]),
+                                                                               b[i : i + 1])[0], params)])
+                for i in range(A.shape[0])]
+        return torch.stack(rows).detach()
+
+    G, G2 = grads(X, y), grads(X2, y2)
+    gp = GhostPairs(X, y, X2, y2, rows=7, loss=weighted)
+    _close(gp.gram(module), G @ G2.T)
+    _close(gp.mean_dots(module), G @ G2.mean(0))
+    _close(ghost_sqnorms(module, X, y, rows=5, loss=weighted), (G * G).sum(1))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import grad, jacrev, vmap
+from torch.func import jacrev, vmap
 
 from influence.bounds import Check
 from influence.capture import capture
@@ -31,6 +31,7 @@ from influence.data import as_tensors
 from influence.estimators.online import _bias_count, batch_scores, ghost_flat_inner, ghost_inner, lai_inner
 from influence.metrics import pearson, spearman
 from influence.models import Model
+from influence.shapley import step_shapley_module
 from influence.train import Trajectory
 
 __all__ = ["lai_ghost_gap", "check_lai_bound", "check_lai_bound_over_training", "step_shapley",
@@ -326,32 +327,15 @@ def step_shapley(model: Model, theta: torch.Tensor, xb: torch.Tensor, yb: torch.
     """Monte-Carlo permutation Shapley values of the one-step target-loss reduction.
 
     U(S) = L_V(θ) − L_V(θ − (η/|B|) Σ_{i∈S} ∇f_i(θ)), f_i = ℓ_i + (α/2)‖θ‖² (denominator |B| as in
-    curation). ``n_perm`` random permutations (antithetic pairs), marginal contributions vectorised with
-    ``vmap``. Returns (values (|B|,), standard errors (|B|,)).
+    curation). ``n_perm`` random permutations (antithetic pairs: ``max(1, n_perm // 2)`` of them), evaluated
+    ``chunk`` permutations' prefixes per vmapped call, by :func:`influence.shapley.step_shapley_module` on
+    ``model.to_module(θ)`` (the one implementation of the game). Returns (values (|B|,), standard errors
+    (|B|,): std over the permutations / √n).
     """
-    B = xb.shape[0]
-    rng = np.random.default_rng(seed)
-
-    def f(th: torch.Tensor, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        return model.losses(th, xi[None], yi[None])[0]
-
-    G = vmap(grad(f), in_dims=(None, 0, 0))(theta, xb, yb) + l2 * theta  # (B, p)
-    base = model.loss(theta, xv, yv)
-    half = max(1, n_perm // 2)
-    perms = [rng.permutation(B) for _ in range(half)]
-    perms = np.array(perms + [p[::-1] for p in perms])
-    loss_v = vmap(lambda th: model.loss(th, xv, yv))
-    marg = np.zeros((len(perms), B))
-    for s in range(0, len(perms), chunk):
-        P = torch.as_tensor(perms[s : s + chunk])
-        steps = torch.cumsum(G[P], dim=1) * (lr / B)  # (c, B, p): prefix sums
-        Ls = loss_v((theta - steps).reshape(-1, theta.shape[0])).reshape(P.shape)
-        U = base - Ls  # utility of each prefix
-        prev = torch.cat([torch.zeros_like(U[:, :1]), U[:, :-1]], 1)
-        contrib = (U - prev).detach().numpy()
-        rows = np.arange(P.shape[0])[:, None]
-        marg[s + rows, P.numpy()] = contrib
-    return marg.mean(0), marg.std(0, ddof=1) / np.sqrt(len(perms))
+    module = model.to_module(theta).to(theta.device)
+    res = step_shapley_module(module, xb, yb, xv, yv, float(lr), n_perm=2 * max(1, int(n_perm) // 2), seed=seed,
+                              chunk=max(1, int(chunk) * (xb.shape[0] - 1)), l2=float(l2))
+    return res["values"], res["se_permutations"]
 
 
 def check_lai_shapley(traj: Trajectory, train_data: Any, target_data: Any, *, n_steps: int = 8,

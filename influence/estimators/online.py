@@ -6,16 +6,19 @@ already produces, without per-sample gradients:
 
 * :func:`influence.capture.capture` runs the pass with hooks (layer inputs and, for Ghost, the per-row
   gradients of the loss w.r.t. each layer's output).
-* :func:`ghost_inner` / :func:`lai_inner` turn a capture into per-pair (per-layer) inner products.
-* :func:`batch_scores` is the reference per-step score; :func:`lai_scores` (from separate captures of the
-  training and target rows) and :class:`GhostStep` (scores and the curated update from one capture)
-  are the fast paths online curation runs (:func:`influence.curation.curated_step`), equal to it.
+* :func:`ghost_inner` / :func:`lai_inner` turn a capture into per-pair (per-layer) inner products (one
+  per-layer pair kernel, :func:`layer_pair_gram`, also behind :class:`influence.ghost.GhostPairs`).
+* :func:`batch_scores` is the per-step score of the rows of one capture; its Ghost form is
+  :class:`GhostStep` (scores and the curated update from the same pieces), its LAI form the kernel of
+  :func:`lai_scores` (from separate captures of the training and target rows). Online curation
+  (:func:`influence.curation.curated_step`) runs these two.
 * :func:`in_run_ghost`, :func:`in_run_lai` (registered as ``"ghost"``, ``"lai"`` and
   ``"lai_last_layer"``) replay a recorded :class:`~influence.train.Trajectory` and accumulate the
   per-step scores over the whole run, so they can be compared with trajectory LOO.
 
 Rows of one pass must not interact (no BatchNorm in training mode): the per-row output gradients are
-obtained from the gradient of the *sum* of the row losses.
+obtained from the gradient of the *sum* of the row losses. The row loss is the capture's: the built-in
+losses by default, or any per-row ``loss(outputs, y)`` given to :func:`influence.capture.capture`.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ from torch import nn
 
 from influence.capture import Capture, LayerCapture, capture, layer_grads
 from influence.data import as_tensors
-from influence.estimators import register
+from influence.estimators import prepare, register
 from influence.train import Trajectory
 
 __all__ = [
     "ghost_inner",
+    "layer_pair_gram",
     "ghost_flat_inner",
     "lai_inner",
     "batch_scores",
@@ -53,12 +57,13 @@ _IN_RUN = ("in_run_: the function accumulates the per-step score over a recorded
 
 
 # ---------------------------------------------------------------------------------------------- inner products
-def _rows(rows: Any, m: int) -> torch.Tensor | slice:
+def _rows(rows: Any, m: int, device: torch.device | None = None) -> torch.Tensor | slice:
     if rows is None:
         return slice(None)
     if isinstance(rows, slice):
         return rows
-    r = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    r = (rows.to(device=device, dtype=torch.long) if isinstance(rows, torch.Tensor)
+         else torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device))
     if r.numel() and (r.min() < 0 or r.max() >= m):
         raise ValueError(f"row indices must lie in [0, {m}), got range [{int(r.min())}, {int(r.max())}]")
     return r
@@ -168,41 +173,50 @@ def ghost_inner(
     if conv_method not in ("auto", "ghost", "explicit"):
         raise ValueError(f"conv_method must be 'auto', 'ghost' or 'explicit', got {conv_method!r}")
     m = cap.logits.shape[0]
-    ri, rj = _rows(rows_i, m), _rows(rows_j, m)
-    out = []
-    for k in _pick(cap.layers, layers, last_layer_only):
-        lc = cap.layers[k]
-        if lc.b is None:
-            raise ValueError("ghost_inner needs a capture with backward=True")
-        if isinstance(lc.module, nn.Embedding):
-            out.append(_embedding_ghost(lc, ri, rj))
-            continue
-        if not lc.is_weight_layer:  # LayerNorm: 2d parameters, explicit per-row gradients
-            out.append(_explicit_pairs(lc, ri, rj, bias))
-            continue
-        ai, aj, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
-        L = ai.shape[1]
-        if L == 1:
-            val = (ai[:, 0] @ aj[:, 0].T) * (bi[:, 0] @ bj[:, 0].T)
-        else:
-            mi, mj, kk, o = ai.shape[0], aj.shape[0], ai.shape[2], bi.shape[2]
-            explicit_cost = (mi + mj) * L * o * kk + mi * mj * o * kk
-            ghost_cost = mi * mj * L * L * (kk + o)
-            use_explicit = conv_method == "explicit" or (conv_method == "auto" and explicit_cost < ghost_cost)
-            if use_explicit:
-                gi = torch.einsum("nlo,nlk->nok", bi, ai).reshape(mi, -1)
-                gj = torch.einsum("nlo,nlk->nok", bj, aj).reshape(mj, -1)
-                val = gi @ gj.T
-            else:
-                val = torch.stack([
-                    (torch.einsum("lk,jsk->jls", ai[r], aj) * torch.einsum("lo,jso->jls", bi[r], bj)).sum((1, 2))
-                    for r in range(mi)
-                ]) if mi else ai.new_zeros(0, mj)
-        if bias and lc.has_bias:
-            val = val + bi.sum(1) @ bj.sum(1).T
-        out.append(val)
-    res = torch.stack(out)
+    ri, rj = _rows(rows_i, m, cap.logits.device), _rows(rows_j, m, cap.logits.device)
+    res = torch.stack([layer_pair_gram(cap.layers[k], ri, rj, bias=bias, conv_method=conv_method)
+                       for k in _pick(cap.layers, layers, last_layer_only)])
     return res if per_layer else res.sum(0)
+
+
+def layer_pair_gram(lc: LayerCapture, ri: Any, rj: Any, *, bias: bool = True, conv_method: str = "auto",
+                    input_gram: torch.Tensor | None = None) -> torch.Tensor:
+    """⟨∇_{θ_l} ℓ_i, ∇_{θ_l} ℓ_j⟩ of one hooked layer for rows ``ri`` × ``rj`` of its capture, (|i|, |j|): the
+    one per-layer pair kernel of :func:`ghost_inner` and of :class:`influence.ghost.GhostPairs`.
+
+    Linear on vectors (L = 1): (⟨a_i, a_j⟩ + 1[bias]) ⟨b_i, b_j⟩ (``input_gram`` replaces ⟨a_i, a_j⟩ when given,
+    e.g. a cached Gram of the raw rows); L > 1: the L × L ghost form or the explicit per-row weight gradients
+    (``conv_method``); Embedding: index matching; LayerNorm: explicit per-row gradients.
+    """
+    if lc.b is None:
+        raise ValueError("ghost_inner needs a capture with backward=True")
+    if isinstance(lc.module, nn.Embedding):
+        return _embedding_ghost(lc, ri, rj)
+    if not lc.is_weight_layer:  # LayerNorm: 2d parameters, explicit per-row gradients
+        return _explicit_pairs(lc, ri, rj, bias)
+    ai, aj, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
+    L = ai.shape[1]
+    if L == 1:
+        A = ai[:, 0] @ aj[:, 0].T if input_gram is None else input_gram
+        B = bi[:, 0] @ bj[:, 0].T
+        # A ⊙ B, plus the bias term ⟨b_i, b_j⟩ = B itself: one fused op
+        return torch.addcmul(B, A, B) if bias and lc.has_bias else B.mul_(A)
+    mi, mj, kk, o = ai.shape[0], aj.shape[0], ai.shape[2], bi.shape[2]
+    explicit_cost = (mi + mj) * L * o * kk + mi * mj * o * kk
+    ghost_cost = mi * mj * L * L * (kk + o)
+    use_explicit = conv_method == "explicit" or (conv_method == "auto" and explicit_cost < ghost_cost)
+    if use_explicit:
+        gi = torch.einsum("nlo,nlk->nok", bi, ai).reshape(mi, -1)
+        gj = torch.einsum("nlo,nlk->nok", bj, aj).reshape(mj, -1)
+        val = gi @ gj.T
+    else:
+        val = torch.stack([
+            (torch.einsum("lk,jsk->jls", ai[r], aj) * torch.einsum("lo,jso->jls", bi[r], bj)).sum((1, 2))
+            for r in range(mi)
+        ]) if mi else ai.new_zeros(0, mj)
+    if bias and lc.has_bias:
+        val = val + bi.sum(1) @ bj.sum(1).T
+    return val
 
 
 def lai_inner(
@@ -231,7 +245,7 @@ def lai_inner(
     Yang, Huang, Liu (2025), layer-aware influence (LAI) for online data selection.
     """
     m = cap.logits.shape[0]
-    ri, rj = _rows(rows_i, m), _rows(rows_j, m)
+    ri, rj = _rows(rows_i, m, cap.logits.device), _rows(rows_j, m, cap.logits.device)
     G = _flat(cap.g[ri]) @ _flat(cap.g[rj]).T
     return _flat_products(cap, ri, rj, layers, last_layer_only, bias, per_layer, lambda lc: G)
 
@@ -281,7 +295,7 @@ def ghost_flat_inner(
     it equals :func:`ghost_inner` on Linear layers. Embeddings and LayerNorms are not included.
     """
     m = cap.logits.shape[0]
-    ri, rj = _rows(rows_i, m), _rows(rows_j, m)
+    ri, rj = _rows(rows_i, m, cap.logits.device), _rows(rows_j, m, cap.logits.device)
 
     def out_gram(lc: LayerCapture) -> torch.Tensor:
         if lc.b is None:
@@ -327,7 +341,8 @@ def batch_scores(
             raise ValueError("the capture holds no target rows; pass targets or use self_influence=True")
         rows_j = slice(n_train, m)
     if method == "ghost":
-        return _ghost_mean(cap, rows_i, rows_j, _pick(cap.layers, layers, last_layer_only), bias)
+        return GhostStep(cap, n_train, self_influence=self_influence, bias=bias, layers=layers,
+                         last_layer_only=last_layer_only).scores
     if method == "ghost_flat":
         return ghost_flat_inner(cap, rows_i, rows_j, layers=layers, last_layer_only=last_layer_only,
                                 bias=bias).mean(1)
@@ -386,41 +401,6 @@ def lai_scores(
     return _lai_mean(a_i, a_j, train.g, g_j, n_bias, exclude_self)
 
 
-def _ghost_mean(cap: Capture, ri: slice, rj: slice, which: list[int], bias: bool) -> torch.Tensor:
-    """mean_j ⟨∇ℓ_i, ∇ℓ_j⟩ per training row i. Linear layers (L = 1): pair form mean_j ⟨a_i,a_j⟩⟨b_i,b_j⟩;
-    layers with L > 1 (convolutions): contraction with the mean target gradient Ḡ = mean_j b_jᵀ a_j,
-    score_i = Σ_s b_i[s]ᵀ Ḡ a_i[s], which never forms per-sample gradients."""
-    out = None
-    for k in which:
-        lc = cap.layers[k]
-        if lc.b is None:
-            raise ValueError("Ghost scores need a capture with backward=True")
-        if not lc.is_weight_layer:  # embedding / LayerNorm: contract with the mean target gradient
-            mj = lc.b[rj].shape[0]
-            gbar = layer_grads(lc, rj, lc.b.new_full((mj,), 1.0 / mj))
-            if isinstance(lc.module, nn.Embedding):
-                table = gbar.reshape(lc.module.weight.shape)
-                val = (lc.b[ri] * table[lc.a[ri].long()]).sum((1, 2))
-            else:
-                gi = layer_grads(lc, ri)
-                if lc.has_bias and not bias:
-                    nw = lc.module.weight.numel()
-                    gi, gbar = gi[:, :nw], gbar[:nw]
-                val = gi @ gbar
-            out = val if out is None else out + val
-            continue
-        ai, aj, bi, bj = lc.a[ri], lc.a[rj], lc.b[ri], lc.b[rj]
-        if ai.shape[1] == 1:
-            val = ((ai[:, 0] @ aj[:, 0].T) * (bi[:, 0] @ bj[:, 0].T)).mean(1)
-        else:
-            Gbar = torch.einsum("jso,jsk->ok", bj, aj) / bj.shape[0]
-            val = ((bi @ Gbar) * ai).sum((1, 2))
-        if bias and lc.has_bias:
-            val = val + bi.sum(1) @ bj.sum(1).mean(0)
-        out = val if out is None else out + val
-    return out
-
-
 class GhostStep:
     """Ghost scores of the training rows of one capture and the curated update from the same pieces: the
     fast path of online curation (one forward + one backward per step, no per-step Python set-up).
@@ -442,6 +422,9 @@ class GhostStep:
     * Embedding and LayerNorm: contraction with Ḡ (index matching) / explicit per-row gradients (small).
 
     ``bias`` (scores only; the update always includes every parameter): include the bias gradients.
+    ``layers`` / ``last_layer_only`` (as :func:`ghost_inner`): score with these layers only; such a step
+    has no update (:meth:`set_update_grads` raises). :func:`batch_scores` with ``method='ghost'`` is this
+    class's ``scores``: the one implementation of the mean-target Ghost score.
 
     References
     ----------
@@ -449,7 +432,8 @@ class GhostStep:
     """
 
     def __init__(self, cap: Capture, n_train: int, *, self_influence: bool = False, bias: bool = True,
-                 max_per_sample_bytes: int = 2**27, linear_form: str = "auto") -> None:
+                 max_per_sample_bytes: int = 2**27, linear_form: str = "auto", layers: Any = None,
+                 last_layer_only: bool = False) -> None:
         if linear_form not in ("auto", "pair", "contract"):
             raise ValueError(f"linear_form must be 'auto', 'pair' or 'contract', got {linear_form!r}")
         m = cap.logits.shape[0]
@@ -462,8 +446,10 @@ class GhostStep:
         self.max_bytes, self.linear_form = int(max_per_sample_bytes), linear_form
         self.nbytes = 0  # bytes of the per-sample gradients held for the update
         self._update: list[tuple[LayerCapture, Any]] = []
+        which = _pick(cap.layers, layers, last_layer_only)
+        self.partial = len(which) != len(cap.layers)
         s = None
-        for lc in cap.layers:
+        for lc in (cap.layers[k] for k in which):
             if lc.b is None:
                 raise ValueError("Ghost scores need a capture with backward=True")
             v = self._layer(lc)
@@ -570,8 +556,10 @@ class GhostStep:
     def set_update_grads(self, weights: torch.Tensor | None = None, denom: float | None = None) -> None:
         """Write ∇_θ Σ_{i<n_train} w_i ℓ_i / denom (default denom = n_train) into ``.grad`` of every hooked
         layer's parameters (overwriting), from the pieces the scores used."""
-        n = self.n
-        w = self.cap.logits.new_ones(n) if weights is None else torch.as_tensor(weights).to(self.cap.logits)
+        if self.partial:
+            raise ValueError("this GhostStep scored a subset of the layers; the update needs all of them")
+        n, z = self.n, self.cap.logits
+        w = z.new_ones(n) if weights is None else torch.as_tensor(weights, dtype=z.dtype, device=z.device)
         if w.shape != (n,):
             raise ValueError(f"weights must have shape ({n},), got {tuple(w.shape)}")
         wd = w / float(n if denom is None else denom)
@@ -621,15 +609,8 @@ def _in_run(
     l2_term: bool,
     batch_mean: bool,
 ) -> np.ndarray:
-    if traj is None:
-        raise ValueError(f"in-run {method} needs a recorded trajectory (got traj=None)")
-    T = traj.n_steps
-    if traj.thetas.ndim != 2 or len(traj.steps) != T + 1 or not np.array_equal(traj.steps, np.arange(T + 1)):
-        raise ValueError("in-run scores need a single run recorded at every step (train(..., record='all'))")
+    X, y = prepare(f"in-run {method}", traj, train_data, need_all_steps=True)[:2]
     dtype = traj.thetas.dtype
-    X, y = as_tensors(train_data, dtype)
-    if X.shape[0] != traj.schedule.n:
-        raise ValueError(f"train_data has {X.shape[0]} samples, the trajectory was trained on {traj.schedule.n}")
     if self_influence:
         Xt = yt = None
     else:
@@ -651,7 +632,7 @@ def _in_run(
             if target_size is None or target_size >= Xt.shape[0]:
                 V = slice(None)
             else:
-                V = torch.as_tensor(rng.choice(Xt.shape[0], size=target_size, replace=False))
+                V = torch.as_tensor(rng.choice(Xt.shape[0], size=target_size, replace=False), device=Xt.device)
             xc, yc = torch.cat([X[S], Xt[V]]), torch.cat([y[S], yt[V]])
         cap = capture(module, xc, yc, backward=(method == "ghost"))
         s = batch_scores(cap, len(S), method, self_influence=self_influence, layers=layers,
@@ -659,13 +640,10 @@ def _in_run(
         if l2_term and traj.l2 > 0:
             # ⟨α θ_t, ∇L_V(θ_t)⟩, the L2 part of ∇f_i (the same for every member of the batch)
             rows = slice(0, len(S)) if self_influence else slice(len(S), None)
-            gL = []
-            for lc in cap.layers:
-                b, a = lc.b[rows], lc.a[rows]
-                gL.append(torch.einsum("nlo,nlk->ok", b, a).reshape(-1) / b.shape[0])
-                if lc.has_bias:
-                    gL.append(b.sum((0, 1)) / b.shape[0])
-            s = s + traj.l2 * torch.dot(traj.thetas[t], torch.cat(gL))
+            mv = cap.logits[rows].shape[0]
+            w = cap.logits.new_full((mv,), 1.0 / mv)
+            gL = torch.cat([layer_grads(lc, rows, w) for lc in cap.layers])
+            s = s + traj.l2 * torch.dot(traj.thetas[t].to(gL), gL)
         scale = lrs[t] / len(S) if batch_mean else lrs[t]
         np.add.at(scores, S, scale * s.detach().cpu().numpy())
     return scores

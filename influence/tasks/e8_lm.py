@@ -75,7 +75,6 @@ zeros, counted in ``n_zero_scores``), ``drop_small_loss`` the fraction with ℓ_
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import math
 import time
@@ -85,13 +84,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
 
 from influence.capture import capture
 from influence.curation import MODULE_POLICIES, curate_module
 from influence.estimators.online import batch_scores
-from influence.models import TinyGPT, example_losses, sequence_losses
-from influence.shapley import mean_loss_shapley, mean_loss_shapley_mc
+from influence.models import TinyGPT, sequence_losses
+from influence.shapley import exact_step_shapley, mean_loss_shapley, mean_loss_shapley_mc, step_shapley_module
 from influence.text import LM_NOISE_KINDS, inject_lm_noise, lm_splits
 
 __all__ = [
@@ -361,121 +359,7 @@ def vanilla_batch(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- Shapley
-class _Utility:
-    """U(S) = L_V(θ) − L_V(θ − (η/k) Σ_{i∈S} ∇ℓ_i(θ)) for the k rows (xb, yb) and targets (xv, yv)."""
-
-    def __init__(self, module: nn.Module, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor,
-                 eta: float, chunk: int) -> None:
-        if not (isinstance(eta, (int, float)) and eta > 0 and math.isfinite(eta)):
-            raise ValueError(f"eta must be a positive number, got {eta!r}")
-        self.k = int(xb.shape[0])
-        if self.k < 2:
-            raise ValueError(f"the batch needs at least 2 rows, got {self.k}")
-        self.module, self.eta, self.chunk = module, float(eta), _int("chunk", chunk)
-        params = {n: p.detach() for n, p in module.named_parameters()}
-        self.names = list(params)
-        self.shapes = [params[n].shape for n in self.names]
-        self.sizes = [params[n].numel() for n in self.names]
-        self.theta = torch.cat([params[n].reshape(-1) for n in self.names])
-        self.xv, self.yv = xv, yv
-
-        def loss_i(p: dict, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-            return example_losses(functional_call(module, p, (xi[None],)), yi[None])[0]
-
-        G = vmap(grad(loss_i), in_dims=(None, 0, 0))(params, xb, yb)
-        self.G = torch.cat([G[n].reshape(self.k, -1) for n in self.names], 1)  # (k, P) per-sample gradients
-        self.base = float(self.loss_v(self.theta))
-        self.grad_v = grad(self.loss_v)(self.theta)  # ∇L_V(θ)
-
-    def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, o = {}, 0
-        for n, sh, sz in zip(self.names, self.shapes, self.sizes, strict=True):
-            out[n] = flat[o : o + sz].reshape(sh)
-            o += sz
-        return out
-
-    def loss_v(self, flat: torch.Tensor) -> torch.Tensor:
-        return example_losses(functional_call(self.module, self._unflatten(flat), (self.xv,)), self.yv).mean()
-
-    def of(self, coeffs: torch.Tensor) -> np.ndarray:
-        """U of the coalitions given as rows of ``coeffs`` (c, k) (0/1 membership), evaluated ``chunk``
-        parameter sets at a time (vmap over functional_call)."""
-        coeffs = coeffs.to(self.G)
-        out = []
-        batched = vmap(self.loss_v)
-        with torch.no_grad():
-            for s in range(0, coeffs.shape[0], self.chunk):
-                thetas = self.theta - (self.eta / self.k) * (coeffs[s : s + self.chunk] @ self.G)
-                out.append(batched(thetas))
-        return self.base - torch.cat(out).double().numpy() if out else np.zeros(0)
-
-
-def step_shapley_module(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor,
-                        eta: float, *, n_perm: int = 16, permutations: str = "random", seed: int = 0,
-                        chunk: int = 4) -> dict[str, Any]:
-    """Monte-Carlo permutation Shapley values of the one-step utility U (see the module doc) for a module.
-
-    ``permutations='random'``: ``n_perm`` (even) permutations in antithetic pairs (π and its reverse) from
-    ``default_rng(seed)``; standard errors from the pair means. ``'all'``: every one of the k! permutations
-    (k ≤ 8), which is the exact Shapley value (standard error 0). Per permutation the k − 1 proper prefixes are
-    evaluated (U(∅) = 0 and U(B) are shared). Work in the module's dtype (use float64).
-
-    Returns ``values`` (k,), ``se`` (k,), ``n_permutations``, ``utility_full`` U(B), ``first_order``
-    (η/k)⟨∇ℓ_i, ∇L_V⟩ (k,), ``base_loss`` L_V(θ), ``n_evaluations``.
-    """
-    if permutations not in ("random", "all"):
-        raise ValueError(f"permutations must be 'random' or 'all', got {permutations!r}")
-    u = _Utility(module, xb, yb, xv, yv, eta, chunk)
-    k = u.k
-    if permutations == "all":
-        if k > 8:
-            raise ValueError(f"all permutations of {k} rows is {math.factorial(k)}; use permutations='random'")
-        perms = np.array(list(itertools.permutations(range(k))))
-    else:
-        n_perm = _int("n_perm", n_perm, 2)
-        if n_perm % 2:
-            raise ValueError(f"n_perm must be even (antithetic pairs), got {n_perm}")
-        rng = np.random.default_rng(int(seed))
-        half = [rng.permutation(k) for _ in range(n_perm // 2)]
-        perms = np.array([p for q in half for p in (q, q[::-1])])
-    n = len(perms)
-    # coalition of each proper prefix: row r·(k−1) + j holds the first j + 1 members of permutation r
-    member = np.zeros((n, k - 1, k))
-    for j in range(k - 1):
-        member[np.arange(n)[:, None], j, perms[:, : j + 1]] = 1.0
-    U = u.of(torch.as_tensor(member.reshape(-1, k)))
-    full = float(u.of(torch.ones(1, k))[0])
-    U = np.concatenate([np.zeros((n, 1)), U.reshape(n, k - 1), np.full((n, 1), full)], 1)
-    marg = np.zeros((n, k))
-    marg[np.arange(n)[:, None], perms] = np.diff(U, axis=1)
-    values = marg.mean(0)
-    if permutations == "all":
-        se = np.zeros(k)
-    else:
-        pairs = marg.reshape(n // 2, 2, k).mean(1)
-        se = pairs.std(0, ddof=1) / np.sqrt(len(pairs)) if len(pairs) > 1 else np.full(k, np.nan)
-    first = (u.eta / k) * (u.G @ u.grad_v).double().numpy()
-    return {"values": values, "se": se, "n_permutations": n, "utility_full": full, "first_order": first,
-            "base_loss": u.base, "n_evaluations": n * (k - 1) + 1, "ghost_direct": (u.G @ u.grad_v).double().numpy()}
-
-
-def exact_step_shapley(module: nn.Module, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor,
-                       eta: float, *, chunk: int = 16) -> np.ndarray:
-    """Exact Shapley values of U by enumerating all 2^k coalitions (k ≤ 12):
-    φ_i = Σ_{S ⊆ B∖{i}} |S|!(k−|S|−1)!/k! (U(S ∪ {i}) − U(S))."""
-    k = int(xb.shape[0])
-    if k > 12:
-        raise ValueError(f"2^{k} coalitions is too many to enumerate; use step_shapley_module")
-    u = _Utility(module, xb, yb, xv, yv, eta, chunk)
-    masks = np.array([[(s >> i) & 1 for i in range(k)] for s in range(2**k)], dtype=np.float64)
-    U = u.of(torch.as_tensor(masks))
-    size = masks.sum(1).astype(int)
-    w = np.array([math.factorial(s) * math.factorial(k - s - 1) / math.factorial(k) for s in range(k)])
-    phi = np.zeros(k)
-    for i in range(k):
-        without = np.where(masks[:, i] == 0)[0]
-        phi[i] = float((w[size[without]] * (U[without + 2**i] - U[without])).sum())
-    return phi
+# step_shapley_module / exact_step_shapley: the one implementation of the one-step game, in influence.shapley
 
 
 def lm_step_shapley(data: Mapping[str, Any], *, seed: int = 0, noise_rate: float = 0.3, noise_kind: str = "random",
