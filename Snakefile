@@ -39,6 +39,18 @@ if REPO not in sys.path:
 
 from influence import estimators  # noqa: E402  (the registry, once the checkout is importable)
 
+# Estimators defined outside the library: `plugins:` lists importable modules whose @register calls add them. They
+# are imported before `estimators:` is filled in and validated below, so they join the workflow as the built-in ones
+# do; the rule scripts import them too (influence.estimators reads INFLUENCE_PLUGINS on first use).
+_plugins = config.get("plugins") or []
+try:
+    estimators.load_plugins(_plugins)
+except (ImportError, TypeError) as _e:
+    from snakemake.exceptions import WorkflowError
+
+    raise WorkflowError(f"config: plugins: {_e}") from None
+os.environ[estimators.PLUGINS_ENV] = ",".join(_plugins)
+
 # Every registered estimator gets an options entry (no entry, or `name:` with nothing after it, means the
 # defaults), so `validate` fills in the schema's defaults of each (experiments/config/schema.yaml).
 config["estimators"] = {name: opts or {} for name, opts in config["estimators"].items()}

@@ -4,7 +4,6 @@ over default.yaml, as a user's `--configfile` is), or a config file's raw text."
 
 from __future__ import annotations
 
-import ast
 import copy
 import inspect
 import os
@@ -131,6 +130,9 @@ CASES = [
     ("misspelled_hyperparameter_passed_on", {"estimators.diffin_paper.hparams": {"checkpoint": "even"}},
      ["estimators.diffin_paper.hparams", "checkpoint", "checkpoints"]),
     ("splits_larger_than_the_dataset", {"data.bc.n_train": 500}, ["data.bc", "600 samples", "569"]),
+    ("unimportable_plugin", {"plugins": ["no_such_plugin_module"]},
+     ["config: plugins", "'no_such_plugin_module'", "ModuleNotFoundError"]),
+    ("plugins_not_a_list", {"plugins": "no_such_plugin_module"}, ["config: plugins", "list of importable module"]),
 ]
 
 
@@ -177,14 +179,15 @@ def test_dataset_sizes_match_the_data(name):
 
 
 def test_every_estimator_taking_hparams_names_the_one_it_passes_them_to():
-    """The hyperparameter check reads the signature; for ``**hparams`` that of HPARAMS_OF's estimator (common.smk)."""
-    text = (REPO / "experiments" / "rules" / "common.smk").read_text()
-    line = next(ln for ln in text.splitlines() if ln.startswith("HPARAMS_OF = "))
-    hparams_of = ast.literal_eval(line.split("=", 1)[1].strip())
+    """The hyperparameter check (common.smk's estimator_hparams) reads the signature; for ``**hparams`` that of the
+    estimator declared at registration (``@register(..., hparams_of="diffin")``), which takes no ``**hparams``."""
     params = {n: inspect.signature(estimators.get(n).__wrapped__).parameters.values() for n in estimators.names()}
     takes_any = [n for n, ps in params.items() if any(p.kind is p.VAR_KEYWORD for p in ps)]
+    hparams_of = {n: s.hparams_of for n, s in estimators.SPECS.items() if s.hparams_of is not None}
     assert sorted(hparams_of) == sorted(takes_any)
     assert all(t in estimators.names() and t not in hparams_of for t in hparams_of.values())
+    assert "HPARAMS_OF" not in (REPO / "experiments" / "rules" / "common.smk").read_text()  # one place: the registry
+    assert estimators.hparam_names("diffin_paper") == estimators.hparam_names("diffin")
 
 
 def test_every_dataset_has_a_size():

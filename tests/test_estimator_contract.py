@@ -3,16 +3,25 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 from conftest import make_problem
 
 from influence import estimators
 from influence.data import Dataset
 from influence.models import logistic_regression, mlp
+from influence.optim import SGD, AdamW
 from influence.train import Schedule, train
 
 NAMES = estimators.names()
+# Derived for plain SGD (θ_{t+1} = θ_t − η_t∇L): a run with momentum, optimiser weight decay or Adam is refused.
+SGD_ONLY = {"sgd_ie", "acc_sgd_ie", "dvemb", "diffin", "diffin_paper", "diffin_self", "diffin_paper_negated",
+            "diffin_self_negated"}
+# Need no recorded run (traj=None accepted).
+NO_RUN = {"cg_score", "random", "influence_function"}
 # Small, fast settings for the estimators whose defaults are sized for real runs.
 HPARAMS: dict[str, dict] = {
     "diffin": {"m": 2, "proxy_batch": 8},
@@ -81,6 +90,51 @@ def test_rejects_bad_data_with_an_error_naming_the_argument(name, setting):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_rejects_a_traj_that_is_not_a_recorded_run_naming_the_argument(name, setting):
+    traj, train_ds, target_ds = setting
+    fn, hp = estimators.get(name), HPARAMS.get(name, {})
+    not_a_run = rf"^{name}: traj must be a recorded run \(influence.train.Trajectory.*\), got Linear$"
+    with pytest.raises(TypeError, match=not_a_run):
+        fn(torch.nn.Linear(3, 1), train_ds, target_ds, **hp)
+    if estimators.SPECS[name].needs_run:
+        with pytest.raises(ValueError, match=rf"^{name} needs a recorded training run \(traj\), got None"):
+            fn(None, train_ds, target_ds, **hp)
+    else:  # the registry lets None through (the estimator may still want other arguments: influence_function)
+        estimators.check_inputs(name, None, train_ds, target_ds, needs_run=False)
+
+
+def _run_trained_with(traj, optimizer):
+    """A recorded run (duck-typed: model, schedule, thetas, steps, l2) that says it was trained with ``optimizer``."""
+    return SimpleNamespace(**{a: getattr(traj, a) for a in ("model", "schedule", "thetas", "steps", "l2")},
+                           optimizer=optimizer)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plain_sgd_estimators_refuse_other_optimisers(name, setting):
+    traj, train_ds, target_ds = setting
+    spec, fn = estimators.SPECS[name], estimators.get(name)
+    if name in SGD_ONLY | {"tracin", "influence_function", "cg_score", "lai", "ghost", "loss"}:  # built-ins: declared
+        assert spec.sgd_only is (name in SGD_ONLY)
+    for opt in (SGD(momentum=0.9), SGD(weight_decay=1e-3), AdamW()):
+        run = _run_trained_with(traj, opt)
+        if spec.sgd_only:
+            with pytest.raises(ValueError, match=f"^{name}: .*plain SGD"):
+                fn(run, train_ds, target_ds, **HPARAMS.get(name, {}))
+        else:
+            estimators.check_inputs(name, run, train_ds, target_ds, needs_run=spec.needs_run, sgd_only=False)
+    for opt in (None, SGD()):  # plain SGD passes the check
+        estimators.check_inputs(name, _run_trained_with(traj, opt), train_ds, target_ds, sgd_only=spec.sgd_only)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hyperparameters_can_be_named(name):
+    """Keyword arguments, or ``**hparams`` passed on to the estimator declared with ``hparams_of``."""
+    hp = estimators.hparam_names(name)
+    assert all(isinstance(h, str) for h in hp)
+    assert set(HPARAMS.get(name, {})) <= set(hp)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_declares_which_end_of_its_scores_is_suspicious(name):
     declared = estimators.SUSPICIOUS[name]
     assert callable(declared) or declared in ("high", "low")
@@ -107,12 +161,32 @@ def test_register_refuses_a_rename_without_reason_and_an_undeclared_direction():
         estimators.register("contract_probe_y", suspicious="up")
     with pytest.raises(TypeError):
         estimators.register("contract_probe_z")  # the direction is required
-    assert not {"contract_probe_x", "contract_probe_y", "contract_probe_z"} & set(estimators.REGISTRY)
+    with pytest.raises(ValueError, match="hparams_of"):
+        estimators.register("contract_probe_w", suspicious="low", hparams_of="contract_probe_w")
+    probes = {"contract_probe_x", "contract_probe_y", "contract_probe_z", "contract_probe_w"}
+    assert not probes & set(estimators.REGISTRY) and not probes & set(estimators.SPECS)
+
+
+def test_prepare_gives_tensors_in_the_runs_dtype_and_checks_the_run(setting):
+    traj, train_ds, target_ds = setting
+    p = estimators.prepare("probe", traj, train_ds, target_ds, need_all_steps=True)
+    assert p.X.dtype == p.Xt.dtype == traj.thetas.dtype and p.X.device == traj.thetas.device
+    assert p.y.dtype == torch.long and p.n == len(train_ds) == p.X.shape[0] and p.model is traj.model
+    assert estimators.prepare("probe", traj, train_ds).Xt is None
+    sparse = train(traj.model, traj.theta0, train_ds, traj.schedule, l2=traj.l2, record="final")
+    with pytest.raises(ValueError, match=r"^probe needs a single run recorded at every step .*record='all'.* 2 of 7"):
+        estimators.prepare("probe", sparse, train_ds, need_all_steps=True)
+    estimators.prepare("probe", sparse, train_ds)  # fine without need_all_steps
+    with pytest.raises(ValueError, match="^probe: train_data has 23 samples but the run was trained on 24"):
+        estimators.prepare("probe", traj, train_ds.subset(np.arange(23)))
+    with pytest.raises(TypeError, match="^probe: traj must be a recorded run"):
+        estimators.prepare("probe", train_ds, train_ds)
 
 
 def test_direction_declared_by_a_function_of_the_hyperparameters(monkeypatch):
     monkeypatch.setattr(estimators, "REGISTRY", dict(estimators.REGISTRY))
     monkeypatch.setattr(estimators, "SUSPICIOUS", dict(estimators.SUSPICIOUS))
+    monkeypatch.setattr(estimators, "SPECS", dict(estimators.SPECS))
 
     @estimators.register("by_form", suspicious=lambda hp: "high" if hp.get("form") == "full" else "low")
     def by_form(traj, train_data, target_data=None, form="paper"):

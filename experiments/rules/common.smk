@@ -123,19 +123,14 @@ _check_names("estimator in experiments.detection.cleanse_estimators",
 # every key of `estimators:` is a registered name (the Snakefile adds the registered ones before validating)
 _check_names("estimator (a key of estimators:)", config["estimators"], estimators.names())
 
-# Estimators taking **hparams pass them on to another estimator: their hyperparameters are that one's.
-HPARAMS_OF = {"diffin_paper": "diffin", "diffin_self": "diffin", "diffin_paper_negated": "diffin", "diffin_self_negated": "diffin"}
-
 
 def estimator_hparams(name):
-    """Names of the keyword arguments (hyperparameters) of a registered estimator, after (traj, train, target)."""
-    import inspect
-
-    params = list(inspect.signature(estimators.get(HPARAMS_OF.get(name, name)).__wrapped__).parameters.values())
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        raise WorkflowError(f"config: estimator {name!r} takes **hparams; name the estimator it passes them to "
-                            "in HPARAMS_OF (experiments/rules/common.smk) so that they can be checked")
-    return [p.name for p in params[3:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    """Names of the keyword arguments (hyperparameters) of a registered estimator, after (traj, train, target); for
+    one that passes **hparams on, those of the estimator it declared at registration (``hparams_of=...``)."""
+    try:
+        return estimators.hparam_names(name)
+    except (TypeError, ValueError) as e:
+        raise WorkflowError(f"config: estimators.{name}.hparams cannot be checked: {e}") from None
 
 
 for _name, _spec in config["estimators"].items():
