@@ -576,14 +576,15 @@ def setup_numbers(config: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _hparams(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword defaults of registered estimator ``name`` (of the one it passes them to for
-    ``diffin_paper`` / ``diffin_self``, whose own defaults are set inside), then the config's ``hparams``."""
+    """The keyword defaults of registered estimator ``name`` (of the one it passes them to, declared at registration
+    as ``hparams_of``: e.g. ``diffin_paper`` → ``diffin``, whose own defaults are set inside), then the config's
+    ``hparams``."""
     import inspect
 
     from influence import estimators
 
-    base = {"diffin_paper": "diffin", "diffin_self": "diffin"}.get(name, name)
-    fn = estimators.get(base)
+    estimators.get(name)
+    fn = estimators.get(estimators.SPECS[name].hparams_of or name)
     sig = inspect.signature(getattr(fn, "__wrapped__", fn))
     hp = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
     if name == "diffin_paper":
