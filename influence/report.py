@@ -983,16 +983,29 @@ E10_METHODS = {"acc": "acc_sgd_ie", "sgd": "sgd_ie", "dvemb": "dvemb", "dattri":
                "published": "dvemb_published"}
 
 
+def _e10_arch(df: pd.DataFrame | None, arch: str) -> pd.DataFrame | None:
+    """The rows of one architecture of E10 (a table without ``arch``, written before the CNN joined, is all MLP);
+    ``None`` when there are none."""
+    if df is None:
+        return None
+    sel = df if "arch" not in df else df[df["arch"].fillna("mlp").astype(str) == arch]
+    return sel if len(sel) else None
+
+
 @experiment("E10", "metrics/E10_dvemb.csv", "metrics/E10_lds.csv")
 def e10_dvemb(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
-    """E10 (DVEmb's protocol), at the smallest epoch count run: the per-target Spearman of ACC-SGD-IE, SGD-IE, our
-    DVEmb, dattri's DVEmb and the published value, per removal mode (mean over seeds); the sizes of the run; the
-    mean-target Spearman of TracIn and IF; trajectory-specific and multi-seed LDS of SGD-IE and our DVEmb."""
-    name, df = "E10_dvemb", t["E10_dvemb"]
-    lname, lds = "E10_lds", t["E10_lds"]
+    """E10 (DVEmb's protocol), MLP rows, at the smallest epoch count run: the per-target Spearman of ACC-SGD-IE,
+    SGD-IE, our DVEmb, dattri's DVEmb and the published value, per removal mode (mean over seeds); the sizes of the
+    run; the mean-target Spearman of TracIn and IF; trajectory-specific and multi-seed LDS of SGD-IE and our DVEmb.
+    DVEmb's small CNN (keys ``cnn ...``): its sizes and epochs, the per-target Spearman of the same four methods at
+    its smallest epoch count, and DVEmb's published CNN values (10 epochs, from
+    :data:`influence.tasks.e10_dvemb.PUBLISHED`, whatever epoch count ran; not run where the CNN did not run)."""
+    name, all_rows = "E10_dvemb", t["E10_dvemb"]
+    lname, all_lds = "E10_lds", t["E10_lds"]
     out: dict[str, Value] = {}
-    if df is not None:
-        _need(df, ["epochs", "removal", "estimator", "form", "spearman_per_target", "spearman"], name)
+    if all_rows is not None:
+        _need(all_rows, ["epochs", "removal", "estimator", "form", "spearman_per_target", "spearman"], name)
+    df, lds = _e10_arch(all_rows, "mlp"), _e10_arch(all_lds, "mlp")
     ep = None if df is None else int(pd.to_numeric(df["epochs"], errors="coerce").min())
     ours = None if df is None else df[df["estimator"] != "dvemb_published"]
     out["epochs"] = ep
@@ -1003,18 +1016,46 @@ def e10_dvemb(t: Mapping[str, pd.DataFrame | None]) -> dict[str, Value]:
     out["seeds"] = None if ours is None else int(ours["seed"].nunique())
     for removal in ("all_epoch", "single_epoch"):
         for key, est in E10_METHODS.items():
-            out[f"{key} {removal}"] = _mean(df, "spearman_per_target", name,
-                                            {"epochs": ep, "removal": removal, "estimator": est, "form": "points"})
+            out[f"{key} {removal}"] = None if df is None else _mean(
+                df, "spearman_per_target", name, {"epochs": ep, "removal": removal, "estimator": est, "form": "points"})
         out[f"acc vs dattri {removal}"] = _cmp(out[f"acc {removal}"], out[f"dattri {removal}"])
         out[f"acc vs dvemb {removal}"] = _cmp(out[f"acc {removal}"], out[f"dvemb {removal}"])
     for key, est in (("tracin", "tracin"), ("if", "influence_function"), ("diffin paper", "diffin_paper")):
-        out[f"mean {key}"] = _mean(df, "spearman", name, {"epochs": ep, "removal": "all_epoch", "estimator": est})
-    if lds is not None:
-        _need(lds, ["epochs", "estimator", "lds_trajectory", "lds_multi_seed"], lname)
+        out[f"mean {key}"] = None if df is None else _mean(
+            df, "spearman", name, {"epochs": ep, "removal": "all_epoch", "estimator": est})
+    if all_lds is not None:
+        _need(all_lds, ["epochs", "estimator", "lds_trajectory", "lds_multi_seed"], lname)
     for key, est in (("sgd", "sgd_ie"), ("dvemb", "dvemb")):
-        out[f"lds traj {key}"] = _mean(lds, "lds_trajectory", lname, {"epochs": ep, "estimator": est})
-        out[f"lds multi {key}"] = _mean(lds, "lds_multi_seed", lname, {"epochs": ep, "estimator": est})
+        out[f"lds traj {key}"] = None if lds is None else _mean(
+            lds, "lds_trajectory", lname, {"epochs": ep, "estimator": est})
+        out[f"lds multi {key}"] = None if lds is None else _mean(
+            lds, "lds_multi_seed", lname, {"epochs": ep, "estimator": est})
     out["lds sgd traj vs multi"] = _cmp(out["lds traj sgd"], out["lds multi sgd"])
+    # DVEmb's small CNN
+    from influence.tasks.e10_dvemb import published
+
+    cnn = _e10_arch(all_rows, "cnn")
+    cnn_ours = None if cnn is None else cnn[cnn["estimator"] != "dvemb_published"]
+    cep = None if cnn_ours is None or not len(cnn_ours) else int(pd.to_numeric(cnn_ours["epochs"],
+                                                                                errors="coerce").min())
+    out["cnn epochs"] = cep
+    for col in ("n_train", "n_points", "n_target", "target_accuracy"):
+        vals = None if cep is None or col not in cnn_ours else cnn_ours[col].dropna()
+        out[f"cnn {col.replace('_', ' ')}"] = None if vals is None or not len(vals) else (
+            vals.mean() if col == "target_accuracy" else int(vals.iloc[0]))
+    out["cnn seeds"] = None if cep is None else int(cnn_ours["seed"].nunique())
+    pub = {p["removal"]: p for p in published("cnn")}  # shown beside ours where the CNN ran, whatever its epochs
+    out["cnn published epochs"] = None if cep is None else next(iter(pub.values()))["epochs"]
+    for removal in ("all_epoch", "single_epoch"):
+        for key, est in E10_METHODS.items():
+            if key == "published":
+                out[f"cnn published {removal}"] = None if cep is None else pub[removal]["spearman"]
+                continue
+            out[f"cnn {key} {removal}"] = None if cep is None else _mean(
+                cnn_ours, "spearman_per_target", name,
+                {"epochs": cep, "removal": removal, "estimator": est, "form": "points"})
+        out[f"cnn acc vs dattri {removal}"] = _cmp(out[f"cnn acc {removal}"], out[f"cnn dattri {removal}"])
+        out[f"cnn acc vs dvemb {removal}"] = _cmp(out[f"cnn acc {removal}"], out[f"cnn dvemb {removal}"])
     return out
 
 

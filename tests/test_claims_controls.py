@@ -301,10 +301,10 @@ class World:
                         warnings.simplefilter("ignore")
                         per_target[e] = float(np.mean([spearman(a, b) for a, b in zip(est, truth, strict=True)]))
                 for e, v in per_target.items():
-                    rows.append({"epochs": ep, "seed": seed, "removal": "all_epoch", "form": "points",
+                    rows.append({"arch": "mlp", "epochs": ep, "seed": seed, "removal": "all_epoch", "form": "points",
                                  "estimator": e, "spearman_per_target": v, "learned": self.learned})
         for ep, v in ((3, 0.736), (10, 0.715)):  # DVEmb's published all-epoch values (a fixed baseline)
-            rows.append({"epochs": ep, "seed": np.nan, "removal": "all_epoch", "form": "points",
+            rows.append({"arch": "mlp", "epochs": ep, "seed": np.nan, "removal": "all_epoch", "form": "points",
                          "estimator": "dvemb_published", "spearman_per_target": v, "learned": True})
         return pd.DataFrame(rows)
 
