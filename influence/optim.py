@@ -93,12 +93,19 @@ class AdamW:
         step = t + 1
         bias1 = 1 - self.beta1**step
         bias2_sqrt = math.sqrt(1 - self.beta2**step)
-        denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
+        denom = (_sqrt0(v) / bias2_sqrt).add(self.eps)
         theta = theta.addcdiv(m, denom, value=-lr / bias1)
         return theta, {"exp_avg": m, "exp_avg_sq": v}
 
 
 Optimizer = SGD | AdamW
+
+
+def _sqrt0(v: torch.Tensor) -> torch.Tensor:
+    """√v for v ≥ 0, with derivative 0 (not 0 · ∞ = NaN) where v = 0: a parameter that has had only zero gradients
+    (an embedding row no batch used) keeps a finite metagradient; the values equal ``v.sqrt()`` exactly."""
+    live = v > 0
+    return torch.where(live, v, torch.ones_like(v)).sqrt() * live
 
 
 def from_torch(optimizer: torch.optim.Optimizer) -> Optimizer:

@@ -47,6 +47,7 @@ LOSS_CHANGE, SUSPICION, CHANCE = "loss-change", "suspicion", "chance"
 # detection check; CHANCE is the control that must fail both.
 KIND: dict[str, tuple[str, str]] = {
     "sgd_ie": (LOSS_CHANGE, "SGD-IE: the recorded run unrolled to first order, estimates L(θ^{-j}_T) − L(θ_T)"),
+    "metagradient": (LOSS_CHANGE, "MAGIC's exact metagradient −∂L(θ_T(w))/∂w_j (= SGD-IE on plain SGD), removal sign"),
     "acc_sgd_ie": (LOSS_CHANGE, "ACC-SGD-IE: SGD-IE with j's own curvature removed at its steps, same quantity"),
     "diffin": (LOSS_CHANGE, "Diff-In full form: first- plus second-order telescoped LOO target-loss change"),
     "diffin_paper": (LOSS_CHANGE, "Diff-In as published: the second-order term of that change, in the package sign"),

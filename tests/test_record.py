@@ -346,3 +346,26 @@ def test_acc_sgd_ie_and_diffin_meet_a_transformer_trained_with_plain_sgd():
            for name in ("sgd_ie", "acc_sgd_ie", "diffin", "tracin")}
     assert rho["acc_sgd_ie"] > 0.8 and rho["sgd_ie"] > 0.8, rho
     assert rho["diffin"] > 0 and rho["tracin"] > 0, rho
+
+
+@pytest.mark.parametrize("case, h, tol", [("cnn_momentum_sgd", 1e-5, 1e-7), ("transformer_adamw", 1e-7, 1e-5)])
+def test_metagradient_of_a_momentum_or_adamw_run_equals_finite_differences_of_the_sample_weight(case, h, tol):
+    """MAGIC's exact metagradient −∂L(θ_T(w))/∂w_j through the recorded optimiser (momentum buffer, Adam moments)
+    against central differences of the weighted replay. AdamW is strongly non-linear in w (coordinates with tiny
+    gradients): its differences reach the derivative only for small h (measured 0.08 at h = 1e-4, 7e-6 at 1e-6)."""
+    make_net, make_opt, make_sched, make_data, epochs, batch = LOOPS[case]
+    data, target = make_data()
+    _, traj, _ = _user_loop(make_net, make_opt, make_sched, data, epochs, batch)
+    mg = estimators.get("metagradient")(traj, data, target)
+    assert np.isfinite(mg).all()
+    js, n = [0, 3, 7], len(data[0])
+    W = torch.ones(2 * len(js), n, dtype=torch.float64)
+    for r, j in enumerate(js):
+        W[2 * r, j], W[2 * r + 1, j] = 1 + h, 1 - h
+    final = train(traj.model, traj.theta0, data, traj.schedule, weights=W, record="final",
+                  optimizer=traj.optimizer).thetas[-1]
+    L = torch.stack([traj.model.loss(th, *target) for th in final]).detach().numpy()
+    fd = -(L[0::2] - L[1::2]) / (2 * h)
+    assert np.abs(mg[js] - fd).max() <= tol * np.abs(fd).max()
+    loo = trajectory_loo(traj, data, target).loss_change
+    assert np.corrcoef(mg, loo)[0, 1] > 0.6  # measured 0.78 (momentum CNN), 0.82 (AdamW transformer)

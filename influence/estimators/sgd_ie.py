@@ -680,8 +680,14 @@ def acc_sgd_ie_params(
     return _to_flat(ctx, A)
 
 
+@register("metagradient", suspicious="low")
 def metagradient(traj: Trajectory, train_data: Any, target_data: Any) -> np.ndarray:
     """The exact metagradient −∂L(θ_T(w))/∂w_j at w = 1, by reverse-mode autodiff through the replayed run.
+
+    Any recorded optimiser: a run with momentum or AdamW (``traj.optimizer``, e.g. from
+    :class:`influence.record.Recorder`) is replayed with that update (:mod:`influence.optim`) and differentiated
+    through it, optimiser state included — MAGIC's quantity for that run. (SGD-IE's recursion is its plain-SGD
+    special case; for other optimisers only this autodiff form exists here.)
 
     The recorded run is replayed as a function of per-sample weights w,
 
@@ -703,25 +709,34 @@ def metagradient(traj: Trajectory, train_data: Any, target_data: Any) -> np.ndar
     -------
     np.ndarray (n_train,) of −∂L/∂w_j.
     """
+    from influence.optim import is_plain_sgd
+
     if traj.thetas.ndim != 2:
         raise ValueError("metagradient needs a single recorded run")
-    dtype = traj.thetas.dtype
-    X, y = as_tensors(train_data, dtype)
-    Xt, yt = as_tensors(target_data, dtype)
+    dtype, dev = traj.thetas.dtype, traj.thetas.device
+    X, y = as_tensors(train_data, dtype, dev)
+    Xt, yt = as_tensors(target_data, dtype, dev)
     model, l2 = traj.model, float(traj.l2)
+    opt = None if is_plain_sgd(getattr(traj, "optimizer", None)) else traj.optimizer
     batches = [torch.as_tensor(S, dtype=torch.long) for S in traj.batches()]
     lrs = [float(a) for a in traj.lrs()]
     theta0 = traj.thetas[0].detach()
 
     def target_loss(w: torch.Tensor) -> torch.Tensor:
         th = theta0
-        for S, lr in zip(batches, lrs, strict=True):
+        state = None if opt is None else opt.init(th[None])
+        for t, (S, lr) in enumerate(zip(batches, lrs, strict=True)):
             wS = w[S]
 
-            def batch_objective(t: torch.Tensor, wS: torch.Tensor = wS, S: torch.Tensor = S) -> torch.Tensor:
-                return ((wS * model.losses(t, X[S], y[S])).sum() + 0.5 * l2 * wS.sum() * t.dot(t)) / len(S)
+            def batch_objective(th_: torch.Tensor, wS: torch.Tensor = wS, S: torch.Tensor = S) -> torch.Tensor:
+                return ((wS * model.losses(th_, X[S], y[S])).sum() + 0.5 * l2 * wS.sum() * th_.dot(th_)) / len(S)
 
-            th = th - lr * torch.func.grad(batch_objective)(th)
+            g = torch.func.grad(batch_objective)(th)
+            if opt is None:
+                th = th - lr * g
+            else:
+                th, state = opt.step(th[None], g[None], state, lr, t)
+                th = th[0]
         return model.loss(th, Xt, yt)
 
     w1 = torch.ones(X.shape[0], dtype=dtype, device=X.device)
