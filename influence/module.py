@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from influence.models import example_losses, logit_grad, sequence_logit_grad
+from influence.models import Model, example_losses, logit_grad, sequence_logit_grad
 
 __all__ = ["ModuleModel", "LOSSES"]
 
@@ -115,22 +115,9 @@ class ModuleModel:
         return f"ModuleModel({self.name}, {self.n_params} parameters, loss={self.loss_name!r})"
 
     # ------------------------------------------------------------------ parameters
-    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Flat θ (..., p) → dict of named views (leading dims kept)."""
-        if theta.shape[-1] != self.n_params:
-            raise ValueError(f"theta has {theta.shape[-1]} entries, the module has {self.n_params} parameters")
-        out, start, lead = {}, 0, theta.shape[:-1]
-        for k, shape in self.shapes.items():
-            size = math.prod(shape)
-            out[k] = theta[..., start : start + size].reshape(*lead, *shape)
-            start += size
-        return out
-
-    def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        missing = set(self.names) - set(params)
-        if missing:
-            raise ValueError(f"params lack {sorted(missing)}")
-        return torch.cat([params[k].reshape(-1) for k in self.names])
+    # the flat layout θ ↔ {name: tensor} is Model's, over the module's named parameter shapes
+    unflatten = Model.unflatten
+    flatten = Model.flatten
 
     def from_module(self, module: torch.nn.Module | None = None) -> torch.Tensor:
         """Flat θ of ``module`` (default: the wrapped one), detached, on its device and in its dtype."""
