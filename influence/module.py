@@ -26,10 +26,8 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from influence.models import Model, example_losses, logit_grad, sequence_logit_grad
 
@@ -115,9 +113,14 @@ class ModuleModel:
         return f"ModuleModel({self.name}, {self.n_params} parameters, loss={self.loss_name!r})"
 
     # ------------------------------------------------------------------ parameters
-    # the flat layout θ ↔ {name: tensor} is Model's, over the module's named parameter shapes
+    # Model's code over the module's named shapes and forward: the flat layout θ ↔ {name: tensor}, the per-sample
+    # losses, and the batch gradient of k weighted runs (``vmap`` of ``grad``; ``is_linear`` is False)
     unflatten = Model.unflatten
     flatten = Model.flatten
+    logits = Model.logits
+    losses = Model.losses
+    loss = Model.loss
+    batch_grad = Model.batch_grad
 
     def from_module(self, module: torch.nn.Module | None = None) -> torch.Tensor:
         """Flat θ of ``module`` (default: the wrapped one), detached, on its device and in its dtype."""
@@ -166,10 +169,6 @@ class ModuleModel:
         like = next(iter(params.values()))
         return torch.func.functional_call(self.module, {**params, **self._fixed_for(like)}, (self.inputs(x),))
 
-    def logits(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The module's outputs at θ for inputs x."""
-        return self.forward(self.unflatten(theta), x)
-
     def loss_from_logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self._loss(z, y)
         if out.shape != (z.shape[0],):
@@ -177,16 +176,9 @@ class ModuleModel:
                              f"{tuple(out.shape)} (use reduction='none' and reduce the other dimensions)")
         return out
 
-    def losses(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-sample losses ℓ(z_i; θ), shape (m,)."""
-        return self.loss_from_logits(self.logits(theta, x), y)
-
-    def loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.losses(theta, x, y).mean()
-
     def output_grad(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """∂ℓ_i/∂z_i per sample: closed form for the built-in cross-entropy, autograd of the loss otherwise."""
-        if self.loss_name == "cross_entropy" and self._loss is _cross_entropy:
+        if self._loss is _cross_entropy:
             return sequence_logit_grad(z, y) if z.ndim == 3 else logit_grad(z, y)
 
         def one(zi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
@@ -203,29 +195,3 @@ class ModuleModel:
     def accuracy(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
         """Fraction of correct predictions (of tokens, for sequence outputs)."""
         return float((self.predict(theta, x) == y.to(x.device).long()).double().mean())
-
-    def batch_grad(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, denom: float,
-                   l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradients of Σ_i w_ri f_i(θ_r)/denom for k parameter vectors θ (k, p) and weights w (k, m) at once
-        (``vmap`` of ``grad``), f_i = ℓ_i + (α/2)‖θ‖²; returns (grads (k, p), per-sample losses (k, m))."""
-        return vmap_batch_grad(self, theta, x, y, w, denom, l2)
-
-
-def vmap_batch_grad(model: Any, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, denom: float,
-                    l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The generic batch gradient of k weighted runs (``Model.batch_grad`` for MLPs, :class:`ModuleModel`)."""
-
-    def obj(th: torch.Tensor, wr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ls = model.losses(th, x, y)
-        return (wr * ls).sum() / denom, ls
-
-    g, loss = torch.func.vmap(torch.func.grad(obj, has_aux=True))(theta, w)
-    if l2:
-        g = g + l2 * (w.sum(1, keepdim=True) / denom) * theta
-    return g, loss
-
-
-def token_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy per sequence: outputs (m, T, V), targets (m, T) → (m,)."""
-    m, T, V = out.shape
-    return F.cross_entropy(out.reshape(-1, V), y.reshape(-1).long(), reduction="none").reshape(m, T).mean(1)
