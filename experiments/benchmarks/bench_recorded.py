@@ -72,6 +72,21 @@ def _peak_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _timed_step(net: nn.Module, opt: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                device: str, rec: Recorder | None = None) -> float:
+    """Seconds of one training step on the batch ``idx`` (declared to ``rec`` first when recording)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    if rec is not None:
+        rec.batch(idx)
+    loss = _loss(net, X[idx], y[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
 def run_case(name: str, n: int, epochs: int, points: int, device: str) -> dict:
     net, opt, b, (X, y), target = _case(name, n, device)
     net.to(device)
@@ -79,29 +94,11 @@ def run_case(name: str, n: int, epochs: int, points: int, device: str) -> dict:
     target = tuple(t.to(device) for t in target)
     gen = torch.Generator().manual_seed(1)
     order = [idx for _ in range(epochs) for idx in torch.randperm(n, generator=gen).split(b)]
-    plain, recorded = [], []
-    probe, probe_opt = _case(name, n, device)[:2]
+    probe, probe_opt = _case(name, n, device)[:2]  # a plain run on a separate copy: the recorded run starts fresh
     probe.to(device)
-    for idx in order[: min(len(order), 20)]:  # a plain step (a separate copy: the recorded run starts fresh)
-        _sync(device)
-        t0 = time.perf_counter()
-        loss = _loss(probe, X[idx], y[idx])
-        probe_opt.zero_grad()
-        loss.backward()
-        probe_opt.step()
-        _sync(device)
-        plain.append(time.perf_counter() - t0)
+    plain = [_timed_step(probe, probe_opt, X, y, idx, device) for idx in order[: min(len(order), 20)]]
     with Recorder(net, opt, n=n) as rec:
-        for idx in order:
-            _sync(device)
-            t0 = time.perf_counter()
-            rec.batch(idx)
-            loss = _loss(net, X[idx], y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            _sync(device)
-            recorded.append(time.perf_counter() - t0)
+        recorded = [_timed_step(net, opt, X, y, idx, device, rec) for idx in order]
     t0 = time.perf_counter()
     run = rec.trajectory((X, y))
     check_s = time.perf_counter() - t0
