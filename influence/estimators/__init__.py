@@ -50,8 +50,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "REGISTRY", "SUSPICIOUS", "RENAMED", "SPECS", "Spec", "Prepared", "ENTRY_POINT_GROUP", "PLUGINS_ENV",
-    "register", "check_inputs", "prepare", "get", "names", "run", "suspicious", "suspicion", "hparam_names",
-    "load_plugins",
+    "register", "check_inputs", "prepare", "class_labels", "get", "names", "run", "suspicious", "suspicion",
+    "hparam_names", "load_plugins",
 ]
 
 REGISTRY: dict[str, Callable] = {}
@@ -182,6 +182,16 @@ class Prepared(NamedTuple):
     yt: Any
     n: int  # training samples
     model: Any  # traj.model
+
+
+def class_labels(y: Any, name: str) -> Any:
+    """``y`` itself when it holds one class label per sample (a 1-D integer tensor); otherwise a ``ValueError`` naming
+    estimator ``name``: scores defined per class label (CG-score, EL2N, forgetting) have none for a sequence model's
+    token targets or real-valued targets."""
+    if y.ndim != 1 or y.is_floating_point():
+        raise ValueError(f"{name}: train_data y has shape {tuple(y.shape)} ({y.dtype}); {name} needs one class label "
+                         "per sample (a sequence model's token targets or real-valued targets have none)")
+    return y
 
 
 def prepare(

@@ -38,7 +38,7 @@ import scipy.linalg
 from scipy.linalg import lapack
 
 from influence.data import as_tensors
-from influence.estimators import register
+from influence.estimators import class_labels, register
 
 __all__ = ["cg_score", "ntk_gram", "complexity_gap", "normalize_rows", "gram_memory_bytes"]
 
@@ -190,9 +190,7 @@ def complexity_gap(
 def _labels_and_x(train_data: Any) -> tuple[np.ndarray, np.ndarray]:
     """Inputs as vectors (images are flattened, as the CG-score authors do) and one class label per sample."""
     X, y = as_tensors(train_data)
-    if y.ndim != 1 or y.is_floating_point():
-        raise ValueError(f"cg_score: train_data y has shape {tuple(y.shape)} ({y.dtype}); the CG-score needs one class "
-                         "label per sample (a sequence model's token targets or real-valued targets have none)")
+    y = class_labels(y, "cg_score")
     return X.reshape(X.shape[0], -1).cpu().numpy(), y.cpu().numpy()
 
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from influence.data import as_tensors
-from influence.estimators import register
+from influence.estimators import class_labels, register
 from influence.models import Model
 from influence.train import StepInfo, Trajectory
 
@@ -50,14 +50,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _class_labels(y: torch.Tensor, name: str) -> torch.Tensor:
-    """y itself when it holds one class label per sample; a clear error otherwise (token or real targets)."""
-    if y.ndim != 1 or y.is_floating_point():
-        raise ValueError(f"{name}: train_data y has shape {tuple(y.shape)} ({y.dtype}); {name} needs one class label "
-                         "per sample (a sequence model's token targets or real-valued targets have none)")
-    return y
-
-
 def _need_traj(traj: Trajectory | None, name: str) -> Trajectory:
     if traj is None:
         raise ValueError(f"{name} needs a recorded training run (traj), got None")
@@ -142,7 +134,7 @@ def el2n(
     """
     traj = _need_traj(traj, "el2n")
     X, y = as_tensors(train_data, traj.thetas.dtype, traj.thetas.device)
-    y = _class_labels(y, "el2n")
+    y = class_labels(y, "el2n")
     out = np.zeros(len(y))
     runs = _runs(traj, trajectories)
     for r in runs:
@@ -285,7 +277,7 @@ def forgetting(
     """
     traj = _need_traj(traj, "forgetting")
     X, y = as_tensors(train_data, traj.thetas.dtype, traj.thetas.device)
-    y = _class_labels(y, "forgetting")
+    y = class_labels(y, "forgetting")
     batches = traj.batches()
     T = len(batches)
     logged = [e for e in traj.logs if "correct" in e]
