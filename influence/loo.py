@@ -119,7 +119,7 @@ def trajectory_loo(
         removal_epoch = int(removal_epoch) % E
     theta0 = traj.theta0.to(torch.float64)
     with measure() as m:
-        opt = getattr(traj, "optimizer", None)
+        opt = traj.optimizer
         base = train(model, theta0, (X, y), sched, l2=traj.l2, record="final", optimizer=opt).final
         base_losses = model.losses(base, Xt, yt).detach()
         dtheta, tl = [], []
@@ -349,12 +349,14 @@ def lds_ground_truth(
     """Per-target losses (m, n_target) after retraining on each subset, averaged over ``runs``.
 
     Each run is (θ₀, schedule); default: the recorded run's own θ₀ and schedule (trajectory-specific
-    LDS). Samples outside a subset get weight 0 (batch denominators unchanged, as in LOO).
+    LDS). Samples outside a subset get weight 0 (batch denominators unchanged, as in LOO). Every retraining uses
+    the run's optimiser (``traj.optimizer``: momentum, AdamW) and device, as :func:`trajectory_loo` does.
     """
     _, d = check_data(train_data, "train_data", "lds_ground_truth", model=traj.model, n=traj.schedule.n)
     check_data(target_data, "target_data", "lds_ground_truth", model=traj.model, n_features=d)
-    X, y = as_tensors(train_data, torch.float64)
-    Xt, yt = as_tensors(target_data, torch.float64)
+    dev = traj.thetas.device
+    X, y = as_tensors(train_data, torch.float64, dev)
+    Xt, yt = as_tensors(target_data, torch.float64, dev)
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 2 or masks.shape[1] != X.shape[0]:
         raise ValueError(f"masks must have shape (m, {X.shape[0]}), got {masks.shape}")
@@ -363,7 +365,8 @@ def lds_ground_truth(
     for theta0, sched in runs:
         for s in range(0, len(masks), chunk):
             W = torch.as_tensor(masks[s : s + chunk], dtype=torch.float64)
-            final = train(traj.model, theta0.double(), (X, y), sched, weights=W, l2=traj.l2, record="final").thetas[-1]
+            final = train(traj.model, theta0.double(), (X, y), sched, weights=W, l2=traj.l2, record="final",
+                          optimizer=traj.optimizer).thetas[-1]
             out[s : s + chunk] += _target_losses(traj.model, final, Xt, yt).detach().cpu().numpy()
     return out / len(runs)
 

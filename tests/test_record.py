@@ -369,3 +369,20 @@ def test_metagradient_of_a_momentum_or_adamw_run_equals_finite_differences_of_th
     assert np.abs(mg[js] - fd).max() <= tol * np.abs(fd).max()
     loo = trajectory_loo(traj, data, target).loss_change
     assert np.corrcoef(mg, loo)[0, 1] > 0.6  # measured 0.78 (momentum CNN), 0.82 (AdamW transformer)
+
+
+def test_lds_ground_truth_of_a_recorded_adamw_run_retrains_with_its_optimiser():
+    """LDS retraining on a subset replays the recorded optimiser: the full-data mask reproduces the run itself, and
+    a one-out mask equals trajectory LOO (both AdamW replays); a plain-SGD replay would not."""
+    from influence.loo import lds_ground_truth
+
+    make_net, make_opt, make_sched, make_data, epochs, batch = LOOPS["transformer_adamw"]
+    data, target = make_data()
+    net, traj, _ = _user_loop(make_net, make_opt, make_sched, data, epochs, batch)
+    masks = np.ones((2, len(data[0])), dtype=bool)
+    masks[1, 3] = False
+    got = lds_ground_truth(traj, data, target, masks)
+    with torch.no_grad():
+        np.testing.assert_allclose(got[0], _per_sample(net, *target).numpy(), rtol=0, atol=1e-12)
+    res = trajectory_loo(traj, data, target, indices=[3])
+    np.testing.assert_allclose(got[1], res.target_losses[0], rtol=0, atol=1e-12)
