@@ -43,8 +43,8 @@ _COLORS = (
     "#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9",
     "#001c7f", "#b1400d", "#12711c", "#8c0800", "#591e71", "#592f0d", "#a23582", "#3c3c3c", "#b8850a", "#006374",
     "#a1c9f4", "#ffb482", "#8de5a1", "#ff9f9b", "#d0bbff", "#debb9b", "#fab0e4", "#cfcfcf", "#fffea3", "#b9f2f0",
-    # two more for the other-sign rows of Diff-In (seaborn's "deep" blue and orange)
-    "#4c72b0", "#dd8452",
+    # for the other-sign rows of Diff-In (seaborn's "deep" blue and orange) and the metagradient ("deep" green)
+    "#4c72b0", "#dd8452", "#55a868",
 )
 
 # Estimators, then curation policies and baselines; the position gives the colour.
@@ -53,7 +53,7 @@ _ORDER = (
     "ghost", "lai", "lai_last_layer", "self_influence", "cg_score", "loss", "el2n", "grand", "forgetting",
     "random", "oracle", "random_removal", "trajectory_loo", "vanilla", "small_loss",
     "ghost_flat", "lai_self", "lai_self_offdiag", "ghost_self", "ghost_flat_self", "vanilla_clean", "dvemb",
-    "diffin_paper_negated", "diffin_self_negated",
+    "diffin_paper_negated", "diffin_self_negated", "metagradient",
 )
 
 # E7 colours its bars by library; those names never share a figure with the names above.
