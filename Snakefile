@@ -23,21 +23,30 @@ configfile: os.path.join(workflow.basedir, "experiments/config/default.yaml")
 
 
 REPO = workflow.basedir
-# Rule scripts and notebooks import the library from this checkout, with the interpreter running Snakemake
-# (jupyter's "python3" kernel and the script directive both resolve "python" on PATH).
+# Rule scripts and notebooks import the library (influence/) and the replication package (experiments/replication/)
+# from this checkout, with the interpreter running Snakemake (jupyter's "python3" kernel and the script directive
+# both resolve "python" on PATH).
+SOURCES = (REPO, os.path.join(REPO, "experiments"))
 os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p),
+    PYTHONPATH=os.pathsep.join(
+        p for p in (*SOURCES, os.environ.get("PYTHONPATH", "")) if p
+    ),
     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
 )
 os.environ.setdefault("MPLBACKEND", "Agg")
 # The notebook directive probes `papermill --version` and, failing, executes with jupyter-nbconvert (a dependency;
 # papermill is not): without papermill, bash printed "papermill: command not found" for every notebook job. Where
 # none is installed, a silent stand-in that fails is defined instead (bash's default prefix kept).
-shell.prefix("set -euo pipefail; command -v papermill >/dev/null || papermill() {{ return 127; }}; ")
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+shell.prefix(
+    "set -euo pipefail; command -v papermill >/dev/null || papermill() {{ return 127; }}; "
+)
+for _source in reversed(SOURCES):
+    if _source not in sys.path:
+        sys.path.insert(0, _source)
 
-from influence import estimators  # noqa: E402  (the registry, once the checkout is importable)
+from influence import (
+    estimators,
+)  # noqa: E402  (the registry, once the checkout is importable)
 
 # Estimators defined outside the library: `plugins:` lists importable modules whose @register calls add them. They
 # are imported before `estimators:` is filled in and validated below, so they join the workflow as the built-in ones
@@ -54,7 +63,9 @@ os.environ[estimators.PLUGINS_ENV] = ",".join(_plugins)
 # Every registered estimator gets an options entry (no entry, or `name:` with nothing after it, means the
 # defaults), so `validate` fills in the schema's defaults of each (experiments/config/schema.yaml).
 config["estimators"] = {name: opts or {} for name, opts in config["estimators"].items()}
-config["estimators"].update({name: {} for name in estimators.names() if name not in config["estimators"]})
+config["estimators"].update(
+    {name: {} for name in estimators.names() if name not in config["estimators"]}
+)
 validate(config, "experiments/config/schema.yaml")
 
 
@@ -75,6 +86,6 @@ include: "experiments/rules/notebooks_html.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

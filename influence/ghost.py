@@ -23,7 +23,7 @@ For a layered :class:`~influence.models.Model` the same products need no hooks: 
 forward and one manual backward) and :func:`factor_dots`. :class:`GradKernel` offers TracIn and Diff-In's target
 form the gradient computations they are made of in two implementations of equal care, factorised (``'fast'``)
 and by explicit ``vmap(grad)`` per-sample gradients (``'per_sample'``), so that their costs compare like for like
-(claim DIFF-5, :func:`influence.tasks.e6_cost.time_estimators`).
+(claim DIFF-5, :func:`replication.tasks.e6_cost.time_estimators`).
 
 L2: with f_i = ℓ_i + (α/2)‖θ‖², ∇f_i = g_i + αθ, and
 ⟨g_i + αθ, g_t + α'θ⟩ = ⟨g_i, g_t⟩ + α'⟨g_i, θ⟩ + α⟨θ, g_t⟩ + αα'‖θ‖², each ⟨g, θ⟩ by associativity.
@@ -47,7 +47,7 @@ from influence.estimators.online import layer_pair_gram
 from influence.models import Model, logit_grad
 
 __all__ = ["GRAD_IMPLS", "GhostPairs", "GradKernel", "factor_dots", "factor_mean_grad", "ghost_sqnorms", "layer_dots",
-           "model_factors", "param_dots", "rows_per_pass"]
+           "layer_forward", "model_factors", "param_dots", "rows_per_pass"]
 
 
 # ---------------------------------------------------------------------------------------------- per layer
@@ -307,12 +307,11 @@ def rows_per_pass(model: Model, chunk: int, n_pair: int = 0) -> int:
 
 
 # -------------------------------------------------------------------- a layered Model, without hooks
-def model_factors(model: Model, P: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor
-                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """Layer inputs a_l, output gradients δ_l = ∂ℓ_i/∂(a_l W_lᵀ + b_l) and pre-activations of every row of a
-    :class:`~influence.models.Model` (logistic regression, ReLU MLPs) at the parameters ``P``
-    (``model.unflatten(θ)``): the bare per-sample gradient is g_i = {W_l: δ_il a_ilᵀ, b_l: δ_il}. One forward
-    and one manual backward, no autograd graph and no hooks."""
+def layer_forward(model: Model, P: dict[str, torch.Tensor], X: torch.Tensor
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Inputs a_l and pre-activations a_l W_lᵀ + b_l of every Linear layer of a layered
+    :class:`~influence.models.Model` at the parameters ``P`` (``model.unflatten(θ)``); ReLU between layers, the
+    last pre-activation is the logits."""
     L = len(model.widths) - 1
     acts, pres, h = [], [], X
     for layer in range(L):
@@ -320,6 +319,17 @@ def model_factors(model: Model, P: dict[str, torch.Tensor], X: torch.Tensor, y: 
         pre = h @ P[f"W{layer}"].T + P[f"b{layer}"]
         pres.append(pre)
         h = torch.relu(pre) if layer < L - 1 else pre
+    return acts, pres
+
+
+def model_factors(model: Model, P: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Layer inputs a_l, output gradients δ_l = ∂ℓ_i/∂(a_l W_lᵀ + b_l) and pre-activations of every row of a
+    :class:`~influence.models.Model` (logistic regression, ReLU MLPs) at the parameters ``P``
+    (``model.unflatten(θ)``): the bare per-sample gradient is g_i = {W_l: δ_il a_ilᵀ, b_l: δ_il}. One forward
+    and one manual backward, no autograd graph and no hooks."""
+    acts, pres = layer_forward(model, P, X)
+    L, h = len(pres), pres[-1]
     deltas = [model.output_grad(h, y)]
     for layer in range(L - 2, -1, -1):
         deltas.insert(0, (deltas[0] @ P[f"W{layer + 1}"]) * (pres[layer] > 0).to(h.dtype))

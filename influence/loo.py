@@ -96,9 +96,9 @@ def trajectory_loo(
     with that optimiser's update applied to the masked batch gradient, so the replay stays exact. The base θ_T
     is replayed the same way (not read from the trajectory) so both sides share the arithmetic.
 
-    ``removal_epoch``: *single-epoch removal* (Wang et al., ICLR 2025, "Data Value Embedding"): j is
-    dropped only at its occurrence in that epoch (negative values count from the end: −1 = the last
-    epoch) and kept in every other; None (default) drops it everywhere (*all-epoch removal*).
+    ``removal_epoch``: *single-epoch removal* (Wang et al., "Capturing the Temporal Dependence of Training Data
+    Influence", ICLR 2025): j is dropped only at its occurrence in that epoch (negative values count from the
+    end: −1 = the last epoch) and kept in every other; None (default) drops it everywhere (*all-epoch removal*).
     """
     model, sched = traj.model, traj.schedule
     _, d = check_data(train_data, "train_data", "trajectory_loo", model=model, n=sched.n)

@@ -8,19 +8,22 @@ Python's allocator, so ``tracemalloc`` would miss most of it; RSS does not.
 
 from __future__ import annotations
 
+import functools
 import platform
 import resource
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 import torch
 
-__all__ = ["measure", "environment"]
+__all__ = ["measure", "environment", "source_commit"]
 
 
 @contextmanager
@@ -59,14 +62,36 @@ def measure(interval: float = 0.005) -> Iterator[dict[str, float]]:
 
 
 def environment() -> dict[str, Any]:
-    """Library versions, thread count and platform, for provenance records."""
+    """Library versions, the git commit of the checkout (:func:`source_commit`), thread count and platform, for
+    provenance records."""
     from influence import __version__
 
     return {
         "influence": __version__,
+        "commit": source_commit(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
     }
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the checkout the library is imported from, with ``-dirty`` appended when tracked files
+    differ from it (``git describe --always --dirty --abbrev=40``); ``None`` for an installed wheel or where git
+    is missing. Read once per process."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=40"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    top = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                         timeout=10, check=False)
+    if top.returncode != 0 or not (Path(top.stdout.strip()) / "influence" / "provenance.py").is_file():
+        return None  # a wheel installed inside some other git repository: that commit is not ours
+    return out.stdout.strip() or None

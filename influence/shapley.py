@@ -29,7 +29,7 @@ V and step size η, the utility of a coalition S ⊆ B is the target-loss reduct
 
 for any ``nn.Module`` and per-row loss: :func:`step_shapley_module` (Monte-Carlo permutations in antithetic pairs,
 or all k! permutations) and :func:`exact_step_shapley` (all 2^k coalitions). The one implementation: E8
-(:mod:`influence.tasks.e8_lm`) calls it on a TinyGPT, :func:`influence.bounds.lai.step_shapley` on
+(:mod:`replication.tasks.e8_lm`) calls it on a TinyGPT, :func:`replication.bounds.lai.step_shapley` on
 ``model.to_module(θ)`` of a layered :class:`~influence.models.Model`.
 """
 

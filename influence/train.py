@@ -491,6 +491,9 @@ def train(
 ) -> Trajectory:
     """Run (or replay) SGD and record it.
 
+    Everything runs where θ₀ lives (CPU or GPU) and in θ₀'s dtype; ``model`` may be an
+    :class:`influence.models.Model` or any module through :class:`influence.module.ModuleModel`.
+
     Parameters
     ----------
     model, theta0 : architecture and flat initial parameters (θ₀'s dtype is the run's dtype).
@@ -512,9 +515,6 @@ def train(
     optimizer : None (plain SGD, the update above) or an :mod:`influence.optim` update (``SGD`` with momentum
         and weight decay, ``AdamW``) applied to the same batch gradient, for each of the k runs; its state
         starts empty as a fresh ``torch.optim`` optimiser's does.
-
-    Everything runs where θ₀ lives (CPU or GPU) and in θ₀'s dtype; ``model`` may be an
-    :class:`influence.models.Model` or any module through :class:`influence.module.ModuleModel`.
 
     Raises
     ------

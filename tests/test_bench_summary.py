@@ -100,7 +100,7 @@ def test_summary_reports_missing_outputs_and_writes_both_files(tmp_path):
 
 
 def test_notebook_helpers_show_the_groups_asked_for_and_state_every_goal(tmp_path):
-    from influence.plotting import bench_rows, bench_words
+    from replication.plotting import bench_rows, bench_words
 
     _write_outputs(tmp_path)
     summary.main(["--dir", str(tmp_path)])

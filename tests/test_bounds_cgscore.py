@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from influence.bounds.cgscore import (
+from influence.estimators.cg_score import ntk_gram
+from replication.bounds.cgscore import (
     check_movement_breaks_small_init,
     check_movement_identity,
     movement_problem,
     ntk_movement,
 )
-from influence.estimators.cg_score import ntk_gram
 
 TOL = 0.05  # claims.md, CG-3
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import make_problem
 
-from influence.bounds import Check
-from influence.bounds.diffin import (
+from influence.models import logistic_regression, mlp
+from replication.bounds import Check
+from replication.bounds.diffin import (
     MIN_SPEARMAN,
     error_growth,
     fd_hvp_error,
@@ -17,7 +18,6 @@ from influence.bounds.diffin import (
     growth_verdict,
     smoothness,
 )
-from influence.models import logistic_regression, mlp
 
 
 def test_fit_growth_tells_power_law_from_exponential():
@@ -139,7 +139,7 @@ def test_error_growth_rejects_trivial_controls_and_bad_arguments():
 
 def test_loo_runs_match_an_explicit_leave_one_out_loop():
     """The check's batched retraining against a plain loop (one z at a time, autograd), float64."""
-    from influence.bounds.diffin import _loo_runs
+    from replication.bounds.diffin import _loo_runs
 
     g = torch.Generator().manual_seed(3)
     X = torch.randn(6, 2, generator=g, dtype=torch.float64)
@@ -164,7 +164,7 @@ def test_loo_runs_match_an_explicit_leave_one_out_loop():
 
 def test_one_step_sign_says_eq9_is_the_removal_sign():
     """Eq. 9's −tη²/N term matches the exact removal difference to O(η³); the flipped sign stays at O(η²)."""
-    from influence.bounds.diffin import one_step_sign
+    from replication.bounds.diffin import one_step_sign
 
     c = one_step_sign()
     assert isinstance(c, Check) and c.passed

@@ -11,14 +11,14 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from influence.bounds.lai import (
+from influence.models import mlp
+from replication.bounds.lai import (
     check_lai_bound,
     check_lai_bound_over_training,
     check_lai_shapley,
     lai_ghost_gap,
     step_shapley,
 )
-from influence.models import mlp
 
 
 @settings(max_examples=30, deadline=None)

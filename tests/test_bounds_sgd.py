@@ -1,19 +1,19 @@
-"""Theory checks of SGD-IE / ACC-SGD-IE (influence.bounds.sgd) on small runs."""
+"""Theory checks of SGD-IE / ACC-SGD-IE (replication.bounds.sgd) on small runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from influence.bounds import Check
-from influence.bounds.sgd import (
+from influence.loo import trajectory_loo
+from replication.bounds import Check
+from replication.bounds.sgd import (
     _loo_deltas,
     check_batch_size,
     check_error_order,
     check_error_vs_epochs,
     check_one_epoch_identity,
 )
-from influence.loo import trajectory_loo
 
 
 def test_one_epoch_identity_check_passes():

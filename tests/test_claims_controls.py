@@ -3,10 +3,10 @@
 Controls: the claimed estimator's scores replaced by zeros, a constant or random scores (with baselines that are
 real and, separately, baselines that are themselves chance); runs that did not learn; equal costs for the timing
 claims. The tables are built the way the workflow builds them: agreement and detection metrics computed from
-scores by the real table functions (:func:`influence.tasks.e1_fidelity.agreement_table`,
-:func:`influence.tasks.e2_detection.detection_table`), per-step correlations by :mod:`influence.metrics`, and a
+scores by the real table functions (:func:`replication.tasks.e1_fidelity.agreement_table`,
+:func:`replication.tasks.e2_detection.detection_table`), per-step correlations by :mod:`influence.metrics`, and a
 stated synthetic model for what retraining would give (test accuracy = base + gain x the quality of the kept or
-removed samples + retraining noise). Then the real :func:`influence.claims.evaluate_claims` runs on them.
+removed samples + retraining noise). Then the real :func:`replication.claims.evaluate_claims` runs on them.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ import pandas as pd
 import pytest
 
 from influence import estimators
-from influence.claims import evaluate_claims, load_claims
 from influence.metrics import pearson, spearman
-from influence.tasks.e1_fidelity import agreement_table
-from influence.tasks.e2_detection import detection_table
-from influence.tasks.e11_sec71 import sec71_agreement
-from influence.tasks.e12_cg_pruning import classwise_keep
+from replication.claims import evaluate_claims, load_claims
+from replication.tasks.e1_fidelity import agreement_table
+from replication.tasks.e2_detection import detection_table
+from replication.tasks.e11_sec71 import sec71_agreement
+from replication.tasks.e12_cg_pruning import classwise_keep
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIMS = load_claims(REPO / "paper" / "claims.yaml")
 BY_ID = {c["id"]: c for c in CLAIMS}
 
-#: claims judged by the E5 theory checks (influence.bounds decides pass / fail; here only the run-health control)
+#: claims judged by the E5 theory checks (replication.bounds decides pass / fail; here only the run-health control)
 CHECK_CLAIMS = {c["id"] for c in CLAIMS if c["test"]["kind"] == "checks"}
 #: cost claims: a trivial estimator's cost says nothing about the estimator; their control is an equal cost
 TIMING_CLAIMS = {"LAI-4", "LAI-4-mlp", "DIFF-5"}

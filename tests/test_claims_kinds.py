@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from influence.claims import VERDICTS, detectable, evaluate_claim, interval, three_way
+from replication.claims import VERDICTS, detectable, evaluate_claim, interval, three_way
 
 
 def _claim(test, cid="T-1", **extra):
@@ -146,7 +146,7 @@ def test_a_metric_or_control_metric_the_table_lacks_is_not_run():
 
 
 def test_claims_name_their_protocol_and_counterpart(tmp_path):
-    from influence.claims import load_claims
+    from replication.claims import load_claims
 
     r = evaluate_claim(_claim({"kind": "checks"}), {})
     assert r["protocol"] == "check" and r["counterpart"] == "" and r["difference"] == ""

@@ -75,7 +75,7 @@ def smoke_with(changes: dict) -> str:
 
 GRID = {"datasets": ["bc"], "noises": ["sym20"], "models": ["logreg"], "epochs": [2], "seeds": [0]}
 BC = {"source": "breast_cancer", "n_train": 60, "n_target": 40, "n_test": 60}
-CHECK = {"name": "one_epoch_identity", "function": "influence.bounds.sgd:check_one_epoch_identity"}
+CHECK = {"name": "one_epoch_identity", "function": "replication.bounds.sgd:check_one_epoch_identity"}
 
 # (id, the change: a {dotted key: value} mapping applied to smoke.yaml, or a config file's text, words of the message)
 CASES = [
@@ -149,7 +149,7 @@ def test_bad_config_stops_the_plan_naming_the_key(tmp_path, change, words):
 
 def test_malformed_yaml_names_file_and_line_with_verbose(tmp_path):
     # Snakemake reads --configfile before the Snakefile (no hook there) and drops the YAML error's position,
-    # except from the traceback --verbose prints (see README, "When a run was interrupted").
+    # except from the traceback --verbose prints (see docs/replication/index.md, "When a run was interrupted").
     path = tmp_path / "bad.yaml"
     path.write_text("loo:\n  shards: 2\n   chunk: 3\n")
     rc, out = plan(tmp_path, "--configfile", str(path), "-n", "--verbose")

@@ -9,8 +9,8 @@ from torch.func import grad, vmap
 
 from influence.curation import POLICIES, Curator, curate, summarize
 from influence.models import mlp
-from influence.tasks.e3_curation import run_e3
 from influence.train import Schedule, train
+from replication.tasks.e3_curation import run_e3
 
 
 @pytest.fixture

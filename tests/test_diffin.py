@@ -267,7 +267,7 @@ def test_negated_form_is_minus_the_published_form_and_e1_adds_it(tiny_logreg_run
 def test_top30_agreement_matches_brute_force():
     """E1's ``spearman_top30`` / ``pearson_top30`` (Diff-In's protocol): the 30 samples of largest |score|, by an
     explicit sort and the textbook formulas (ranks by counting, Pearson by sums)."""
-    from influence.tasks.e1_fidelity import agreement_table, top_k_agreement
+    from replication.tasks.e1_fidelity import agreement_table, top_k_agreement
 
     rng = np.random.default_rng(5)
     truth = rng.normal(size=80)

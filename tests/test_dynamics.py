@@ -161,7 +161,7 @@ def test_registered_baselines_declare_high_as_suspicious():
 
 
 def test_detection_task_runs_end_to_end_and_finds_flips():
-    from influence.tasks.e2_detection import detection_experiment
+    from replication.tasks.e2_detection import detection_experiment
 
     rows = detection_experiment("digits", noise_rates=(0.2,), sizes=(300, 30, 100), epochs=4, batch_size=32,
                                 methods=("cg_score", "el2n", "forgetting", "loss", "random"))

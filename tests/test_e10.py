@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from influence.tasks import e10_dvemb as e10
+from replication.tasks import e10_dvemb as e10
 
 TINY = {"n_train": 96, "n_target": 12, "hidden": [6], "n_points": 6, "batch_size": 32,
         "registry": ["sgd_ie", "dvemb", "tracin", "random"], "dattri": {"enabled": False},
@@ -173,7 +173,7 @@ def test_variant_settings_lay_nested_blocks_over_the_block_s_settings():
 def test_the_report_keeps_the_mlp_numbers_apart_from_the_cnn_s(tiny_run, tiny_cnn_run):
     import pandas as pd
 
-    from influence import report
+    from replication import report
 
     rows, lds_rows = e10.tables([tiny_run, tiny_cnn_run])
     df, lds = pd.DataFrame(rows, columns=list(e10.COLUMNS)), pd.DataFrame(lds_rows, columns=list(e10.LDS_COLUMNS))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from influence.models import logistic_regression, mlp
-from influence.tasks.e11_sec71 import (
+from influence.train import Schedule, train
+from replication.tasks.e11_sec71 import (
     jaccard_ends,
     sec71_agreement,
     sec71_init,
@@ -16,7 +17,6 @@ from influence.tasks.e11_sec71 import (
     sec71_splits,
     sec71_train,
 )
-from influence.train import Schedule, train
 
 
 def authors_sgd_loop(X, y, theta0, *, hidden, lr, decay, epochs, batch_size, alpha, skip=-1):

@@ -11,7 +11,7 @@ import torch
 
 from influence.data import load_dataset, make_splits
 from influence.estimators.cg_score import cg_score
-from influence.tasks.e12_cg_pruning import (
+from replication.tasks.e12_cg_pruning import (
     RESULT_COLUMNS,
     cg_scores_for,
     classwise_keep,

@@ -9,7 +9,7 @@ import torch
 
 from influence import estimators
 from influence.estimators.diffin import diffin_checkpoints
-from influence.tasks.e6_cost import shared_checkpoints, time_estimators
+from replication.tasks.e6_cost import shared_checkpoints, time_estimators
 
 
 def test_rounds_are_interleaved_and_timed(tiny_logreg_run):

@@ -16,7 +16,7 @@ from test_e8_lm import TINY, easy_data
 from influence.capture import capture
 from influence.data import default_cache_dir
 from influence.models import TinyGPT, sequence_losses
-from influence.tasks.e8_lm import (
+from replication.tasks.e8_lm import (
     PUBLISHED_SCORES_FILE,
     PUBLISHED_SCORES_SHA256,
     SHAPLEY_COLUMNS,

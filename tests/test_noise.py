@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from influence.data import load_dataset
-from influence.noise import (
+from replication.noise import (
     apply_noise,
     cyclic_noise,
     gaussian_features,

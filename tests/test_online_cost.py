@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from influence.tasks.online_cost import POLICIES, step_costs
+from replication.tasks.online_cost import POLICIES, step_costs
 
 GPT = dict(vocab_size=13, context=8, d_model=16, n_layers=1, n_heads=2)
 

@@ -3,10 +3,15 @@
 The folder (:func:`make_results`) holds every metric table the report's numbers read, with the columns the workflow
 writes, seeded random values (Diff-In's published form anti-correlated with LOO, as measured), every figure and
 table of ``experiments/notebooks.yaml`` and a claims table with every claim of ``paper/claims.yaml``. The tests
-build it with the code the ``paper`` rule runs (:func:`influence.report.write_numbers`, then
-:func:`influence.report.build_pdf`) and check the PDF with poppler: ``pdftotext`` holds the sections, one
+build it with the code the ``paper`` rule runs (:func:`replication.report.write_numbers`, then
+:func:`replication.report.build_pdf`) and check the PDF with poppler: ``pdftotext`` holds the sections, one
 caption per figure, every claim id in the claims table, the numbers of the tables and no unresolved value;
 ``pdftoppm`` renders every page. A second folder with no experiment run must build too ("not run" throughout).
+
+The report is a paper: its title page names the project as author, with the date and the abstract, and its
+bibliography (``paper/references.bib``, BibTeX) resolves every ``\\cite``: no undefined citation in LaTeX's log, no
+BibTeX warning, no "?" where a citation should be, and the four replicated papers listed by their exact titles. A
+tiny document with a citation of a key the bibliography lacks shows that these checks catch one.
 
 They skip, saying why, only where TeX or poppler is missing and cannot be installed (``make paper`` installs
 both from Debian).
@@ -24,9 +29,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from influence.claims import load_claims, protocol_of
 from influence.io import save_csv, save_text
-from influence.report import (
+from replication.claims import load_claims, protocol_of
+from replication.report import (
     VERDICT_MEANING,
     build_pdf,
     claims_detail_latex,
@@ -43,6 +48,15 @@ NOTEBOOKS = yaml.safe_load((REPO / "experiments" / "notebooks.yaml").read_text()
 CLAIMS = load_claims(REPO / "paper" / "claims.yaml")
 DEFAULT = yaml.safe_load((REPO / "experiments" / "config" / "default.yaml").read_text())
 SOURCE = REPO / "paper" / "report.tex"
+BIB = REPO / "paper" / "references.bib"
+AUTHOR = "The trajectory-influence project"
+#: The four replicated papers (their keys in paper/references.bib) by their exact titles.
+PAPERS = {
+    "yang2025lai": "Layer-Aware Influence for Online Data Valuation Estimation",
+    "tan2025diffin": "Understanding Data Influence with Differential Approximation",
+    "ki2023cgscore": "Data Valuation without Training of a Model",
+    "shi2025accsgdie": "Accumulative SGD Influence Estimation for Data Attribution",
+}
 TOOLS = ("latexmk", "pdftotext", "pdftoppm")
 MISSING = [t for t in TOOLS if shutil.which(t) is None]
 needs_tex = pytest.mark.skipif(
@@ -203,7 +217,7 @@ EFFECTS = ("Kendall τ(ACC-SGD-IE) − Kendall τ(SGD-IE), paired by seed",
 
 def claims_table(run: bool = True) -> pd.DataFrame:
     """A claims table with every claim of paper/claims.yaml and the columns of the claims engine
-    (:func:`influence.claims.evaluate_claims`), cycling through every verdict and the generated strings above;
+    (:func:`replication.claims.evaluate_claims`), cycling through every verdict and the generated strings above;
     ``run=False``: every claim not run (empty estimates)."""
     rows = []
     for i, c in enumerate(CLAIMS):
@@ -233,11 +247,87 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def build(res: Path, config: dict) -> tuple[Path, dict[str, str], list[str]]:
-    """numbers.tex, then the PDF, as the workflow's `numbers` and `paper` rules do."""
+    """numbers.tex, then the PDF, as the workflow's `numbers` and `paper` rules do (build_pdf copies the
+    bibliography beside the build copy of the source; LaTeX's log goes to ``res/paper.log``)."""
     macros = write_numbers(res, res / "report" / "numbers.tex", config=config, claim_ids=[c["id"] for c in CLAIMS])
     pdf = res / "report" / "paper.pdf"
     missing = build_pdf(SOURCE, res, pdf, config_name=config["name"], log_path=res / "paper.log")
     return pdf, macros, missing
+
+
+# ------------------------------------------------------------------------------------------- the bibliography
+CITE = re.compile(r"\\(?:no)?cite(?:t|p|alp|alt|author|year|yearpar)?\*?(?:\[[^\]]*\]){0,2}\{([^}]*)\}")
+
+
+def _braced(text: str, start: int) -> str:
+    """The content of the brace group opening at ``text[start]``."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start + 1:i]
+    raise ValueError(f"unbalanced braces from {text[start:start + 60]!r}")
+
+
+def bib_entries(path: Path = BIB) -> dict[str, str]:
+    """Key → title field (as written, braces included, white-space runs joined) of every entry of a BibTeX file."""
+    out = {}
+    src = path.read_text()
+    for m in re.finditer(r"^@\w+\s*\{\s*([^,\s]+)\s*,", src, flags=re.M):
+        body = _braced(src, src.index("{", m.start()))
+        t = re.search(r"\btitle\s*=\s*\{", body)
+        out[m.group(1)] = " ".join(_braced(body, t.end() - 1).split()) if t else ""
+    return out
+
+
+def cited_keys(tex: str) -> list[str]:
+    """The keys of every ``\\cite``-family command of a LaTeX text (comments removed)."""
+    return [k.strip() for m in CITE.finditer(tex) for k in m.group(1).split(",") if k.strip()]
+
+
+def bibliography_problems(log_text: str, text: str) -> list[str]:
+    """Every sign of an unresolved citation in a build: ``log_text`` is what :func:`build_pdf` appends to its log
+    (latexmk's output, BibTeX's included, then the final LaTeX log after a "report.log" rule line), ``text`` the
+    PDF's text. Undefined citations in the final LaTeX log; BibTeX warnings (``Warning--I didn't find a database
+    entry``, missing fields) and errors; no BibTeX run at all; natbib's "?" for an unknown key in the text (a "?"
+    that follows no word: "(?)", "? (?)", ", ?;"), and LaTeX's "??"."""
+    parts = re.split(r"^-+ report\.log$", log_text, flags=re.M)
+    if len(parts) < 2:
+        return ["no LaTeX log in the build log"]
+    latexmk_out, tex_log = parts[-2], parts[-1]
+    problems = [line.strip() for line in tex_log.splitlines()
+                if re.search(r"Citation `[^']*'.*undefined|There were undefined citations|Empty `thebibliography'",
+                             line)]
+    problems += [line.strip() for line in latexmk_out.splitlines()
+                 if line.startswith("Warning--") or "I couldn't open" in line or re.search(r"error messages?\)", line)]
+    if not re.search(r"Running 'bibtex", latexmk_out):
+        problems.append("BibTeX did not run")
+    problems += [f"unresolved citation in the text: ...{text[max(m.start() - 40, 0):m.end() + 10]!r}..."
+                 for m in re.finditer(r"(?:^|(?<=[\s(\[,;]))\?(?=[\s),;\]]|$)|\?\?", text, flags=re.M)]
+    return problems
+
+
+def first_page(pdf: Path) -> str:
+    return subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def check_paper(pdf: Path, log_path: Path) -> None:
+    """The title page (author, date, abstract) and a bibliography in which every citation resolved and the four
+    replicated papers are listed by their exact titles."""
+    title_page = flat(first_page(pdf))
+    assert AUTHOR in title_page, title_page[:500]
+    assert "Abstract" in title_page, title_page[:500]
+    assert re.search(r"(January|February|March|April|May|June|July|August|September|October|November|December) "
+                     r"\d{1,2}, \d{4}", title_page), title_page[:500]
+    text = pdf_text(pdf)
+    problems = bibliography_problems(log_path.read_text(errors="replace"), text)
+    assert not problems, problems
+    squeezed = squeeze(text)
+    refs = squeezed.rfind(squeeze("References"))
+    assert refs >= 0, "no references section"
+    for key, title in PAPERS.items():
+        assert squeeze(title) in squeezed[refs:], (key, title)
 
 
 def pdf_text(pdf: Path) -> str:
@@ -310,6 +400,72 @@ def test_report_discusses_every_claim_of_the_claims_file():
     assert not missing, f"claims without a \\claimbox or \\verdict in paper/report.tex: {missing}"
 
 
+def test_report_cites_every_entry_of_the_bibliography_and_no_other():
+    src = source_text()
+    assert re.search(r"\\bibliographystyle\{plainnat\}", src) and re.search(r"\\bibliography\{references\}", src)
+    cited = set(cited_keys(src))
+    entries = bib_entries()
+    assert cited, "the report cites nothing"
+    assert not cited - set(entries), f"cited but not in paper/references.bib: {sorted(cited - set(entries))}"
+    assert not set(entries) - cited, f"in paper/references.bib but never cited: {sorted(set(entries) - cited)}"
+    # every title braced, so that BibTeX keeps its capitals; the four papers by their exact titles
+    assert all(t.startswith("{") and t.endswith("}") for t in entries.values()), entries
+    for key, title in PAPERS.items():
+        assert entries[key] == "{" + title + "}", (key, entries[key])
+
+
+def test_cited_keys_and_bib_entries_read_what_latex_and_bibtex_read(tmp_path):
+    assert cited_keys(r"a \citep[LAI;][]{k1} b \citet{k2, k3} \citealp{k4} \citep[][Sec.~\ref{s}]{k5} \cite{k6}") == [
+        "k1", "k2", "k3", "k4", "k5", "k6"]
+    bib = tmp_path / "x.bib"
+    save_text(bib, "@article{a1,\n  author = {A and B},\n  title = {{A {GPU} Title}},\n  year = 2020\n}\n"
+                   "@misc{b2, title={Plain},\n booktitle = {Not it}}\n")
+    assert bib_entries(bib) == {"a1": "{A {GPU} Title}", "b2": "Plain"}
+
+
+def test_bibliography_problems_see_natbib_marks_and_only_them():
+    log = "Running 'bibtex  \"report.aux\"'\n---------- report.log\nLaTeX Warning: Label(s) may have changed.\n"
+    assert bibliography_problems(log, "Is it? Yes (p. 3)? (Ki et al., 2023); x = ?a") == []
+    for text in ("(?)", "see ? (?)", "data of ?; derived", "Section ??"):
+        assert bibliography_problems(log, text), text
+    assert bibliography_problems(log.replace("Running 'bibtex", "no BibTeX"), "") == ["BibTeX did not run"]
+    assert bibliography_problems(log + "Package natbib Warning: Citation `k' on page 1 undefined on input line 5.", "")
+    assert bibliography_problems("Warning--I didn't find a database entry for \"k\"\n" + log, "")
+
+
+def test_diffin_is_cited_by_its_published_title():
+    """The Diff-In paper is "Understanding Data Influence with Differential Approximation" (arXiv 2508.14648); the
+    title of its earlier submission must not come back in the code, the workflow, the report or the docs."""
+    old = "Diff-In: Data Influence" + " Estimation with Differential Approximation"
+    files = [REPO / "README.md", *(f for d in ("influence", "experiments", "paper", "tests", "docs", "notebooks")
+                                   for f in (REPO / d).rglob("*") if f.is_file() and f.suffix in
+                                   {".py", ".tex", ".bib", ".md", ".rst", ".yaml", ".smk", ".ipynb", ".txt"})]
+    stale = [str(f.relative_to(REPO)) for f in files
+             if f.exists() and old.lower() in f.read_text(errors="replace").lower()]
+    assert not stale, stale
+
+
+@needs_tex
+def test_bibliography_checks_catch_an_unresolved_citation(tmp_path):
+    """A tiny document citing one key of paper/references.bib and one it lacks: the checks the report's PDF passes
+    see the unknown key in LaTeX's log, in BibTeX's warnings and as natbib's "?" in the text."""
+    source = tmp_path / "tiny.tex"
+    save_text(source, "\\documentclass{article}\\usepackage[round]{natbib}\n\\begin{document}\n"
+                      "Known \\citep{yang2025lai}; unknown \\citep{no_such_key}.\n"
+                      "\\bibliographystyle{plainnat}\\bibliography{references}\n\\end{document}\n")
+    save_text(tmp_path / BIB.name, BIB.read_text())  # build_pdf takes the .bib files beside the source
+    pdf = tmp_path / "out" / "tiny.pdf"
+    build_pdf(source, tmp_path, pdf, log_path=tmp_path / "tiny.log")
+    text = pdf_text(pdf)
+    problems = bibliography_problems((tmp_path / "tiny.log").read_text(), text)
+    assert any("no_such_key" in p and "undefined" in p for p in problems), problems
+    assert any(p.startswith("Warning--I didn't find a database entry") and "no_such_key" in p
+               for p in problems), problems
+    assert any(p.startswith("unresolved citation in the text") for p in problems), problems
+    assert squeeze(PAPERS["yang2025lai"]) in squeeze(text)  # the known key resolved
+    assert bibliography_problems("latexmk output without a LaTeX log", text) == ["no LaTeX log in the build log"]
+
+
 @needs_tex
 def test_pdf_has_the_sections_figures_claims_and_generated_numbers(tmp_path):
     res = make_results(tmp_path)
@@ -340,6 +496,7 @@ def test_pdf_has_the_sections_figures_claims_and_generated_numbers(tmp_path):
     sel = e1[(e1.estimator == "diffin_paper") & (e1.epochs >= 2)]
     assert f"negative in {int((sel.spearman < 0).sum())} of {len(sel)} runs" in joined
     assert f"configuration {DEFAULT['name']}" in joined
+    check_paper(pdf, res / "paper.log")
 
 
 def cells_in_order(text: str, rows: pd.DataFrame, cols: tuple[str, ...]) -> None:
@@ -407,3 +564,4 @@ def test_pdf_builds_when_no_experiment_ran(tmp_path):
     assert macros["ranEi"] == "0" and macros["EiSpearmanDiffinPaper"] == "not run"
     for c in CLAIMS:
         assert c["id"] in joined, c["id"]
+    check_paper(pdf, res / "paper.log")

@@ -18,8 +18,8 @@ from conftest import make_problem
 from influence.data import Dataset
 from influence.estimators import get
 from influence.models import logistic_regression, mlp
-from influence.tasks import e7_peers as peers
 from influence.train import Schedule, train
+from replication.tasks import e7_peers as peers
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 pytest.importorskip("dattri")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influence import plotting
+from replication import plotting
 
 
 def _out(tmp_path, name, kinds=("csv", "tex")):
@@ -28,7 +28,7 @@ def test_savetable_writes_csv_and_ascii_tex(tmp_path):
     assert ("\\ensuremath{\\|}\\ensuremath{\\Delta}\\ensuremath{\\theta}\\ensuremath{\\|} \\ensuremath{\\leq} "
             "\\ensuremath{\\eta} & 0.333 \\\\") in text
     assert "\\ensuremath{\\alpha} \\ensuremath{-}1 & -- \\\\" in text  # a minus sign, not a hyphen
-    assert "\n\\ensuremath{\\kappa} & 2 \\\\\n" in text  # every character kept (influence.report.tex_unicode)
+    assert "\n\\ensuremath{\\kappa} & 2 \\\\\n" in text  # every character kept (replication.report.tex_unicode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T.csv", "T.tex"]  # no temporary files left
 
 
@@ -116,7 +116,7 @@ def test_palette_is_stable():
     with pytest.raises(TypeError):
         plotting.PALETTE["lai"] = "#000000"
     # the fallback colour does not depend on the process (no salted hash())
-    code = "from influence import plotting; print(plotting.color('some_new_method'))"
+    code = "from replication import plotting; print(plotting.color('some_new_method'))"
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert got.strip() == a["some_new_method"]
@@ -134,7 +134,7 @@ def test_read(tmp_path):
 
 
 def test_module_is_torch_free():
-    code = "import sys; import influence.plotting; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    code = "import sys; import replication.plotting; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert got.split() == ["False", "False"]
 
@@ -142,7 +142,7 @@ def test_module_is_torch_free():
 def test_an_empty_table_writes_its_caption_escaped_for_tex(tmp_path):
     import pandas as pd
 
-    from influence.plotting import savetable
+    from replication.plotting import savetable
 
     out = {"t_csv": tmp_path / "t.csv", "t_tex": tmp_path / "t.tex"}
     savetable(pd.DataFrame(), out, "t", "lds_mean_target: 50 % & more {x}")

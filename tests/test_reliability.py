@@ -9,12 +9,12 @@ import torch
 from conftest import make_problem
 
 from influence import estimators
-from influence.claims import evaluate_claims
 from influence.data import Dataset
 from influence.loo import lds, lds_ground_truth, lds_subsets, loo_to_optimum, trajectory_loo
 from influence.models import logistic_regression, mlp
-from influence.tasks.common import run_health, train_setting
 from influence.train import Schedule, TrainingDiverged, train
+from replication.claims import evaluate_claims
+from replication.tasks.common import run_health, train_setting
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The report's numbers (influence.report): macro names, formatting, per-experiment values checked against an
+"""The report's numbers (replication.report): macro names, formatting, per-experiment values checked against an
 independent computation, "not run" for what did not run, clear errors for a table without a needed column."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_paper import DEFAULT, REPO, claims_table, merge, needs_tex
 
-from influence import report
-from influence.report import NOT_RUN, ReportError, TeX, escape, fmt, macro_name, numbers, to_tex, write_numbers
+from replication import report
+from replication.report import NOT_RUN, ReportError, TeX, escape, fmt, macro_name, numbers, to_tex, write_numbers
 
 SMOKE = merge(DEFAULT, yaml.safe_load((REPO / "experiments" / "config" / "smoke.yaml").read_text()))
 
@@ -292,7 +292,7 @@ def test_protocol_pairs_put_each_claim_in_both_protocols_side_by_side():
 
 
 def test_notebook_claims_show_the_one_minute_table_of_the_notebooks_claims(monkeypatch):
-    import influence.claims
+    import replication.claims
 
     seen = {}
 
@@ -300,7 +300,7 @@ def test_notebook_claims_show_the_one_minute_table_of_the_notebooks_claims(monke
         seen["claims"] = {c["id"]: c for c in claims}
         return claims_table().set_index("id").loc[[c["id"] for c in claims]].reset_index()
 
-    monkeypatch.setattr(influence.claims, "evaluate_claims", fake)
+    monkeypatch.setattr(replication.claims, "evaluate_claims", fake)
     claims = [{"id": "LAI-1", "test": {"kind": "threshold", "table": "E3_curation"}},
               {"id": "LAI-3", "test": {"kind": "all", "tests": [{"kind": "compare", "table": "E9_text"},
                                                                  {"kind": "compare", "table": "E8_lm"}]}},
@@ -318,40 +318,45 @@ def test_notebook_claims_show_the_one_minute_table_of_the_notebooks_claims(monke
 
 
 # ------------------------------------------------------------------------------------- the README snapshot
-def test_readme_snapshot_replaces_the_section_between_the_markers(tmp_path):
+def test_readme_claims_writes_a_short_summary_between_the_markers(tmp_path):
+    """`make readme-claims`: the README gets the claims table's first line and its claims per paper and verdict."""
     import subprocess
     import sys
 
     md = "Claims table generated 2030-01-01 from the `smoke` configuration (1 refuted).\n\n" + \
         report.claims_markdown(claims_table())
     readme = f"# title\n\nintro\n{report.README_START}\nold | table | not reproduced\n{report.README_END}\n\n## Data\n"
-    new = report.readme_snapshot(readme, md)
-    assert new.startswith("# title\n\nintro\n" + report.README_START + "\nClaims table generated 2030-01-01")
-    assert new.endswith(report.README_END + "\n\n## Data\n")
-    assert "not reproduced" not in new and "| LAI-1 |" in new and "what ours measures" not in new
-    assert "what ours measures" in report.readme_snapshot(readme, md, full=True)
-    assert report.readme_snapshot(new, md) == new  # idempotent
-    with pytest.raises(ValueError, match="once each"):
-        report.readme_snapshot("no markers", md)
-    with pytest.raises(ValueError, match="not a claims table"):
-        report.readme_snapshot(readme, "hello")
-    # the command (make readme-claims) on files
     (tmp_path / "README.md").write_text(readme)
     (tmp_path / "claims.md").write_text(md)
     script = REPO / "experiments" / "scripts" / "readme_claims.py"
     subprocess.run([sys.executable, str(script), "--claims", str(tmp_path / "claims.md"), "--readme",
                     str(tmp_path / "README.md")], check=True, capture_output=True)
-    assert (tmp_path / "README.md").read_text() == new
+    new = (tmp_path / "README.md").read_text()
+    assert new.startswith("# title\n\nintro\n" + report.README_START + "\nClaims table generated 2030-01-01")
+    assert new.endswith(report.README_END + "\n\n## Data\n") and "not reproduced" not in new
+    section = new.split(report.README_START)[1].split(report.README_END)[0]
+    lines = [ln.strip("|").split(" | ") for ln in section.strip().splitlines() if ln.startswith("| ")]
+    header, body = [c.strip() for c in lines[0]], lines[1:]
+    placed = {cid: header[i] for row in body for i, cell in enumerate(row) if i
+              for cid in cell.strip().split(", ") if cid != "—"}
+    assert placed == {r["id"]: r["verdict"] for _, r in claims_table().iterrows()}  # every claim once, its verdict
+    assert "what ours measures" not in section and len(section.splitlines()) <= 12
+    again = subprocess.run([sys.executable, str(script), "--claims", str(tmp_path / "claims.md"), "--readme",
+                            str(tmp_path / "README.md")], capture_output=True, text=True)
+    assert again.returncode == 0 and (tmp_path / "README.md").read_text() == new  # idempotent
     absent = subprocess.run([sys.executable, str(script), "--claims", str(tmp_path / "none.md"), "--readme",
                              str(tmp_path / "README.md")], capture_output=True, text=True)
     assert absent.returncode == 1 and "run the workflow first" in absent.stderr
+    bad = subprocess.run([sys.executable, str(script), "--claims", str(tmp_path / "README.md"), "--readme",
+                          str(tmp_path / "README.md")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "not a claims table" in bad.stderr
 
 
 def test_the_readme_holds_a_generated_claims_snapshot():
     text = (REPO / "README.md").read_text()
     assert text.count(report.README_START) == 1 and text.count(report.README_END) == 1
     section = text.split(report.README_START)[1].split(report.README_END)[0]
-    assert section.strip().startswith("Claims table generated ") and "| id |" in section
+    assert section.strip().startswith("Claims table generated ") and "| paper | " in section
 
 
 # -------------------------------------------------------------------------------------------- the file

@@ -37,7 +37,7 @@ import pytest
 import test_workflow
 from test_workflow import SMOKE, SNAKEMAKE, snakemake
 
-from influence import plotting
+from replication import plotting
 
 smoke_run = test_workflow.smoke_run  # the first of the two runs: test_workflow's module fixture
 

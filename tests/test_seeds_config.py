@@ -1,5 +1,5 @@
 """Seeds of the workflow: every comparison claim rests on >= 5 seeds in the default configuration, and one key
-(``base_seed``) moves every seed of it (influence.tasks.common.shift_seeds, applied in experiments/rules/common.smk).
+(``base_seed``) moves every seed of it (replication.tasks.common.shift_seeds, applied in experiments/rules/common.smk).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from influence.tasks.common import shift_seeds
+from replication.tasks.common import shift_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "experiments" / "config"

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.func import functional_call, grad, vmap
 
-from influence.bounds.lai import check_lai_bound_module, lai_ghost_gap_module
 from influence.capture import capture, layer_grads, set_update_grads, trainable_layers
 from influence.estimators.online import batch_scores, ghost_flat_inner, ghost_inner, lai_inner
 from influence.models import TextClassifier, TinyGPT, row_losses, sequence_logit_grad, sequence_losses
+from replication.bounds.lai import check_lai_bound_module, lai_ghost_gap_module
 
 D = torch.float64
 T = 6
@@ -220,7 +220,7 @@ def test_unhookable_parameters_and_bad_logits_raise():
 
 def test_bound_check_on_real_text_models():
     """The workflow's E5 check (TinyGPT on Shakespeare, encoder on Rotten Tomatoes) at init and after training."""
-    from influence.bounds.lai import check_lai_bound_transformers
+    from replication.bounds.lai import check_lai_bound_transformers
 
     checks = check_lai_bound_transformers(steps=(0, 10), n_samples=3)
     assert [c.name for c in checks] == ["lai_ghost_bound_gpt", "lai_ghost_bound_encoder"]

@@ -128,7 +128,7 @@ def array_run(cluster, smoke_run, tmp_path_factory):
     assert local.returncode == 0, local.stderr[-4000:]
     t0 = time.monotonic()
     with slurm_cluster.Watcher(cluster, kill=lambda j: j["comment"].startswith("rule_loo_wildcards_")) as watch:
-        # --jobs unlimited: the plugin holds back array jobs handed over while more of the rule are ready (README)
+        # --jobs unlimited: the plugin holds back array jobs handed over while more of the rule are ready (docs)
         res = slurm_snakemake(cluster, work, *_array_targets(), *configs, "--slurm-array-jobs=loo,estimate",
                               "--jobs", "unlimited")
     run = Run(work, res, watch, time.monotonic() - t0)

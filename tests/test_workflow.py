@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from influence.claims import VERDICTS, evaluate_claims, load_claims
+from replication.claims import VERDICTS, evaluate_claims, load_claims
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"

@@ -1,6 +1,6 @@
-"""Benchmark: the cost of one E10 run (influence.tasks.e10_dvemb) with DVEmb's small CNN, at a few sizes.
+"""Benchmark: the cost of one E10 run (replication.tasks.e10_dvemb) with DVEmb's small CNN, at a few sizes.
 
-Each case is one (epochs, seed) run of :func:`influence.tasks.e10_dvemb.run_protocol` with ``arch: cnn``, as the
+Each case is one (epochs, seed) run of :func:`replication.tasks.e10_dvemb.run_protocol` with ``arch: cnn``, as the
 rule ``dvemb_run`` runs it (one thread); the sizes that set the default and paper configurations' CNN settings
 (experiments/config/*.yaml, block ``dvemb``). Writes a CSV with, per case and seed: process CPU seconds of the
 whole run (the figure to read on a shared machine), wall seconds, the wall seconds of each part (training, the two
@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from influence.io import save_csv
-from influence.tasks.e10_dvemb import run_protocol
+from replication.tasks.e10_dvemb import run_protocol
 
 log = logging.getLogger("bench_e10_cnn")
 

@@ -83,7 +83,7 @@ def build(name: str, dtype: torch.dtype) -> nn.Module:
     if name == "cnn-small":
         return SmallCNN(1, 28, 10, width=16, dtype=dtype)
     if name in TRANSFORMERS:
-        from influence.tasks.online_cost import build_model
+        from replication.tasks.online_cost import build_model
 
         return build_model(name, seed=0, **TRANSFORMERS[name]).to(dtype)
     raise ValueError(f"unknown model {name!r}; use one of {MODELS}")

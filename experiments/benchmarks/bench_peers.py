@@ -52,8 +52,8 @@ def _setup_b_checkpoints(dtype: torch.dtype):
     """Task B with the run recorded at the epoch checkpoints only (what TracIn and the peers receive)."""
     from influence.data import load_dataset, make_splits
     from influence.models import mlp
-    from influence.tasks import e7_peers as peers
     from influence.train import Schedule, train
+    from replication.tasks import e7_peers as peers
 
     cfg = peers._merge(peers.TASK_B, {"peer_dtype": str(dtype).replace("torch.", "")})
     sp = make_splits(load_dataset(cfg["dataset"]), cfg["n_train"], cfg["n_target"], 0, seed=cfg["split_seed"])
@@ -72,7 +72,7 @@ def run_case(case: str, loo_points: int, lds_subsets: int) -> dict:
     from influence.estimators import get
     from influence.loo import loo_to_optimum
     from influence.provenance import measure
-    from influence.tasks import e7_peers as peers
+    from replication.tasks import e7_peers as peers
 
     info: dict = {"case": case}
     if case.startswith(("if_A", "loo_A")):
@@ -169,7 +169,7 @@ def _dattri_lds(m: int) -> None:
     from dattri.model_util.retrain import retrain_lds
 
     from influence.data import load_dataset, make_splits
-    from influence.tasks import e7_peers as peers
+    from replication.tasks import e7_peers as peers
 
     cfg = peers.TASK_B
     sp = make_splits(load_dataset(cfg["dataset"]), cfg["n_train"], cfg["n_target"], 0, seed=cfg["split_seed"])

@@ -1,30 +1,28 @@
-# E5: one job per theory check (functions in influence/bounds/*.py returning influence.bounds.Check).
+# E5: one job per theory check (functions in experiments/replication/bounds/*.py returning replication.bounds.Check).
 
 
 rule bounds:
-    conda:
-        CORE_ENV
     input:
         unpack(_check_inputs),
     output:
         f"{RES}/bounds/{{check}}.json",
-    params:
-        spec=_check_spec,
     log:
         f"{RES}/logs/bounds/{{check}}.log",
     benchmark:
         f"{RES}/benchmarks/bounds/{{check}}.tsv"
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        spec=_check_spec,
     script:
         "../scripts/bounds.py"
 
 
 rule table_E5:
-    conda:
-        CORE_ENV
     input:
         expand(f"{RES}/bounds/{{check}}.json", check=list(bound_checks())),
     output:
@@ -32,6 +30,8 @@ rule table_E5:
         series=f"{RES}/metrics/E5_series.json",  # the checks' full records: what the E5 notebook draws
     log:
         f"{RES}/logs/tables/E5.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,

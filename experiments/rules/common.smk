@@ -13,10 +13,10 @@ from snakemake.exceptions import WorkflowError
 from influence import estimators
 from influence.data import SIZES
 from influence.io import config_hash
-from influence.tasks.common import shift_seeds
+from replication.tasks.common import shift_seeds
 
 # base_seed (schema default 0) shifts every seed of the configuration, before anything reads one
-# (influence.tasks.common.shift_seeds): the seed wildcard of every result path is base_seed + s
+# (replication.tasks.common.shift_seeds): the seed wildcard of every result path is base_seed + s
 shift_seeds(config, config["base_seed"])
 
 RES = config["results"]
@@ -24,7 +24,9 @@ RES = config["results"]
 BENCH_SUMMARY = os.path.join(REPO, config["bench_summary"])
 # Conda environments of the rules (`--software-deployment-method conda`), relative to the rule files.
 ENVS = "../../envs"
-CORE_ENV, NOTEBOOKS_ENV, PEERS_ENV = (f"{ENVS}/{name}.yaml" for name in ("core", "notebooks", "peers"))
+CORE_ENV, NOTEBOOKS_ENV, PEERS_ENV = (
+    f"{ENVS}/{name}.yaml" for name in ("core", "notebooks", "peers")
+)
 # One recorded training run: data setting / noise setting / model recipe / epochs / seed.
 SET = "{dataset}/{noise}/{model}/ep{epochs}/seed{seed}"
 NAME = r"[A-Za-z0-9_]+"
@@ -55,7 +57,11 @@ def exp_on(name):
 def exp_cfg(name):
     """The config block of one experiment; in a disabled one every selection list (grids, estimators, ...) is empty."""
     block = config["experiments"][name]
-    return block if exp_on(name) else {**block, **{k: [] for k in SELECTIONS if k in block}}
+    return (
+        block
+        if exp_on(name)
+        else {**block, **{k: [] for k in SELECTIONS if k in block}}
+    )
 
 
 def _check_names(kind, names, known):
@@ -70,7 +76,9 @@ def settings(exp):
     """All settings (dicts with dataset, noise, model, epochs, seed) of an experiment's grids."""
     out = []
     for g in exp_cfg(exp)["grids"]:
-        for d, z, m, e, s in itertools.product(g["datasets"], g["noises"], g["models"], g["epochs"], g["seeds"]):
+        for d, z, m, e, s in itertools.product(
+            g["datasets"], g["noises"], g["models"], g["epochs"], g["seeds"]
+        ):
             out.append(dict(dataset=d, noise=z, model=m, epochs=int(e), seed=int(s)))
     seen, uniq = set(), []
     for s in out:
@@ -83,7 +91,11 @@ def settings(exp):
 
 def estimators_for(exp, model):
     """The experiment's estimators that apply to a model recipe (``skip_models`` in the estimator config)."""
-    return [name for name in exp_cfg(exp)["estimators"] if model not in est_spec(name)["skip_models"]]
+    return [
+        name
+        for name in exp_cfg(exp)["estimators"]
+        if model not in est_spec(name)["skip_models"]
+    ]
 
 
 def est_spec(name):
@@ -92,11 +104,21 @@ def est_spec(name):
 
 
 # Detection directions set in the config (``suspicion:``), overriding the ones declared at registration.
-SUSPICION_OVERRIDES = {name: spec["suspicion"] for name, spec in config["estimators"].items() if "suspicion" in spec}
+SUSPICION_OVERRIDES = {
+    name: spec["suspicion"]
+    for name, spec in config["estimators"].items()
+    if "suspicion" in spec
+}
 
 
 def setting_key(wc):
-    return SET.format(dataset=wc.dataset, noise=wc.noise, model=wc.model, epochs=wc.epochs, seed=wc.seed)
+    return SET.format(
+        dataset=wc.dataset,
+        noise=wc.noise,
+        model=wc.model,
+        epochs=wc.epochs,
+        seed=wc.seed,
+    )
 
 
 # ---------------------------------------------------------------------------- checks at planning time
@@ -109,8 +131,13 @@ for _exp in ("fidelity", "detection", "deletion", "cost"):
     # an enabled experiment with settings but no estimator for one of them would fail once its runs are done
     for _s in settings(_exp):
         if not estimators_for(_exp, _s["model"]):
-            _why = "is empty" if not exp_cfg(_exp)["estimators"] else (
-                f"has only estimators that skip the model {_s['model']!r} (skip_models)")
+            _why = (
+                "is empty"
+                if not exp_cfg(_exp)["estimators"]
+                else (
+                    f"has only estimators that skip the model {_s['model']!r} (skip_models)"
+                )
+            )
             raise WorkflowError(
                 f"config: experiments.{_exp}.estimators {_why}; list at least one estimator for it, "
                 f"or set experiments.{_exp}.enabled: false"
@@ -118,19 +145,27 @@ for _exp in ("fidelity", "detection", "deletion", "cost"):
 for _d in exp_cfg("curation")["datasets"]:
     _check_names("data setting", [_d], config["data"])
 # the cleansing subset picks among the detection estimators: a misspelled name would drop one silently
-_check_names("estimator in experiments.detection.cleanse_estimators",
-             exp_cfg("detection")["cleanse_estimators"] or [], estimators.names())
+_check_names(
+    "estimator in experiments.detection.cleanse_estimators",
+    exp_cfg("detection")["cleanse_estimators"] or [],
+    estimators.names(),
+)
 # every key of `estimators:` is a registered name (the Snakefile adds the registered ones before validating)
-_check_names("estimator (a key of estimators:)", config["estimators"], estimators.names())
+_check_names(
+    "estimator (a key of estimators:)", config["estimators"], estimators.names()
+)
 
 
 def estimator_hparams(name):
     """Names of the keyword arguments (hyperparameters) of a registered estimator, after (traj, train, target); for
-    one that passes **hparams on, those of the estimator it declared at registration (``hparams_of=...``)."""
+    one that passes **hparams on, those of the estimator it declared at registration (``hparams_of=...``).
+    """
     try:
         return estimators.hparam_names(name)
     except (TypeError, ValueError) as e:
-        raise WorkflowError(f"config: estimators.{name}.hparams cannot be checked: {e}") from None
+        raise WorkflowError(
+            f"config: estimators.{name}.hparams cannot be checked: {e}"
+        ) from None
 
 
 for _name, _spec in config["estimators"].items():
@@ -154,11 +189,15 @@ for _name, _spec in config["data"].items():
 
 # Which estimators each setting needs (a setting may belong to several experiments).
 SETTING_ESTIMATORS = {}
-SETTING_WILDCARDS = {}  # the same settings' wildcard values (strings, as Snakemake passes them), for the batch rules
+SETTING_WILDCARDS = (
+    {}
+)  # the same settings' wildcard values (strings, as Snakemake passes them), for the batch rules
 for _exp in ("fidelity", "detection", "deletion", "cost"):
     for _s in settings(_exp):
         SETTING_ESTIMATORS.setdefault(SET.format(**_s), [])
-        SETTING_WILDCARDS[SET.format(**_s)] = SimpleNamespace(**{k: str(v) for k, v in _s.items()})
+        SETTING_WILDCARDS[SET.format(**_s)] = SimpleNamespace(
+            **{k: str(v) for k, v in _s.items()}
+        )
         for _e in estimators_for(_exp, _s["model"]):
             if _e not in SETTING_ESTIMATORS[SET.format(**_s)]:
                 SETTING_ESTIMATORS[SET.format(**_s)].append(_e)
@@ -169,11 +208,16 @@ def n_shards():
 
 
 def loo_shards(wc):
-    return expand(f"{RES}/loo/{setting_key(wc)}/shard{{shard}}.npz", shard=range(n_shards()))
+    return expand(
+        f"{RES}/loo/{setting_key(wc)}/shard{{shard}}.npz", shard=range(n_shards())
+    )
 
 
 def scores_of(wc):
-    return {e: f"{RES}/scores/{setting_key(wc)}/{e}.npy" for e in SETTING_ESTIMATORS.get(setting_key(wc), [])}
+    return {
+        e: f"{RES}/scores/{setting_key(wc)}/{e}.npy"
+        for e in SETTING_ESTIMATORS.get(setting_key(wc), [])
+    }
 
 
 def splits_of(wc):
@@ -211,7 +255,10 @@ def score_config_hash(wc):
             "model": config["models"][wc.model],
             "epochs": int(wc.epochs),
             "seed": int(wc.seed),
-            "estimator": {"name": wc.estimator, "hparams": est_spec(wc.estimator)["hparams"]},
+            "estimator": {
+                "name": wc.estimator,
+                "hparams": est_spec(wc.estimator)["hparams"],
+            },
         }
     )
 
@@ -243,7 +290,11 @@ def cleanse_estimators(model):
 
 
 def _detection_settings():
-    return [s for s in settings("detection") if config["noise"][s["noise"]]["kind"] != "clean"]
+    return [
+        s
+        for s in settings("detection")
+        if config["noise"][s["noise"]]["kind"] != "clean"
+    ]
 
 
 def bound_checks():
@@ -272,7 +323,11 @@ def _check_inputs(wc):
 def check_runs():
     """E5 check name -> the setting of the recorded run it reads (checks with ``run:`` only)."""
     keys = ("dataset", "noise", "model", "epochs", "seed")
-    return {name: {k: c["run"][k] for k in keys} for name, c in bound_checks().items() if c.get("run")}
+    return {
+        name: {k: c["run"][k] for k in keys}
+        for name, c in bound_checks().items()
+        if c.get("run")
+    }
 
 
 def run_summaries():
@@ -285,9 +340,16 @@ def run_summaries():
 with open(os.path.join(REPO, "experiments", "notebooks.yaml")) as _f:
     NB = yaml.safe_load(_f)
 # Named inputs of each notebook; an included rule file may leave out some of them (e7_peers.smk does).
-NB_INPUTS = {nb: {k: f"{RES}/{p}" for k, p in spec["inputs"].items()} for nb, spec in NB.items()}
+NB_INPUTS = {
+    nb: {k: f"{RES}/{p}" for k, p in spec["inputs"].items()} for nb, spec in NB.items()
+}
 # The experiment tables (metrics/*.csv) the notebooks draw, which the claims table reads.
-METRIC_TABLES = [f"{RES}/{p}" for spec in NB.values() for p in spec["inputs"].values() if p.startswith("metrics/")]
+METRIC_TABLES = [
+    f"{RES}/{p}"
+    for spec in NB.values()
+    for p in spec["inputs"].values()
+    if p.startswith("metrics/")
+]
 
 
 def nb_on(nb):
@@ -309,9 +371,13 @@ with open(os.path.join(REPO, "paper", "claims.yaml")) as _f:
 # The claims each notebook tests (its opening cell names them, its captions list them): those whose test reads one
 # of its metric tables, or whose `experiment:` names it (X-2: E7, asserted by the test suite).
 NB_CLAIMS = {
-    nb: [c["id"] for c in _CLAIMS
-         if _claim_tables(c["test"]) & {os.path.splitext(os.path.basename(p))[0] for p in spec["inputs"].values()}
-         or nb.split("_")[0] in [e.strip() for e in str(c["experiment"]).split(",")]]
+    nb: [
+        c["id"]
+        for c in _CLAIMS
+        if _claim_tables(c["test"])
+        & {os.path.splitext(os.path.basename(p))[0] for p in spec["inputs"].values()}
+        or nb.split("_")[0] in [e.strip() for e in str(c["experiment"]).split(",")]
+    ]
     for nb, spec in NB.items()
 }
 # The caption of figure <f> in the `snakemake --report` HTML: experiments/report/captions/<f>.rst (RST, rendered
@@ -320,7 +386,11 @@ CAPTIONS = os.path.join(REPO, "experiments", "report", "captions")
 
 
 def _caption(f):
-    return f"../report/captions/{f}.rst" if os.path.exists(os.path.join(CAPTIONS, f"{f}.rst")) else None
+    return (
+        f"../report/captions/{f}.rst"
+        if os.path.exists(os.path.join(CAPTIONS, f"{f}.rst"))
+        else None
+    )
 
 
 def nb_outputs(nb):
@@ -328,8 +398,12 @@ def nb_outputs(nb):
     out = {}
     for f in spec["figures"]:
         out[f"{f}_pdf"] = f"{RES}/figures/{f}.pdf"
-        out[f"{f}_png"] = report(f"{RES}/figures/{f}.png", caption=_caption(f), category=nb.replace("_", " "),
-                                 labels={"figure": f})
+        out[f"{f}_png"] = report(
+            f"{RES}/figures/{f}.png",
+            caption=_caption(f),
+            category=nb.replace("_", " "),
+            labels={"figure": f},
+        )
     for t in spec["tables"]:
         out[f"{t}_csv"] = f"{RES}/tables/{t}.csv"
         out[f"{t}_tex"] = f"{RES}/tables/{t}.tex"
@@ -346,29 +420,33 @@ def notebook_rule(nb):
     rule:
         name:
             f"notebook_{nb}"
-        conda:
-            NOTEBOOKS_ENV
         input:
             **NB_INPUTS[nb],
             claims_yaml=f"{REPO}/paper/claims.yaml",  # the criteria of the claims the notebook tests, stated in it
         output:
             **nb_outputs(nb),
-        params:
-            notebook=nb,
-            claims=NB_CLAIMS[nb],
+        # the executed notebook (no wfio log: a failing cell's error is in it with papermill, on stderr without)
         log:
             notebook=f"{RES}/notebooks/{nb}.ipynb",
+        conda:
+            NOTEBOOKS_ENV
         threads: 1
         resources:
             mem_mb=2000,
             runtime=10,
+        params:
+            notebook=nb,
+            claims=NB_CLAIMS[nb],
         notebook:
             f"../../notebooks/{nb}.ipynb"
 
 
 # Every figure and table of the notebooks that run in this configuration.
 ALL_FIGURES_TABLES = [
-    p for nb in NB if nb_on(nb) for p in (
+    p
+    for nb in NB
+    if nb_on(nb)
+    for p in (
         [f"{RES}/figures/{f}.{x}" for f in NB[nb]["figures"] for x in ("pdf", "png")]
         + [f"{RES}/tables/{t}.{x}" for t in NB[nb]["tables"] for x in ("csv", "tex")]
     )
@@ -391,7 +469,10 @@ RUN_KEYS = ("dataset", "noise", "model", "epochs", "seed")
 
 def all_runs():
     """Every recorded run the experiments and the E5 checks use: SET key -> wildcard values (strings, SET order)."""
-    runs = {k: {c: str(getattr(w, c)) for c in RUN_KEYS} for k, w in SETTING_WILDCARDS.items()}
+    runs = {
+        k: {c: str(getattr(w, c)) for c in RUN_KEYS}
+        for k, w in SETTING_WILDCARDS.items()
+    }
     for s in check_runs().values():
         runs.setdefault(SET.format(**s), {c: str(s[c]) for c in RUN_KEYS})
     return runs
@@ -402,7 +483,9 @@ def seed_groups(runs):
     runs by ascending seed."""
     groups = {}
     for w in runs:
-        groups.setdefault("{dataset}/{noise}/{model}/ep{epochs}".format(**w), {})[int(w["seed"])] = w
+        groups.setdefault("{dataset}/{noise}/{model}/ep{epochs}".format(**w), {})[
+            int(w["seed"])
+        ] = w
     return {g: [by_seed[s] for s in sorted(by_seed)] for g, by_seed in groups.items()}
 
 
@@ -412,93 +495,182 @@ def _ns(w):
 
 def job_prepare_data(dataset, seed):
     base = f"{RES}/data/{dataset}/seed{seed}"
-    return dict(input={}, output={p: f"{base}/{p}.npz" for p in ("train", "target", "test")},
-                params=dict(spec=config["data"][dataset]), wildcards=dict(dataset=dataset, seed=str(seed)),
-                log=f"{RES}/logs/prepare_data/{dataset}_seed{seed}.log")
+    return dict(
+        input={},
+        output={p: f"{base}/{p}.npz" for p in ("train", "target", "test")},
+        params=dict(spec=config["data"][dataset]),
+        wildcards=dict(dataset=dataset, seed=str(seed)),
+        log=f"{RES}/logs/prepare_data/{dataset}_seed{seed}.log",
+    )
 
 
 def job_inject_noise(dataset, noise, seed):
     base = f"{RES}/data/{dataset}/seed{seed}"
-    return dict(input=dict(train=f"{base}/train.npz"),
-                output=dict(train=f"{base}/{noise}/train.npz", mask=f"{base}/{noise}/mask.npy"),
-                params=dict(spec=config["noise"][noise]), wildcards=dict(dataset=dataset, seed=str(seed), noise=noise),
-                log=f"{RES}/logs/inject_noise/{dataset}_seed{seed}_{noise}.log")
+    return dict(
+        input=dict(train=f"{base}/train.npz"),
+        output=dict(train=f"{base}/{noise}/train.npz", mask=f"{base}/{noise}/mask.npy"),
+        params=dict(spec=config["noise"][noise]),
+        wildcards=dict(dataset=dataset, seed=str(seed), noise=noise),
+        log=f"{RES}/logs/inject_noise/{dataset}_seed{seed}_{noise}.log",
+    )
 
 
 def job_train(w):
     key = SET.format(**w)
-    return dict(input=splits_of(_ns(w)),
-                output=dict(run=f"{RES}/runs/{key}/run.pt", meta=f"{RES}/runs/{key}/run.pt.json",
-                            summary=f"{RES}/runs/{key}/summary.json"),
-                params=dict(spec=config["models"][w["model"]]), wildcards=dict(w), log=f"{RES}/logs/train/{key}.log")
+    return dict(
+        input=splits_of(_ns(w)),
+        output=dict(
+            run=f"{RES}/runs/{key}/run.pt",
+            meta=f"{RES}/runs/{key}/run.pt.json",
+            summary=f"{RES}/runs/{key}/summary.json",
+        ),
+        params=dict(spec=config["models"][w["model"]]),
+        wildcards=dict(w),
+        log=f"{RES}/logs/train/{key}.log",
+    )
 
 
 def job_loo(w, shard):
     key = SET.format(**w)
-    return dict(input=dict(splits_of(_ns(w)), run=f"{RES}/runs/{key}/run.pt"),
-                output=dict(loo=f"{RES}/loo/{key}/shard{shard}.npz", provenance=f"{RES}/loo/{key}/shard{shard}.npz.json"),
-                params=dict(n_shards=n_shards(), subset=config["loo"]["subset"], chunk=config["loo"]["chunk"]),
-                wildcards=dict(w, shard=str(shard)), log=f"{RES}/logs/loo/{key}/shard{shard}.log")
+    return dict(
+        input=dict(splits_of(_ns(w)), run=f"{RES}/runs/{key}/run.pt"),
+        output=dict(
+            loo=f"{RES}/loo/{key}/shard{shard}.npz",
+            provenance=f"{RES}/loo/{key}/shard{shard}.npz.json",
+        ),
+        params=dict(
+            n_shards=n_shards(),
+            subset=config["loo"]["subset"],
+            chunk=config["loo"]["chunk"],
+        ),
+        wildcards=dict(w, shard=str(shard)),
+        log=f"{RES}/logs/loo/{key}/shard{shard}.log",
+    )
 
 
 def job_loo_merge(w):
     key, shards = SET.format(**w), loo_shards(_ns(w))
-    return dict(input=dict(shards=shards, provenance=[f"{p}.json" for p in shards]),
-                output=dict(loo=f"{RES}/loo/{key}/loo.npz", provenance=f"{RES}/loo/{key}/loo.npz.json"),
-                params={}, wildcards=dict(w), log=f"{RES}/logs/loo_merge/{key}.log")
+    return dict(
+        input=dict(shards=shards, provenance=[f"{p}.json" for p in shards]),
+        output=dict(
+            loo=f"{RES}/loo/{key}/loo.npz", provenance=f"{RES}/loo/{key}/loo.npz.json"
+        ),
+        params={},
+        wildcards=dict(w),
+        log=f"{RES}/logs/loo_merge/{key}.log",
+    )
 
 
 def job_estimate(w):
     key, ests = SET.format(**w), SETTING_ESTIMATORS[SET.format(**w)]
-    return dict(input=dict(splits_of(_ns(w)), run=f"{RES}/runs/{key}/run.pt"),
-                output=dict(scores=[f"{RES}/scores/{key}/{e}.npy" for e in ests],
-                            provenance=[f"{RES}/scores/{key}/{e}.json" for e in ests]),
-                params=dict(estimators=list(ests), setting=dict(w), hparams=[est_spec(e)["hparams"] for e in ests],
-                            config_hash=[score_config_hash(SimpleNamespace(**w, estimator=e)) for e in ests]),
-                wildcards=dict(w), log=f"{RES}/logs/estimate/{key}/batch.log")
+    return dict(
+        input=dict(splits_of(_ns(w)), run=f"{RES}/runs/{key}/run.pt"),
+        output=dict(
+            scores=[f"{RES}/scores/{key}/{e}.npy" for e in ests],
+            provenance=[f"{RES}/scores/{key}/{e}.json" for e in ests],
+        ),
+        params=dict(
+            estimators=list(ests),
+            setting=dict(w),
+            hparams=[est_spec(e)["hparams"] for e in ests],
+            config_hash=[
+                score_config_hash(SimpleNamespace(**w, estimator=e)) for e in ests
+            ],
+        ),
+        wildcards=dict(w),
+        log=f"{RES}/logs/estimate/{key}/batch.log",
+    )
 
 
 def job_evaluate_fidelity(w):
     key = SET.format(**w)
-    return dict(input=dict(scores_of(_ns(w)), loo=f"{RES}/loo/{key}/loo.npz", summary=f"{RES}/runs/{key}/summary.json"),
-                output=[f"{RES}/metrics/fidelity/{key}.csv"], params=dict(ps=config["jaccard_percents"]),
-                wildcards=dict(w), log=f"{RES}/logs/evaluate_fidelity/{key}.log")
+    return dict(
+        input=dict(
+            scores_of(_ns(w)),
+            loo=f"{RES}/loo/{key}/loo.npz",
+            summary=f"{RES}/runs/{key}/summary.json",
+        ),
+        output=[f"{RES}/metrics/fidelity/{key}.csv"],
+        params=dict(ps=config["jaccard_percents"]),
+        wildcards=dict(w),
+        log=f"{RES}/logs/evaluate_fidelity/{key}.log",
+    )
 
 
 def job_evaluate_detection(w):
     key = SET.format(**w)
-    return dict(input=dict(scores_of(_ns(w)), mask=splits_of(_ns(w))["mask"]),
-                output=[f"{RES}/metrics/detection/{key}.csv"], params=dict(directions=SUSPICION_OVERRIDES),
-                wildcards=dict(w), log=f"{RES}/logs/evaluate_detection/{key}.log")
+    return dict(
+        input=dict(scores_of(_ns(w)), mask=splits_of(_ns(w))["mask"]),
+        output=[f"{RES}/metrics/detection/{key}.csv"],
+        params=dict(directions=SUSPICION_OVERRIDES),
+        wildcards=dict(w),
+        log=f"{RES}/logs/evaluate_detection/{key}.log",
+    )
 
 
 def job_cleanse(w):
     key, ests = SET.format(**w), cleanse_estimators(w["model"])
-    return dict(input=dict(splits_of(_ns(w)),
-                           scores=[f"{RES}/scores/{key}/{e}.npy" for e in ests if e not in ("oracle", "random_removal")]),
-                output=[f"{RES}/cleansing/{key}/{e}.csv" for e in ests],
-                params=dict(estimators=ests, setting=dict(w), spec=config["models"][w["model"]],
-                            fractions=exp_cfg("detection")["cleanse_fractions"], directions=SUSPICION_OVERRIDES),
-                wildcards=dict(w), log=f"{RES}/logs/cleanse/{key}/batch.log")
+    return dict(
+        input=dict(
+            splits_of(_ns(w)),
+            scores=[
+                f"{RES}/scores/{key}/{e}.npy"
+                for e in ests
+                if e not in ("oracle", "random_removal")
+            ],
+        ),
+        output=[f"{RES}/cleansing/{key}/{e}.csv" for e in ests],
+        params=dict(
+            estimators=ests,
+            setting=dict(w),
+            spec=config["models"][w["model"]],
+            fractions=exp_cfg("detection")["cleanse_fractions"],
+            directions=SUSPICION_OVERRIDES,
+        ),
+        wildcards=dict(w),
+        log=f"{RES}/logs/cleanse/{key}/batch.log",
+    )
 
 
 def job_deletion(w):
-    key, ests = SET.format(**w), estimators_for("deletion", w["model"]) + ["random_removal"]
-    return dict(input=dict(splits_of(_ns(w)), scores=[f"{RES}/scores/{key}/{e}.npy" for e in ests if e != "random_removal"]),
-                output=dict(deletion=[f"{RES}/deletion/{key}/{e}.csv" for e in ests],
-                            coreset=[f"{RES}/coreset/{key}/{e}.csv" for e in ests]),
-                params=dict(estimators=ests, setting=dict(w), spec=config["models"][w["model"]],
-                            ks=exp_cfg("deletion")["ks"], keep_fractions=exp_cfg("deletion")["keep_fractions"]),
-                wildcards=dict(w), log=f"{RES}/logs/deletion/{key}/batch.log")
+    key, ests = SET.format(**w), estimators_for("deletion", w["model"]) + [
+        "random_removal"
+    ]
+    return dict(
+        input=dict(
+            splits_of(_ns(w)),
+            scores=[
+                f"{RES}/scores/{key}/{e}.npy" for e in ests if e != "random_removal"
+            ],
+        ),
+        output=dict(
+            deletion=[f"{RES}/deletion/{key}/{e}.csv" for e in ests],
+            coreset=[f"{RES}/coreset/{key}/{e}.csv" for e in ests],
+        ),
+        params=dict(
+            estimators=ests,
+            setting=dict(w),
+            spec=config["models"][w["model"]],
+            ks=exp_cfg("deletion")["ks"],
+            keep_fractions=exp_cfg("deletion")["keep_fractions"],
+        ),
+        wildcards=dict(w),
+        log=f"{RES}/logs/deletion/{key}/batch.log",
+    )
 
 
 def seed_batch_rule(stage, group, script_file, jobs, mem, minutes, tag="seeds"):
     """Define the job ``<stage>_<group>``: the script of the per-seed ``stage`` run for every job of ``jobs`` in one
-    process (experiments/scripts/seeds.py); its inputs and outputs are those of the jobs together."""
+    process (experiments/scripts/seeds.py); its inputs and outputs are those of the jobs together.
+    """
     inputs, outputs = {}, {}
     for i, j in enumerate(jobs):
         inputs.update({f"j{i}_{k}": v for k, v in j["input"].items() if v != []})
-        outs = j["output"] if isinstance(j["output"], dict) else dict(enumerate(j["output"]))
+        outs = (
+            j["output"]
+            if isinstance(j["output"], dict)
+            else dict(enumerate(j["output"]))
+        )
         outputs.update({f"j{i}_{k}": v for k, v in outs.items()})
     suffix = re.sub(r"\W", "_", group)
     rule_name = f"{stage}_{suffix}"
@@ -506,23 +678,23 @@ def seed_batch_rule(stage, group, script_file, jobs, mem, minutes, tag="seeds"):
     rule:
         name:
             rule_name
-        conda:
-            CORE_ENV
         input:
             **inputs,
         output:
             **outputs,
-        params:
-            script=os.path.join(REPO, "experiments", "scripts", script_file),
-            rule=stage,
-            jobs=jobs,
         log:
             f"{RES}/logs/{stage}/{group}/{tag}.log",
         benchmark:
             f"{RES}/benchmarks/{stage}/{group}/{tag}.tsv"
+        conda:
+            CORE_ENV
         threads: 1
         resources:
             mem_mb=mem,
             runtime=minutes,
+        params:
+            script=os.path.join(REPO, "experiments", "scripts", script_file),
+            rule=stage,
+            jobs=jobs,
         script:
             "../scripts/seeds.py"

@@ -1,27 +1,27 @@
-# E3: online curation under label noise (influence.curation / influence.tasks.e3_curation).
+# E3: online curation under label noise (influence.curation / replication.tasks.e3_curation).
 
 
 rule curate:
-    conda:
-        CORE_ENV
     output:
         f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
+    log:
+        f"{RES}/logs/curate/{{dataset}}/{{policy}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/curate/{{dataset}}/{{policy}}/seed{{seed}}.tsv"
     wildcard_constraints:
         seed=NO_MATCH if config["batch_seeds"] else r"\d+",  # batched: below
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         seeds=lambda wc: [wc.seed],
         spec=lambda wc: config["data"][wc.dataset],
         run=exp_cfg("curation")["run"],
         noise_rate=exp_cfg("curation")["noise_rate"],
         probe_every=exp_cfg("curation")["probe_every"],
-    log:
-        f"{RES}/logs/curate/{{dataset}}/{{policy}}/seed{{seed}}.log",
-    benchmark:
-        f"{RES}/benchmarks/curate/{{dataset}}/{{policy}}/seed{{seed}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
     script:
         "../scripts/curate.py"
 
@@ -31,19 +31,20 @@ if config["batch_seeds"]:
 
     use rule curate as curate_seeds with:
         output:
-            expand(f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
-                   seed=exp_cfg("curation")["seeds"], allow_missing=True),
-        params:
-            seeds=exp_cfg("curation")["seeds"],
+            expand(
+                f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
+                seed=exp_cfg("curation")["seeds"],
+                allow_missing=True,
+            ),
         log:
             f"{RES}/logs/curate/{{dataset}}/{{policy}}/seeds.log",
         benchmark:
-            f"{RES}/benchmarks/curate/{{dataset}}/{{policy}}/seeds.tsv",
+            f"{RES}/benchmarks/curate/{{dataset}}/{{policy}}/seeds.tsv"
+        params:
+            seeds=exp_cfg("curation")["seeds"],
 
 
 rule table_E3:
-    conda:
-        CORE_ENV
     input:
         expand(
             f"{RES}/curation/{{dataset}}/{{policy}}/seed{{seed}}.json",
@@ -56,6 +57,8 @@ rule table_E3:
         curves=f"{RES}/metrics/E3_curves.csv",
     log:
         f"{RES}/logs/tables/E3.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,

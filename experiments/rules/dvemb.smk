@@ -1,4 +1,4 @@
-# E10: Data Value Embedding's MNIST protocol (influence.tasks.e10_dvemb): trajectory LOO of a set of training points in
+# E10: Data Value Embedding's MNIST protocol (replication.tasks.e10_dvemb): trajectory LOO of a set of training points in
 # both removal modes, every trajectory estimator and dattri's DVEmb on the same recorded run, LDS of both kinds; the
 # MLP of its Fig. 3 and its appendix's small CNN. Include it from the Snakefile after common.smk and before report.smk.
 # Config block (defaults in default.yaml, types in schema.yaml):
@@ -6,59 +6,72 @@
 #     dvemb:
 #       epochs: [3]            # one recorded run per (setting, epochs, seed)
 #       seeds: [0]
-#       settings: {...}        # any key of influence.tasks.e10_dvemb.DEFAULT (arch, sizes, model, SGD, estimators, ...)
+#       settings: {...}        # any key of replication.tasks.e10_dvemb.DEFAULT (arch, sizes, model, SGD, estimators, ...)
 #       variants:              # further settings, each named; run on the block's seeds (n_seeds: the first n of them)
 #         cnn: {epochs: [2], settings: {arch: cnn, ...}, runtime: 30}   # settings laid over the block's settings
 # One job per (setting, epochs, seed): results/dvemb/<setting>/ep<epochs>/seed<seed>.json, <setting> the name of a
 # variant or, for the block's own settings, their arch (mlp); table_E10 collects them into metrics/E10_dvemb.csv (one
 # row per run, removal mode and method, DVEmb's published values included, column arch) and metrics/E10_lds.csv
 # (notebook E10_dvemb).
-from influence.tasks.e10_dvemb import check_dvemb_config, variant_settings
+from replication.tasks.e10_dvemb import check_dvemb_config, variant_settings
 
 E10 = exp_cfg("dvemb")
 try:
     E10_SETTINGS = {}  # setting name -> {"epochs", "seeds", "settings", "runtime"}
     _main = check_dvemb_config(dict(E10["settings"]))
-    E10_SETTINGS[_main["arch"]] = {"epochs": E10["epochs"], "seeds": E10["seeds"], "settings": _main,
-                                   "runtime": E10["runtime"]}
+    E10_SETTINGS[_main["arch"]] = {
+        "epochs": E10["epochs"],
+        "seeds": E10["seeds"],
+        "settings": _main,
+        "runtime": E10["runtime"],
+    }
     for _name, _v in (E10.get("variants") or {}).items():
         if not re.fullmatch(NAME, _name) or _name in E10_SETTINGS:
-            raise ValueError(f"E10 (dvemb): variant name {_name!r} must be a word ({NAME}) other than "
-                             f"{sorted(E10_SETTINGS)}")
+            raise ValueError(
+                f"E10 (dvemb): variant name {_name!r} must be a word ({NAME}) other than "
+                f"{sorted(E10_SETTINGS)}"
+            )
         if _v.get("enabled", True):
-            E10_SETTINGS[_name] = {"epochs": _v.get("epochs", E10["epochs"]), "runtime": _v.get("runtime", E10["runtime"]),
-                                   "seeds": E10["seeds"][: _v.get("n_seeds", len(E10["seeds"]))],
-                                   "settings": variant_settings(dict(E10["settings"]), dict(_v.get("settings") or {}))}
+            E10_SETTINGS[_name] = {
+                "epochs": _v.get("epochs", E10["epochs"]),
+                "runtime": _v.get("runtime", E10["runtime"]),
+                "seeds": E10["seeds"][: _v.get("n_seeds", len(E10["seeds"]))],
+                "settings": variant_settings(
+                    dict(E10["settings"]), dict(_v.get("settings") or {})
+                ),
+            }
 except ValueError as _e:
     raise WorkflowError(str(_e)) from None
-E10_RUNS = [f"{RES}/dvemb/{name}/ep{e}/seed{s}.json" for name, v in E10_SETTINGS.items() for e in v["epochs"]
-            for s in (v["seeds"] if exp_on("dvemb") else [])]
+E10_RUNS = [
+    f"{RES}/dvemb/{name}/ep{e}/seed{s}.json"
+    for name, v in E10_SETTINGS.items()
+    for e in v["epochs"]
+    for s in (v["seeds"] if exp_on("dvemb") else [])
+]
 
 
 rule dvemb_run:
-    conda:
-        PEERS_ENV
     output:
         f"{RES}/dvemb/{{setting}}/ep{{epochs}}/seed{{seed}}.json",
-    wildcard_constraints:
-        setting=NAME,
-    params:
-        settings=lambda wc: E10_SETTINGS[wc.setting]["settings"],
     log:
         f"{RES}/logs/dvemb/{{setting}}/ep{{epochs}}/seed{{seed}}.log",
     benchmark:
         f"{RES}/benchmarks/dvemb/{{setting}}/ep{{epochs}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        setting=NAME,
+    conda:
+        PEERS_ENV
     threads: 1
     resources:
         mem_mb=8000,
         runtime=lambda wc: int(E10_SETTINGS[wc.setting]["runtime"]),
+    params:
+        settings=lambda wc: E10_SETTINGS[wc.setting]["settings"],
     script:
         "../scripts/e10_dvemb.py"
 
 
 rule table_E10:
-    conda:
-        CORE_ENV
     input:
         E10_RUNS,
     output:
@@ -66,6 +79,8 @@ rule table_E10:
         lds=f"{RES}/metrics/E10_lds.csv",
     log:
         f"{RES}/logs/tables/E10.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,

@@ -1,4 +1,4 @@
-# E12: CG-score data pruning with the CG-score authors' protocol (influence.tasks.e12_cg_pruning; claim CG-2):
+# E12: CG-score data pruning with the CG-score authors' protocol (replication.tasks.e12_cg_pruning; claim CG-2):
 # class-wise selection by CG-score, retrained for the full set's number of steps with batches drawn with replacement;
 # baselines class-wise random pruning (same steps) and, supplementary, the E4 protocol (one global ranking, the
 # run's own epochs over the kept set). Include it from the Snakefile after common.smk and before report.smk.
@@ -16,21 +16,33 @@
 #       learned_margin: 0.1
 # One job per (dataset, model), all seeds: results/cg_pruning/<dataset>/<model>.json; table_E12 collects them into
 # metrics/E12_cg_pruning.csv (notebook E12_cg_pruning).
-from influence.tasks.e12_cg_pruning import model_name as e12_model_name
+from replication.tasks.e12_cg_pruning import model_name as e12_model_name
 
 E12 = exp_cfg("cg_pruning")
 E12_DATASETS = {d["name"]: d for d in E12["datasets"]}
 E12_MODELS = {e12_model_name(m): m for m in E12.get("models", [])}
-E12_RUNS = expand(f"{RES}/cg_pruning/{{dataset}}/{{arch}}.json", dataset=list(E12_DATASETS), arch=list(E12_MODELS))
+E12_RUNS = expand(
+    f"{RES}/cg_pruning/{{dataset}}/{{arch}}.json",
+    dataset=list(E12_DATASETS),
+    arch=list(E12_MODELS),
+)
 
 
 rule cg_pruning_run:
-    conda:
-        CORE_ENV
     output:
         f"{RES}/cg_pruning/{{dataset}}/{{arch}}.json",
+    log:
+        f"{RES}/logs/cg_pruning/{{dataset}}/{{arch}}.log",
+    benchmark:
+        f"{RES}/benchmarks/cg_pruning/{{dataset}}/{{arch}}.tsv"
     wildcard_constraints:
         arch=r"(mlp|cnn)[A-Za-z0-9_-]*",
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         spec=lambda wc: E12_DATASETS[wc.dataset],
         arch=lambda wc: E12_MODELS[wc.arch],
@@ -41,27 +53,19 @@ rule cg_pruning_run:
         cg=E12["cg"],
         run=E12["run"],
         learned_margin=E12["learned_margin"],
-    log:
-        f"{RES}/logs/cg_pruning/{{dataset}}/{{arch}}.log",
-    benchmark:
-        f"{RES}/benchmarks/cg_pruning/{{dataset}}/{{arch}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     script:
         "../scripts/e12_cg_pruning.py"
 
 
 rule table_E12:
-    conda:
-        CORE_ENV
     input:
         E12_RUNS,
     output:
         f"{RES}/metrics/E12_cg_pruning.csv",
     log:
         f"{RES}/logs/tables/E12.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,

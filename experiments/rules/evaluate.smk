@@ -2,103 +2,103 @@
 
 
 rule evaluate_fidelity:
-    conda:
-        CORE_ENV
     input:
         unpack(scores_of),
         loo=f"{RES}/loo/{SET}/loo.npz",
         summary=f"{RES}/runs/{SET}/summary.json",  # the run's test accuracy and majority-class rate
     output:
         f"{RES}/metrics/fidelity/{SET}.csv",
-    wildcard_constraints:
-        seed=SEED_WC,  # batch_seeds: the evaluate_fidelity_<setting> jobs below
-    params:
-        ps=config["jaccard_percents"],
     log:
         f"{RES}/logs/evaluate_fidelity/{SET}.log",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the evaluate_fidelity_<setting> jobs below
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        ps=config["jaccard_percents"],
     script:
         "../scripts/evaluate_fidelity.py"
 
 
 rule evaluate_detection:
-    conda:
-        CORE_ENV
     input:
         unpack(scores_of),
         mask=f"{RES}/data/{{dataset}}/seed{{seed}}/{{noise}}/mask.npy",
     output:
         f"{RES}/metrics/detection/{SET}.csv",
-    wildcard_constraints:
-        seed=SEED_WC,  # batch_seeds: the evaluate_detection_<setting> jobs below
-    params:
-        directions=SUSPICION_OVERRIDES,
     log:
         f"{RES}/logs/evaluate_detection/{SET}.log",
+    wildcard_constraints:
+        seed=SEED_WC,  # batch_seeds: the evaluate_detection_<setting> jobs below
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        directions=SUSPICION_OVERRIDES,
     script:
         "../scripts/evaluate_detection.py"
 
 
 rule cleanse:
-    conda:
-        CORE_ENV
     input:
         unpack(splits_of),
         scores=_scores_or_none,
     output:
         f"{RES}/cleansing/{SET}/{{estimator}}.csv",
+    log:
+        f"{RES}/logs/cleanse/{SET}/{{estimator}}.log",
+    benchmark:
+        f"{RES}/benchmarks/cleanse/{SET}/{{estimator}}.tsv"
+    wildcard_constraints:
+        estimator=NO_MATCH if config["batch_estimators"] else NAME,  # batched: the cleanse_<run> jobs below
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         estimators=lambda wc: [wc.estimator],
         setting=lambda wc: dict(wc.items()),
         spec=lambda wc: config["models"][wc.model],
         fractions=exp_cfg("detection")["cleanse_fractions"],
         directions=SUSPICION_OVERRIDES,
-    log:
-        f"{RES}/logs/cleanse/{SET}/{{estimator}}.log",
-    benchmark:
-        f"{RES}/benchmarks/cleanse/{SET}/{{estimator}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    wildcard_constraints:
-        estimator=NO_MATCH if config["batch_estimators"] else NAME,  # batched: the cleanse_<run> jobs below
     script:
         "../scripts/cleanse.py"
 
 
 rule deletion:
-    conda:
-        CORE_ENV
     input:
         unpack(splits_of),
         scores=_scores_or_none,
     output:
         deletion=f"{RES}/deletion/{SET}/{{estimator}}.csv",
         coreset=f"{RES}/coreset/{SET}/{{estimator}}.csv",
+    log:
+        f"{RES}/logs/deletion/{SET}/{{estimator}}.log",
+    benchmark:
+        f"{RES}/benchmarks/deletion/{SET}/{{estimator}}.tsv"
+    wildcard_constraints:
+        estimator=NO_MATCH if config["batch_estimators"] else NAME,  # batched: the deletion_<run> jobs below
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         estimators=lambda wc: [wc.estimator],
         setting=lambda wc: dict(wc.items()),
         spec=lambda wc: config["models"][wc.model],
         ks=exp_cfg("deletion")["ks"],
         keep_fractions=exp_cfg("deletion")["keep_fractions"],
-    log:
-        f"{RES}/logs/deletion/{SET}/{{estimator}}.log",
-    benchmark:
-        f"{RES}/benchmarks/deletion/{SET}/{{estimator}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    wildcard_constraints:
-        estimator=NO_MATCH if config["batch_estimators"] else NAME,  # batched: the deletion_<run> jobs below
     script:
         "../scripts/deletion.py"
 
@@ -114,63 +114,72 @@ if config["batch_estimators"] and not BATCH_SEEDS:
         rule:
             name:
                 f"cleanse_{_suffix}"
-            conda:
-                CORE_ENV
             input:
                 **splits_of(_wc),
-                scores=[f"{RES}/scores/{_key}/{e}.npy" for e in _ests if e not in ("oracle", "random_removal")],
+                scores=[
+                    f"{RES}/scores/{_key}/{e}.npy"
+                    for e in _ests
+                    if e not in ("oracle", "random_removal")
+                ],
             output:
                 [f"{RES}/cleansing/{_key}/{e}.csv" for e in _ests],
+            log:
+                f"{RES}/logs/cleanse/{_key}/batch.log",
+            benchmark:
+                f"{RES}/benchmarks/cleanse/{_key}/batch.tsv"
+            conda:
+                CORE_ENV
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=30 * len(_ests),
             params:
                 estimators=_ests,
                 setting=vars(_wc),
                 spec=config["models"][_s["model"]],
                 fractions=exp_cfg("detection")["cleanse_fractions"],
                 directions=SUSPICION_OVERRIDES,
-            log:
-                f"{RES}/logs/cleanse/{_key}/batch.log",
-            benchmark:
-                f"{RES}/benchmarks/cleanse/{_key}/batch.tsv"
-            threads: 1
-            resources:
-                mem_mb=2000,
-                runtime=30 * len(_ests),
             script:
                 "../scripts/cleanse.py"
 
     for _s in settings("deletion"):
-        _key, _ests = SET.format(**_s), estimators_for("deletion", _s["model"]) + ["random_removal"]
+        _key, _ests = SET.format(**_s), estimators_for("deletion", _s["model"]) + [
+            "random_removal"
+        ]
         _suffix = re.sub(r"\W", "_", _key)  # the run in the rule's name
         _wc = SETTING_WILDCARDS[_key]
 
         rule:
             name:
                 f"deletion_{_suffix}"
-            conda:
-                CORE_ENV
             input:
                 **splits_of(_wc),
-                scores=[f"{RES}/scores/{_key}/{e}.npy" for e in _ests if e != "random_removal"],
+                scores=[
+                    f"{RES}/scores/{_key}/{e}.npy"
+                    for e in _ests
+                    if e != "random_removal"
+                ],
             output:
                 deletion=[f"{RES}/deletion/{_key}/{e}.csv" for e in _ests],
                 coreset=[f"{RES}/coreset/{_key}/{e}.csv" for e in _ests],
+            log:
+                f"{RES}/logs/deletion/{_key}/batch.log",
+            benchmark:
+                f"{RES}/benchmarks/deletion/{_key}/batch.tsv"
+            conda:
+                CORE_ENV
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=30 * len(_ests),
             params:
                 estimators=_ests,
                 setting=vars(_wc),
                 spec=config["models"][_s["model"]],
                 ks=exp_cfg("deletion")["ks"],
                 keep_fractions=exp_cfg("deletion")["keep_fractions"],
-            log:
-                f"{RES}/logs/deletion/{_key}/batch.log",
-            benchmark:
-                f"{RES}/benchmarks/deletion/{_key}/batch.tsv"
-            threads: 1
-            resources:
-                mem_mb=2000,
-                runtime=30 * len(_ests),
             script:
                 "../scripts/deletion.py"
-
 
 
 # batch_seeds (common.smk): evaluation of all the seeds of a setting in one job; with batch_estimators, cleansing and
@@ -178,29 +187,55 @@ if config["batch_estimators"] and not BATCH_SEEDS:
 if BATCH_SEEDS:
     _wcs = lambda ss: [{c: str(s[c]) for c in RUN_KEYS} for s in ss]  # noqa: E731
     for _g, _ws in seed_groups(_wcs(settings("fidelity"))).items():
-        seed_batch_rule("evaluate_fidelity", _g, "evaluate_fidelity.py", [job_evaluate_fidelity(w) for w in _ws],
-                        1000, 5 * len(_ws))
+        seed_batch_rule(
+            "evaluate_fidelity",
+            _g,
+            "evaluate_fidelity.py",
+            [job_evaluate_fidelity(w) for w in _ws],
+            1000,
+            5 * len(_ws),
+        )
     for _g, _ws in seed_groups(_wcs(_detection_settings())).items():
-        seed_batch_rule("evaluate_detection", _g, "evaluate_detection.py", [job_evaluate_detection(w) for w in _ws],
-                        1000, 5 * len(_ws))
+        seed_batch_rule(
+            "evaluate_detection",
+            _g,
+            "evaluate_detection.py",
+            [job_evaluate_detection(w) for w in _ws],
+            1000,
+            5 * len(_ws),
+        )
         if config["batch_estimators"]:
-            seed_batch_rule("cleanse", _g, "cleanse.py", [job_cleanse(w) for w in _ws], 2000,
-                            30 * len(_ws) * len(cleanse_estimators(_ws[0]["model"])), tag="batch")
+            seed_batch_rule(
+                "cleanse",
+                _g,
+                "cleanse.py",
+                [job_cleanse(w) for w in _ws],
+                2000,
+                30 * len(_ws) * len(cleanse_estimators(_ws[0]["model"])),
+                tag="batch",
+            )
     if config["batch_estimators"]:
         for _g, _ws in seed_groups(_wcs(settings("deletion"))).items():
-            seed_batch_rule("deletion", _g, "deletion.py", [job_deletion(w) for w in _ws], 2000,
-                            30 * len(_ws) * (len(estimators_for("deletion", _ws[0]["model"])) + 1), tag="batch")
+            seed_batch_rule(
+                "deletion",
+                _g,
+                "deletion.py",
+                [job_deletion(w) for w in _ws],
+                2000,
+                30 * len(_ws) * (len(estimators_for("deletion", _ws[0]["model"])) + 1),
+                tag="batch",
+            )
 
 
 rule table_E1:
-    conda:
-        CORE_ENV
     input:
         table=_per_setting("fidelity", f"{RES}/metrics/fidelity/{SET}.csv"),
     output:
         table=f"{RES}/metrics/E1_fidelity.csv",
     log:
         f"{RES}/logs/tables/E1.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
@@ -210,10 +245,11 @@ rule table_E1:
 
 
 rule table_E2:
-    conda:
-        CORE_ENV
     input:
-        detection=[f"{RES}/metrics/detection/{SET}.csv".format(**s) for s in _detection_settings()],
+        detection=[
+            f"{RES}/metrics/detection/{SET}.csv".format(**s)
+            for s in _detection_settings()
+        ],
         cleansing=[
             f"{RES}/cleansing/{SET}/{e}.csv".format(**s)
             for s in _detection_settings()
@@ -224,6 +260,8 @@ rule table_E2:
         cleansing=f"{RES}/metrics/E2_cleansing.csv",
     log:
         f"{RES}/logs/tables/E2.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
@@ -233,16 +271,18 @@ rule table_E2:
 
 
 rule table_E4:
-    conda:
-        CORE_ENV
     input:
         deletion=_per_setting("deletion", f"{RES}/deletion/{SET}/{{estimator}}.csv"),
-        coreset=_per_setting("deletion", f"{RES}/coreset/{SET}/{{estimator}}.csv", ["random_removal"]),
+        coreset=_per_setting(
+            "deletion", f"{RES}/coreset/{SET}/{{estimator}}.csv", ["random_removal"]
+        ),
     output:
         deletion=f"{RES}/metrics/E4_deletion.csv",
         coreset=f"{RES}/metrics/E4_coreset.csv",
     log:
         f"{RES}/logs/tables/E4.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
@@ -252,8 +292,6 @@ rule table_E4:
 
 
 rule table_E6:
-    conda:
-        CORE_ENV
     input:
         provenance=_per_setting("cost", f"{RES}/scores/{SET}/{{estimator}}.json")
         + _per_setting("fidelity", f"{RES}/scores/{SET}/{{estimator}}.json"),
@@ -264,6 +302,8 @@ rule table_E6:
         f"{RES}/metrics/E6_cost.csv",
     log:
         f"{RES}/logs/tables/E6.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
@@ -273,26 +313,17 @@ rule table_E6:
 
 
 # DIFF-5 on repeated measurements: the E6 timing estimators again, in interleaved rounds, in one job per cost setting
-# (influence.tasks.e6_cost.time_estimators); the claim reads the median paired ratio over the rounds.
+# (replication.tasks.e6_cost.time_estimators); the claim reads the median paired ratio over the rounds.
 rule cost_timing:
-    conda:
-        CORE_ENV
     input:
         unpack(splits_of),
         run=f"{RES}/runs/{SET}/run.pt",
     output:
         f"{RES}/cost/{SET}/timing.csv",
-    params:
-        estimators=exp_cfg("cost")["timing_estimators"],
-        hparams={e: est_spec(e)["hparams"] for e in exp_cfg("cost")["timing_estimators"]},
-        repeats=exp_cfg("cost")["repeats"],
-        warmup=exp_cfg("cost")["warmup"],
-        # DIFF-5 like for like: each estimator in both implementations of the gradient kernel they share
-        # (influence.ghost.GradKernel), on Diff-In's checkpoints (influence.tasks.e6_cost.time_estimators)
-        impls=exp_cfg("cost").get("timing_impls", ["fast", "per_sample"]),
-        checkpoints=exp_cfg("cost").get("timing_checkpoints", "diffin"),
     log:
         f"{RES}/logs/cost_timing/{SET}.log",
+    conda:
+        CORE_ENV
     # Timed alone: locally the job takes every core of --cores, so that Snakemake runs no other job while it
     # times; the timed calls themselves run on one torch thread (e6_timing.py, time_estimators). On Slurm the
     # job asks for cpus_per_task = 2 instead (the SLURM plugin takes it over threads; --cores of a cluster run
@@ -302,19 +333,30 @@ rule cost_timing:
         mem_mb=4000,
         runtime=60,
         cpus_per_task=2,
+    params:
+        estimators=exp_cfg("cost")["timing_estimators"],
+        hparams={
+            e: est_spec(e)["hparams"] for e in exp_cfg("cost")["timing_estimators"]
+        },
+        repeats=exp_cfg("cost")["repeats"],
+        warmup=exp_cfg("cost")["warmup"],
+        # DIFF-5 like for like: each estimator in both implementations of the gradient kernel they share
+        # (influence.ghost.GradKernel), on Diff-In's checkpoints (replication.tasks.e6_cost.time_estimators)
+        impls=exp_cfg("cost").get("timing_impls", ["fast", "per_sample"]),
+        checkpoints=exp_cfg("cost").get("timing_checkpoints", "diffin"),
     script:
         "../scripts/e6_timing.py"
 
 
 rule table_E6_timing:
-    conda:
-        CORE_ENV
     input:
         timing=_per_setting("cost", f"{RES}/cost/{SET}/timing.csv"),
     output:
         timing=f"{RES}/metrics/E6_timing.csv",
     log:
         f"{RES}/logs/tables/E6_timing.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
@@ -327,14 +369,14 @@ rule table_E6_timing:
 # a measurement of one machine, not a result of this run, so the workflow reads a stored copy (config
 # `bench_summary`: the snapshot shipped with the repository, or a fresh results/benchmarks/summary.csv).
 rule bench_summary:
-    conda:
-        CORE_ENV
     input:
         BENCH_SUMMARY,
     output:
         f"{RES}/metrics/bench_summary.csv",
     log:
         f"{RES}/logs/tables/bench_summary.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=100,

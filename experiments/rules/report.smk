@@ -5,13 +5,11 @@ for _nb in NB:
     notebook_rule(_nb)
 
 
-# The claims table (influence.claims judges, influence.report renders): claims.csv (every column), claims.tex (the
+# The claims table (replication.claims judges, replication.report renders): claims.csv (every column), claims.tex (the
 # one-minute table: id, claim, paper's number, ours with its 95 % interval, verdict, diagnosis), claims_detail.tex
 # (the report's appendix: what ours measures, criterion, per-setting verdicts, measured values) and claims.md (both,
 # with the legend; `make readme-claims` copies its one-minute table into README.md).
 rule claims:
-    conda:
-        CORE_ENV
     input:
         claims=f"{REPO}/paper/claims.yaml",
         tables=METRIC_TABLES,
@@ -22,24 +20,24 @@ rule claims:
         detail=f"{RES}/report/claims_detail.tex",
         protocols=f"{RES}/report/protocols.tex",
         md=f"{RES}/report/claims.md",
-    params:
-        config_name=config["name"],
-        check_runs=check_runs(),
     log:
         f"{RES}/logs/claims.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        config_name=config["name"],
+        check_runs=check_runs(),
     script:
         "../scripts/claims.py"
 
 
-# Every number and verdict the report's prose cites, as LaTeX macros (influence.report): from the claims table,
+# Every number and verdict the report's prose cites, as LaTeX macros (replication.report): from the claims table,
 # the metric tables (and E7's peer tables) and the configuration. An experiment that did not run gives "not run".
 rule numbers:
-    conda:
-        CORE_ENV
     input:
         claims=f"{RES}/report/claims.csv",
         claims_yaml=f"{REPO}/paper/claims.yaml",
@@ -47,23 +45,25 @@ rule numbers:
         peers=[p for k, p in NB_INPUTS["E7_peers"].items() if k in ("A", "B") and p],
     output:
         f"{RES}/report/numbers.tex",
-    params:
-        config=config,
     log:
         f"{RES}/logs/numbers.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        config=config,
     script:
         "../scripts/numbers.py"
 
 
+# The PDF report (latexmk, with BibTeX for the bibliography paper/references.bib): a change to either source rebuilds.
 rule paper:
-    conda:
-        CORE_ENV
     input:
         tex=f"{REPO}/paper/report.tex",
+        bib=f"{REPO}/paper/references.bib",
         claims=f"{RES}/report/claims.tex",
         claims_detail=f"{RES}/report/claims_detail.tex",
         protocols=f"{RES}/report/protocols.tex",
@@ -71,13 +71,15 @@ rule paper:
         figures_tables=ALL_FIGURES_TABLES,
     output:
         PAPER_OUT,
-    params:
-        config_name=config["name"],
     log:
         f"{RES}/logs/paper.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        config_name=config["name"],
     script:
         "../scripts/paper.py"

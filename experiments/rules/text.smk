@@ -1,4 +1,4 @@
-# E9: noisy-label text classification with a from-scratch transformer (influence.tasks.e9_text; claim LAI-3 in
+# E9: noisy-label text classification with a from-scratch transformer (replication.tasks.e9_text; claim LAI-3 in
 # the LAI paper's own setting, at CPU scale). Include it from the Snakefile after common.smk and before report.smk.
 # Config block (defaults in default.yaml, types and descriptions in schema.yaml):
 #   experiments:
@@ -14,7 +14,7 @@
 #       run: {epochs: 5, batch_size: 32, lr: 0.001, weight_decay: 0.01, warmup_epochs: 2, target_size: 32, eval_every: 0}
 # One job per (dataset, noise rate, policy, seed): results/text/<dataset>/noise<percent>/<policy>/seed<seed>.json;
 # table_E9 collects them into metrics/E9_text.csv and metrics/E9_curves.csv (notebook E9_text).
-from influence.tasks.e9_text import check_text_config
+from replication.tasks.e9_text import check_text_config
 
 E9 = exp_cfg("text")
 try:
@@ -24,40 +24,51 @@ except ValueError as _e:
 E9_DATASETS = {d["name"]: d for d in E9["datasets"]}
 E9_PERCENT = round(100 * float(E9["noise_rate"]))
 if abs(E9_PERCENT - 100 * float(E9["noise_rate"])) > 1e-9:
-    raise WorkflowError(f"config: experiments.text.noise_rate must be a whole percentage, got {E9['noise_rate']}")
+    raise WorkflowError(
+        f"config: experiments.text.noise_rate must be a whole percentage, got {E9['noise_rate']}"
+    )
 
 # Every E9 run file: each policy at the noise rate (a dataset's own `policies` replace the block's), and
 # vanilla on clean labels (clean_reference). A dataset's `protocol: authors` runs the LAI authors' text protocol.
-E9_RUNS = [f for name, d in E9_DATASETS.items()
-           for f in expand(f"{RES}/text/{name}/noise{E9_PERCENT}/{{policy}}/seed{{seed}}.json",
-                           policy=d.get("policies", E9["policies"]), seed=E9["seeds"])]
+E9_RUNS = [
+    f
+    for name, d in E9_DATASETS.items()
+    for f in expand(
+        f"{RES}/text/{name}/noise{E9_PERCENT}/{{policy}}/seed{{seed}}.json",
+        policy=d.get("policies", E9["policies"]),
+        seed=E9["seeds"],
+    )
+]
 if E9["clean_reference"] and E9_PERCENT != 0:
-    E9_RUNS += expand(f"{RES}/text/{{dataset}}/noise0/vanilla/seed{{seed}}.json", dataset=list(E9_DATASETS),
-                      seed=E9["seeds"])
+    E9_RUNS += expand(
+        f"{RES}/text/{{dataset}}/noise0/vanilla/seed{{seed}}.json",
+        dataset=list(E9_DATASETS),
+        seed=E9["seeds"],
+    )
 
 
 rule text_run:
-    conda:
-        CORE_ENV
     output:
         f"{RES}/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.json",
+    log:
+        f"{RES}/logs/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.tsv"
     wildcard_constraints:
         seed=NO_MATCH if config["batch_seeds"] else r"\d+",  # batched: below
         rate=r"\d+",
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         seeds=lambda wc: [wc.seed],
         spec=lambda wc: E9_DATASETS[wc.dataset],
         model=E9["model"],
         run=E9["run"],
         learned_margin=E9["learned_margin"],
-    log:
-        f"{RES}/logs/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.log",
-    benchmark:
-        f"{RES}/benchmarks/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     script:
         "../scripts/e9_text.py"
 
@@ -67,18 +78,20 @@ if config["batch_seeds"]:
 
     use rule text_run as text_run_seeds with:
         output:
-            expand(f"{RES}/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.json", seed=E9["seeds"], allow_missing=True),
-        params:
-            seeds=E9["seeds"],
+            expand(
+                f"{RES}/text/{{dataset}}/noise{{rate}}/{{policy}}/seed{{seed}}.json",
+                seed=E9["seeds"],
+                allow_missing=True,
+            ),
         log:
             f"{RES}/logs/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.log",
         benchmark:
-            f"{RES}/benchmarks/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.tsv",
+            f"{RES}/benchmarks/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.tsv"
+        params:
+            seeds=E9["seeds"],
 
 
 rule table_E9:
-    conda:
-        CORE_ENV
     input:
         E9_RUNS,
     output:
@@ -86,6 +99,8 @@ rule table_E9:
         curves=f"{RES}/metrics/E9_curves.csv",
     log:
         f"{RES}/logs/tables/E9.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=1000,

@@ -1,4 +1,4 @@
-"""Rule bounds: run one theory check ``module:function`` from influence.bounds and store its Check record(s).
+"""Rule bounds: run one theory check ``module:function`` from replication.bounds and store its Check record(s).
 
 Positional arguments come from the check's ``args`` list (``traj``, ``train``, ``target``, ``test``, ``model``,
 ``theta0``, ``theta_final``), keyword arguments from ``kwargs``.
@@ -8,15 +8,15 @@ import importlib
 
 from wfio import setup
 
-from influence.bounds import Check
 from influence.io import save_json
+from replication.bounds import Check
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)
 spec = dict(sm.params.spec)
 module, _, fname = spec["function"].partition(":")
-if not module.startswith("influence.bounds"):
-    raise ValueError(f"check {sm.wildcards.check!r}: function must live in influence.bounds, got {module!r}")
+if not module.startswith("replication.bounds"):
+    raise ValueError(f"check {sm.wildcards.check!r}: function must live in replication.bounds, got {module!r}")
 fn = getattr(importlib.import_module(module), fname)
 available = {}
 if "run" in sm.input.keys():
@@ -36,7 +36,7 @@ result = fn(*args, **spec.get("kwargs", {}))
 checks = result if isinstance(result, (list, tuple)) else [result]
 for c in checks:
     if not isinstance(c, Check):
-        raise TypeError(f"{spec['function']} returned {type(c).__name__}, expected influence.bounds.Check")
+        raise TypeError(f"{spec['function']} returned {type(c).__name__}, expected replication.bounds.Check")
 records = [{"check": sm.wildcards.check, "claims": spec.get("claims", []), **c.to_dict()} for c in checks]
 save_json(sm.output[0], records)
 for r in records:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from wfio import setup
 
-from influence.claims import evaluate_claims
 from influence.io import read_json, save_csv, save_text
-from influence.report import (
+from replication.claims import evaluate_claims
+from replication.report import (
     claims_detail_latex,
     claims_latex,
     claims_markdown,

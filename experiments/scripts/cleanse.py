@@ -12,7 +12,7 @@ from wfio import setup
 from influence.data import Dataset
 from influence.estimators import suspicion
 from influence.io import save_csv
-from influence.tasks.e2_detection import cleanse
+from replication.tasks.e2_detection import cleanse
 
 BASELINES = ("oracle", "random_removal")
 

@@ -4,7 +4,7 @@ import pandas as pd
 from wfio import setup
 
 from influence.io import save_csv
-from influence.tasks.e6_cost import cost_table
+from replication.tasks.e6_cost import cost_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

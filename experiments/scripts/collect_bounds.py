@@ -1,6 +1,6 @@
 """Rule table_E5: one row per theory check (name, pass/fail, criterion, measured and predicted values), and the
 full records with the series the E5 notebook draws (``metrics/E5_series.json``: a list of the checks'
-``influence.bounds.Check`` records, each with ``check``, ``claims``, ``measured``, ``predicted`` and ``details``)."""
+``replication.bounds.Check`` records, each with ``check``, ``claims``, ``measured``, ``predicted`` and ``details``)."""
 
 import json
 

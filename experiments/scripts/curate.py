@@ -7,8 +7,8 @@ files in the same order.
 from wfio import setup
 
 from influence.io import save_json
-from influence.tasks.common import noisy_splits
-from influence.tasks.e3_curation import run_policy
+from replication.tasks.common import noisy_splits
+from replication.tasks.e3_curation import run_policy
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

@@ -12,7 +12,7 @@ from wfio import output_paths, setup
 
 from influence.data import Dataset
 from influence.io import save_csv
-from influence.tasks.e4_deletion import coreset_table, deletion_table
+from replication.tasks.e4_deletion import coreset_table, deletion_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

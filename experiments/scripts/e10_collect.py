@@ -5,7 +5,7 @@ import pandas as pd
 from wfio import setup
 
 from influence.io import read_json, save_csv
-from influence.tasks.e10_dvemb import COLUMNS, LDS_COLUMNS, tables
+from replication.tasks.e10_dvemb import COLUMNS, LDS_COLUMNS, tables
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

@@ -1,10 +1,10 @@
-"""Rule dvemb_run: one (epochs, seed) run of E10, DVEmb's MNIST-MLP protocol (influence.tasks.e10_dvemb)."""
+"""Rule dvemb_run: one (epochs, seed) run of E10, DVEmb's MNIST-MLP protocol (replication.tasks.e10_dvemb)."""
 
 import torch  # noqa: F401  (imported before wfio.setup, which then fixes torch's thread count)
 from wfio import setup
 
 from influence.io import save_json
-from influence.tasks.e10_dvemb import run_protocol
+from replication.tasks.e10_dvemb import run_protocol
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

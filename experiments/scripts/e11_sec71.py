@@ -1,5 +1,5 @@
 """Rule e11_sec71: one (dataset, noise, model) part of E11 (the ACC-SGD-IE authors' Sec. 7.1 protocol,
-influence.tasks.e11_sec71): every epoch count x seed of the config, one CSV row per run x estimator."""
+replication.tasks.e11_sec71): every epoch count x seed of the config, one CSV row per run x estimator."""
 
 import time
 
@@ -8,7 +8,7 @@ import torch  # noqa: F401  (imported before wfio.setup, which then fixes torch'
 from wfio import setup
 
 from influence.io import save_csv
-from influence.tasks.e11_sec71 import MODELS, RESULT_COLUMNS, load_sec71, sec71_run
+from replication.tasks.e11_sec71 import MODELS, RESULT_COLUMNS, load_sec71, sec71_run
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

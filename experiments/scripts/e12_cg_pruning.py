@@ -1,5 +1,5 @@
 """Rule cg_pruning_run: every seed of E12 (CG-score pruning, the authors' class-wise fixed-step protocol) on one
-dataset and model (influence.tasks.e12_cg_pruning.run_seed); the dataset is read once for all seeds."""
+dataset and model (replication.tasks.e12_cg_pruning.run_seed); the dataset is read once for all seeds."""
 
 import time
 
@@ -9,7 +9,7 @@ from wfio import setup
 from influence.data import load_dataset
 from influence.io import save_json
 from influence.provenance import environment
-from influence.tasks.e12_cg_pruning import run_seed
+from replication.tasks.e12_cg_pruning import run_seed
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

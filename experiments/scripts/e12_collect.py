@@ -4,7 +4,7 @@ import pandas as pd
 from wfio import setup
 
 from influence.io import read_json, save_csv
-from influence.tasks.e12_cg_pruning import RESULT_COLUMNS
+from replication.tasks.e12_cg_pruning import RESULT_COLUMNS
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

@@ -2,7 +2,7 @@
 
 Each estimator is timed once per implementation of ``impls`` (``fast``, ``per_sample``: the same gradient kernel
 for Diff-In and TracIn, :class:`influence.ghost.GradKernel`) on Diff-In's checkpoints, on one torch thread
-(:func:`influence.tasks.e6_cost.time_estimators`); the job itself holds every local core (the rule's threads) so
+(:func:`replication.tasks.e6_cost.time_estimators`); the job itself holds every local core (the rule's threads) so
 that no other job runs meanwhile.
 """
 
@@ -10,8 +10,8 @@ from wfio import setup
 
 from influence.data import Dataset
 from influence.io import save_csv
-from influence.tasks.e6_cost import time_estimators
 from influence.train import Trajectory
+from replication.tasks.e6_cost import time_estimators
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

@@ -1,4 +1,4 @@
-"""Rule peers_task: run one E7 task (A or B, see influence.tasks.e7_peers) with our estimators and the peer libraries.
+"""Rule peers_task: run one E7 task (A or B, see replication.tasks.e7_peers) with our estimators and the peer libraries.
 
 Writes the side-by-side table (one row per method: library, status, wall time, peak RSS, agreement with
 the task's ground truth), the ground-truth cost table and the peer library versions.
@@ -8,7 +8,7 @@ import torch  # noqa: F401  (imported first so that wfio.setup fixes its thread 
 from wfio import setup
 
 from influence.io import save_csv, save_json
-from influence.tasks import e7_peers as peers
+from replication.tasks import e7_peers as peers
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

@@ -6,7 +6,7 @@ import pandas as pd
 from wfio import setup
 
 from influence.io import read_json, save_csv
-from influence.tasks.e8_lm import RESULT_COLUMNS, SHAPLEY_COLUMNS, VALUE_COLUMNS
+from replication.tasks.e8_lm import RESULT_COLUMNS, SHAPLEY_COLUMNS, VALUE_COLUMNS
 
 CURVE_COLUMNS = ["dataset", "model", "policy", "seed", "noise_kind", "noise_rate", "step", "val_loss"]
 

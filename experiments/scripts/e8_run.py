@@ -7,7 +7,7 @@ import torch  # noqa: F401  (imported before wfio.setup, which then fixes torch'
 from wfio import setup
 
 from influence.io import save_json
-from influence.tasks.e8_lm import load_lm_data, run_lm_policy
+from replication.tasks.e8_lm import load_lm_data, run_lm_policy
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

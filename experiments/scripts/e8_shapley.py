@@ -5,7 +5,7 @@ import torch  # noqa: F401  (imported before wfio.setup, which then fixes torch'
 from wfio import setup
 
 from influence.io import save_json
-from influence.tasks.e8_lm import lm_step_shapley, load_lm_data
+from replication.tasks.e8_lm import lm_step_shapley, load_lm_data
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

@@ -4,7 +4,7 @@ import pandas as pd
 from wfio import setup
 
 from influence.io import read_json, save_csv
-from influence.tasks.e9_text import RESULT_COLUMNS
+from replication.tasks.e9_text import RESULT_COLUMNS
 
 CURVE_COLUMNS = ["dataset", "model", "policy", "seed", "noise_rate", "step", "epoch", "test_acc", "val_acc"]
 

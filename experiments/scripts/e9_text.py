@@ -6,7 +6,7 @@ import torch  # noqa: F401  (imported before wfio.setup, which then fixes torch'
 from wfio import setup
 
 from influence.io import save_json
-from influence.tasks.e9_text import noisy_text_splits, protocol_run, run_text_policy
+from replication.tasks.e9_text import noisy_text_splits, protocol_run, run_text_policy
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

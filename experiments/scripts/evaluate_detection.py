@@ -5,7 +5,7 @@ from wfio import setup
 
 from influence.estimators.diffin import add_negated_forms
 from influence.io import save_csv
-from influence.tasks.e2_detection import detection_table
+from replication.tasks.e2_detection import detection_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

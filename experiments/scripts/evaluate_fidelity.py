@@ -13,7 +13,7 @@ from wfio import setup
 from influence.estimators.diffin import add_negated_forms
 from influence.io import read_json, save_csv
 from influence.loo_result import LOOResult
-from influence.tasks.e1_fidelity import agreement_table
+from replication.tasks.e1_fidelity import agreement_table
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

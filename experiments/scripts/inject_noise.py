@@ -4,7 +4,7 @@ from wfio import setup
 
 from influence.data import Dataset
 from influence.io import save_npy
-from influence.noise import apply_noise
+from replication.noise import apply_noise
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

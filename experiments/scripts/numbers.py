@@ -1,17 +1,17 @@
 """Rule numbers: results/report/numbers.tex, the LaTeX macros the report reads every number and verdict from
-(:func:`influence.report.write_numbers`: the claims table, the configuration and each experiment's tables).
+(:func:`replication.report.write_numbers`: the claims table, the configuration and each experiment's tables).
 
 Per claim of paper/claims.yaml (defined even when the claims table lacks it): its verdict, the paper's number, our
 estimate with its 95 % interval, the diagnosis and the flags ok / refuted / inconclusive / judged; and the count
 of claims per verdict (claimsReproduced, claimsRefuted, claimsInconclusive, claimsPartly, claimsNotRun,
-claimsInvalidRun; :func:`influence.report.claim_numbers`)."""
+claimsInvalidRun; :func:`replication.report.claim_numbers`)."""
 
 from pathlib import Path
 
 from wfio import setup
 
-from influence.claims import load_claims
-from influence.report import write_numbers
+from replication.claims import load_claims
+from replication.report import write_numbers
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

@@ -1,6 +1,6 @@
 """Rule online_cost: per-step time and tensor footprint of every curation policy on the transformers (LAI-4).
 
-The steps are timed on one torch thread (:func:`influence.tasks.online_cost.step_costs`); the job itself holds
+The steps are timed on one torch thread (:func:`replication.tasks.online_cost.step_costs`); the job itself holds
 every local core (the rule's threads) so that no other job runs meanwhile.
 """
 
@@ -8,7 +8,7 @@ import pandas as pd
 from wfio import setup
 
 from influence.io import save_csv
-from influence.tasks.online_cost import step_costs
+from replication.tasks.online_cost import step_costs
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

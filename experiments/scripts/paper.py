@@ -1,9 +1,12 @@
-"""Rule paper: build results/report/paper.pdf with latexmk (:func:`influence.report.build_pdf`), or say clearly
+"""Rule paper: build results/report/paper.pdf with latexmk (:func:`replication.report.build_pdf`), or say clearly
 why the PDF was skipped.
 
 The report source (paper/report.tex) reads the generated figures and tables through ``\\resultsdir`` and every
-number of its prose from ``<results>/report/numbers.tex`` (rule ``numbers``). LaTeX's own files stay out of
-results/; its log is appended to the rule's log.
+number of its prose from ``<results>/report/numbers.tex`` (rule ``numbers``). Its bibliography, paper/references.bib,
+is copied by build_pdf beside the build copy of the source (``<results>/report/build/``), where latexmk's BibTeX
+finds it.
+LaTeX's own files stay out of results/; its log (latexmk's output with BibTeX's, then the LaTeX log) is appended to
+the rule's log.
 """
 
 import shutil
@@ -12,7 +15,7 @@ from pathlib import Path
 from wfio import setup
 
 from influence.io import save_text
-from influence.report import build_pdf
+from replication.report import build_pdf
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 log = setup(sm)

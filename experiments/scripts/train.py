@@ -5,7 +5,7 @@ from wfio import setup
 from influence.data import Dataset
 from influence.io import save_json
 from influence.provenance import environment, measure
-from influence.tasks.common import evaluate_model, run_health, train_setting
+from replication.tasks.common import evaluate_model, run_health, train_setting
 
 sm = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 

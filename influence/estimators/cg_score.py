@@ -240,7 +240,7 @@ def cg_score(
     with Gram entry h: C = 2(1/2 − h)/(1/2 + h) if their labels agree, 2(1/2 + h)/(1/2 − h) if not.
     In the lazy (NTK) regime, yᵀH⁻¹y is the squared distance ‖W_T − W_0‖²_F that gradient descent moves
     the first-layer weights to fit y, and C(i) is the reduction of that distance when i is left out
-    (checked numerically by :func:`influence.bounds.cgscore.check_movement_identity`).
+    (checked numerically by :func:`replication.bounds.cgscore.check_movement_identity`).
 
     References
     ----------

@@ -1,7 +1,7 @@
 """Diff-In (Tan et al., 2025): second-order telescoped LOO differences with finite-difference HVPs.
 
-Tan et al., "Diff-In: Data Influence Estimation with Differential Approximation" (2025). The LOO
-parameter shift I^T(z) = θ^T_{−z} − θ^T is written as
+Tan, Wu, Wu, Wang, Zhao, Xie, Xia, Qi, "Understanding Data Influence with Differential Approximation", arXiv
+2508.14648 (2025). The LOO parameter shift I^T(z) = θ^T_{−z} − θ^T is written as
 Σ_t (I^{t+1} − I^t); each difference is approximated to second order and every Hessian product is a
 finite difference of first-order gradients, so the cost stays near TracIn's.
 """
@@ -371,7 +371,7 @@ def diffin(
     Indexing: t is the number of SGD steps taken (θ_t after t updates, θ_T final); η_t =
     ``lrs[min(t, T−1)]``, the step size applied at θ_t.
 
-    Sign, by derivation (E5 notebook, check :func:`influence.bounds.diffin.one_step_sign`): for SGD with batch
+    Sign, by derivation (E5 notebook, check :func:`replication.bounds.diffin.one_step_sign`): for SGD with batch
     means, I^t = θ^t_{−z} − θ^t (removal, batch denominators kept) obeys exactly
     I^{t+1} − I^t = (η_t/b)1[z∈S_t] G_z(θ^t_{−z}) − η_t[g_{S_t}(θ^t_{−z}) − g_{S_t}(θ^t)]. To second order, with
     I^t ≈ (tη/N)G_z (the first-order part accumulated, E[1[z∈S]/b] = 1/N):
@@ -407,7 +407,8 @@ def diffin(
 
     References
     ----------
-    Tan et al. Diff-In: Data Influence Estimation with Differential Approximation. 2025.
+    H. Tan, S. Wu, X. Wu, W. Wang, B. Zhao, Z. Xie, G.-S. Xia, X. Qi. Understanding Data Influence with
+    Differential Approximation. arXiv:2508.14648, 2025.
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")

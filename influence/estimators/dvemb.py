@@ -1,4 +1,5 @@
-"""Data value embedding (DVEmb; Wang, Mittal, Song, Jia, ICLR 2025, arXiv 2412.09538), exact and projection-free.
+"""Data value embedding (DVEmb; Wang, Song, Zou, Mittal, Jia, "Capturing the Temporal Dependence of Training Data
+Influence", ICLR 2025, arXiv 2412.09538), exact and projection-free.
 
 DVEmb unrolls the recorded SGD run to first order with a Gauss–Newton (empirical-Fisher) curvature. With
 η'_t = η_t/|S_t|, per-sample gradients g_i(θ_t) and

@@ -242,7 +242,7 @@ def lai_inner(
 
     References
     ----------
-    Yang, Huang, Liu (2025), layer-aware influence (LAI) for online data selection.
+    Yang, Huang, Liu (2025), "Layer-Aware Influence for Online Data Valuation Estimation" (LAI), arXiv 2510.16007.
     """
     m = cap.logits.shape[0]
     ri, rj = _rows(rows_i, m, cap.logits.device), _rows(rows_j, m, cap.logits.device)
@@ -291,7 +291,7 @@ def ghost_flat_inner(
 
         Ghost_flat_l − LAI_l = (⟨vec a_i, vec a_j⟩ + c_l) · g_iᵀ (J_i J_jᵀ − I) g_j,
 
-    J_i = ∂vec(logits_i)/∂vec(output of l) (see :mod:`influence.bounds.lai`). For vector inputs (T = 1)
+    J_i = ∂vec(logits_i)/∂vec(output of l) (see :mod:`replication.bounds.lai`). For vector inputs (T = 1)
     it equals :func:`ghost_inner` on Linear layers. Embeddings and LayerNorms are not included.
     """
     m = cap.logits.shape[0]
@@ -741,12 +741,12 @@ def in_run_lai(
     Notes
     -----
     Per step: hooked forwards only (no backward), then O(|S_t||V_t|(C + Σ_l D_l)). Per layer,
-    |Ghost_l − LAI_l| ≤ ‖ã_i‖‖ã_j‖‖g_i‖‖g_j‖‖J_iJ_jᵀ − I‖₂ (checked in :mod:`influence.bounds.lai`); the
+    |Ghost_l − LAI_l| ≤ ‖ã_i‖‖ã_j‖‖g_i‖‖g_j‖‖J_iJ_jᵀ − I‖₂ (checked in :mod:`replication.bounds.lai`); the
     last layer is exact, so for logistic regression LAI equals Ghost without its L2 term.
 
     References
     ----------
-    Yang, Huang, Liu (2025), layer-aware influence for online data selection.
+    Yang, Huang, Liu (2025), "Layer-Aware Influence for Online Data Valuation Estimation", arXiv 2510.16007.
     """
     return _in_run(traj, train_data, target_data, "lai", target_size=target_size, seed=seed,
                    self_influence=self_influence, layers=layers, last_layer_only=last_layer_only, bias=bias,

@@ -620,7 +620,7 @@ def acc_sgd_ie(
 
     References
     ----------
-    Shi, Yang, Su, Zhang, Xu. Accumulative SGD influence estimation (ACC-SGD-IE), 2025.
+    Shi, Yang, Su, Zhang, Xu. "Accumulative SGD Influence Estimation for Data Attribution", arXiv 2510.26185, 2025.
     S. Hara, A. Nitanda, T. Maehara. Data Cleansing for Models Trained with SGD. NeurIPS 2019.
     """
     if form not in ("auto", "backward", "forward"):
