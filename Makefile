@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 8
 
-.PHONY: reproduce test install lint bench paper tex clean readme-claims constraints
+.PHONY: reproduce test install lint bench paper tex chromium clean readme-claims constraints
 
 install: $(STAMP)
 
@@ -61,6 +61,16 @@ tex:
 	else echo "make: the PDF report needs TeX, which is missing and cannot be installed here (no root, no apt-get); install it with: sudo apt-get install -y --no-install-recommends $(TEX_PACKAGES)" >&2; exit 1; fi; \
 	echo "make: installing TeX from Debian packages: $(TEX_PACKAGES)"; \
 	$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEX_PACKAGES)
+
+# Chromium (Debian's headless shell) when no Chromium is found: tests/test_notebook_html.py opens a notebook's HTML
+# copy in it with the network off (the test skips, saying how, where it is missing outside CI)
+chromium:
+	@for p in chromium-headless-shell chromium chromium-browser google-chrome; do command -v $$p >/dev/null && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=; \
+	elif command -v apt-get >/dev/null && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make: Chromium is missing and cannot be installed here (no root, no apt-get); install it with: sudo apt-get install -y --no-install-recommends chromium-headless-shell" >&2; exit 1; fi; \
+	echo "make: installing chromium-headless-shell from Debian packages"; \
+	$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium-headless-shell
 
 # the README's short claims summary from the workflow's results/report/claims.md (run the workflow first)
 readme-claims: $(STAMP)

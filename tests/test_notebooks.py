@@ -1,6 +1,7 @@
 """The notebooks read like a replication report: each opens with what it shows, how to read it and the claims it
 tests, ends with the measured numbers in words (generated, never typed), runs when its experiment did not, is
-exported to HTML, and its figures carry captions in ``snakemake --report``."""
+exported to HTML readable offline (tests/test_notebook_html.py), and its figures carry captions in
+``snakemake --report``."""
 
 from __future__ import annotations
 
@@ -196,6 +197,10 @@ def test_smoke_notebooks_are_exported_to_html_with_their_figures_and_words(smoke
         assert html.count('src="data:image/png;base64') >= len(NOTEBOOKS[nb]["figures"]), nb  # embedded figures
         assert "The measured numbers in words" in html or nb == "E5_bounds", nb
         assert "snakemake-job-properties" not in html and "pickle.loads" not in html, nb  # the preamble is left out
+        # readable offline (tests/test_notebook_html.py opens one in a browser): maths already MathML, no script, no
+        # CDN; the code folded
+        assert "<script" not in html and "cdnjs" not in html and "$$" not in html, nb
+        assert '<details class="nb-code">' in html, nb
 
 
 @pytest.mark.slow
@@ -217,3 +222,78 @@ def test_snakemake_report_carries_the_figures_with_their_captions(smoke_run, tmp
             key = re.match(r"[ -~]+", title).group(0)
             assert len(key) >= 8 and key in blob, (f, key)
         assert any(n.endswith(f"{nb}.html") for n in names), nb
+
+
+# ------------------------------------------------------------------------------ the helpers they import
+def test_numbers_for_the_text_and_intervals_over_seeds():
+    from scipy import stats
+
+    from replication.notebook import sig, t_interval
+
+    assert (sig(0.123456), sig(1234.5, 2), sig(3), sig(None), sig(float("nan"))) == ("0.123", "1.2e+03", "3", "n/a",
+                                                                                       "n/a")
+    mean, half = t_interval(pd.Series([1.0, 2.0, 3.0, np.nan]))  # non-finite values left out
+    assert mean == 2.0 and half == pytest.approx(stats.t.ppf(0.975, 2) / np.sqrt(3))
+    assert t_interval([5.0])[0] == 5.0 and np.isnan(t_interval([5.0])[1]) and np.isnan(t_interval([])[0])
+
+
+def test_policy_palette_gives_every_policy_its_own_colour_and_the_clean_reference_grey():
+    from replication.notebook import policy_palette
+    from replication.plotting import palette
+
+    names = ["vanilla_clean", "vanilla", "lai_self", "ghost_self", "ghost_flat_self", "lai", "ghost", "ghost_flat",
+             "small_loss"]
+    pal = policy_palette(names)
+    assert list(pal) == names and pal["vanilla_clean"] == "#949494" and len(set(pal.values())) == len(names)
+    assert pal["vanilla"] == palette(["vanilla"])["vanilla"]  # the first to have a colour keeps it
+
+
+def test_show_and_the_claims_section(tmp_path, monkeypatch):
+    from replication.notebook import claims_section, show
+    from replication.plotting import placeholder
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    out = {"f_pdf": str(tmp_path / "f.pdf"), "f_png": str(tmp_path / "f.png")}
+    placeholder(out, "f", "not run")
+    show(out, "f")
+    assert shown[0].data == Path(out["f_png"]).read_bytes()
+    words = claims_section(["ACC-1"], {"bounds": str(tmp_path / "absent.csv"), "claims_yaml": str(REPO / "paper" /
+                                                                                                   "claims.yaml")})
+    assert "ACC-1" in words
+
+
+def test_e5_sections_collect_each_sentence_for_the_summary(tmp_path, monkeypatch):
+    from replication.bounds.notebook import Sections, verdict
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    out = {"E5_x_pdf": str(tmp_path / "x.pdf"), "E5_x_png": str(tmp_path / "x.png")}
+    s = Sections([{"name": "a", "passed": True, "claims": ["ACC-1", "TRAJ-2"]}, {"name": "b", "passed": False}], out)
+    assert s.rec("c") is None and verdict(s.rec("a")) == "**passes**" and verdict(s.rec("b")) == "**fails**"
+    s.say("a", "A passes.", key="numbers of a")
+    s.say("b", "B fails.", key="numbers of b")
+    assert s.done == [("a", "ACC-1;TRAJ-2", True, "numbers of a"), ("b", "no claim", False, "numbers of b")]
+    s.not_run("E5_x", "The check x")
+    assert [m.data for m in shown] == ["A passes.", "B fails.", "*Not run in this configuration: The check x.*"]
+    assert Path(out["E5_x_png"]).stat().st_size > 0 and len(s.done) == 2  # a placeholder figure, no summary line
+
+
+def test_e5_reference_lines():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from replication.bounds.notebook import identity_line, int_ticks, powerline, ref_slope
+
+    fig, ax = plt.subplots()
+    identity_line(ax, -1.0, 2.0)
+    ref_slope(ax, [1.0, 10.0], 2.0, 2, "slope 2")
+    assert ax.lines[0].get_xydata().tolist() == [[-1.0, -1.0], [2.0, 2.0]] and ax.lines[0].get_label() == "$y = x$"
+    assert ax.lines[1].get_ydata().tolist() == pytest.approx([2.0, 200.0]) and ax.texts[0].get_text() == "slope 2"
+    ax.set_xscale("log")
+    int_ticks(ax, [1.0, 2.0, 4.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"] and not ax.get_xticks(minor=True).size
+    assert powerline([1.0, 2.0], {"log_c": np.log(3.0), "slope": 2.0}) == pytest.approx([3.0, 12.0])
+    plt.close(fig)
