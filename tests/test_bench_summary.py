@@ -114,3 +114,17 @@ def test_notebook_helpers_show_the_groups_asked_for_and_state_every_goal(tmp_pat
     assert "mnist17-logreg" not in words  # no goal, no line
     assert bench_rows(pd.DataFrame(), ["loo"]).empty
     assert "not run" in bench_words(pd.DataFrame(), "Benchmarks")[0]
+
+
+def test_lds_retraining_is_judged_against_dattri_in_float32_and_float64(tmp_path):
+    """Issue 26 item 2: ≥ 3× dattri's float32 loop with our float32 path, ≥ 1.5× with float64 ground truth."""
+    pd.DataFrame([
+        {"case": "lds_B_ours", "wall_s": 4.0, "status": "ok", "repeat": 0, "threads": 2},
+        {"case": "lds_B_ours32", "wall_s": 1.4, "status": "ok", "repeat": 0, "threads": 2},
+        {"case": "lds_B_dattri", "wall_s": 4.5, "status": "ok", "repeat": 0, "threads": 2},
+    ]).to_csv(tmp_path / "peers.csv", index=False)
+    df = pd.DataFrame(summary.collect_peers(tmp_path / "peers.csv"))
+    f32 = _one(df, case="lds_B", ours="ours32", reference="dattri")
+    f64 = _one(df, case="lds_B", ours="ours", reference="dattri")
+    assert "3×" in f32["goal"] and f32["met"] == "yes"  # 4.5 / 1.4 = 3.2
+    assert "1.5×" in f64["goal"] and f64["met"] == "no"  # 4.5 / 4.0 = 1.1

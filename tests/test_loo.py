@@ -138,6 +138,24 @@ def test_lds_is_high_for_the_true_leave_subset_out_effects(tiny_logreg_run):
     assert rand < score - 0.3
 
 
+@pytest.mark.parametrize("run", ["tiny_logreg_run", "tiny_mlp_run"])
+def test_lds_ground_truth_in_float32_is_the_float64_one_to_float32_rounding(run, request):
+    """The fast float32 retraining path: every subset's target losses within float32 rounding of float64's, and the
+    same LDS of the exact LOO attributions; a dtype other than float32/float64 is refused."""
+    traj, train_data, target = request.getfixturevalue(run)
+    masks = lds_subsets(traj.schedule.n, m=12, frac=0.5, seed=1)
+    f64 = lds_ground_truth(traj, train_data, target, masks)
+    f32 = lds_ground_truth(traj, train_data, target, masks, dtype=torch.float32)
+    assert f32.dtype == np.float64 and f32.shape == f64.shape
+    np.testing.assert_allclose(f32, f64, rtol=1e-4, atol=1e-6)
+    assert np.abs(f32 - f64).max() > 0  # it did run in float32
+    loo = trajectory_loo(traj, train_data, target)
+    attributions = loo.target_losses - loo.base_target_losses
+    assert abs(lds(attributions, masks, f32)[0] - lds(attributions, masks, f64)[0]) < 0.02
+    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float64"):
+        lds_ground_truth(traj, train_data, target, masks, dtype=torch.float16)
+
+
 def test_fixed_hessian_loo_equals_newton_loo(tiny_binary):
     (X, y), (Xt, yt) = tiny_binary
     model = logistic_regression(5)

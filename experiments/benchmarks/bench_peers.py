@@ -12,9 +12,11 @@ Cases (issue 7 goals in brackets):
                                        exact LOO-to-optimum of ``--loo-points`` points: our fixed-Hessian solver,
                                        the core batched-Newton ``influence.loo.loo_to_optimum``, and dattri's
                                        ``retrain_loo`` with an L-BFGS-to-optimum train function
-  ``lds_B_ours`` / ``lds_B_dattri``      LDS retraining of ``--lds-subsets`` half subsets (one seed): our vectorised
-                                       ``lds_ground_truth`` (float64) vs dattri's ``retrain_lds`` with a plain
-                                       PyTorch SGD loop (float32, same epochs / batch / lr)
+  ``lds_B_ours`` / ``lds_B_ours32`` / ``lds_B_dattri``
+                                       LDS retraining of ``--lds-subsets`` half subsets (one seed): our vectorised
+                                       ``lds_ground_truth`` in float64 (ground truth's default) and in float32
+                                       (``dtype=torch.float32``: like for like with dattri) vs dattri's
+                                       ``retrain_lds`` with a plain PyTorch SGD loop (float32, same epochs / batch / lr)
 
 Every case runs in a fresh subprocess of this script (so peak RSS is not inherited from an earlier case)
 with the Task setup built inside it; the setup itself is not timed. Wall time and peak RSS come from
@@ -42,7 +44,7 @@ log = logging.getLogger("bench_peers")
 
 CASES = ["if_A_ours", "if_A_dattri", "tracin_B_ours64", "tracin_B_ours32", "tracin_B_ours64_vmap", "tracin_B_captum",
          "tracin_B_dattri",
-         "loo_A_ours_fast", "loo_A_dattri", "lds_B_ours", "lds_B_dattri"]
+         "loo_A_ours_fast", "loo_A_dattri", "lds_B_ours", "lds_B_ours32", "lds_B_dattri"]
 #: Cases run only when asked for (``--cases``): our generic batched Newton (torch.func Hessians, p = 785) did not
 #: finish 20 points in 7 min on a quiet 2-core machine; it is the reference path, not what the workflow uses.
 EXTRA_CASES = ["loo_A_ours_newton"]
@@ -80,7 +82,7 @@ def run_case(case: str, loo_points: int, lds_subsets: int) -> dict:
     elif case.startswith("tracin_B"):
         s = _setup_b_checkpoints(torch.float32 if case.endswith("32") else torch.float64)
     else:
-        s = peers.setup_task_b() if case == "lds_B_ours" else None
+        s = peers.setup_task_b() if case in ("lds_B_ours", "lds_B_ours32") else None
     if case == "if_A_ours":
         fn = get("influence_function")
         with measure() as m:
@@ -118,14 +120,15 @@ def run_case(case: str, loo_points: int, lds_subsets: int) -> dict:
         else:
             with measure() as m:
                 _dattri_loo(s, idx)
-    elif case == "lds_B_ours":
+    elif case in ("lds_B_ours", "lds_B_ours32"):
         from influence.loo import lds_ground_truth
         from influence.loo import lds_subsets as draw_subsets
 
         masks = draw_subsets(len(s.train), lds_subsets, 0.5, seed=0)
         info["count"] = lds_subsets
+        dtype = torch.float32 if case == "lds_B_ours32" else torch.float64
         with measure() as m:
-            lds_ground_truth(s.traj, s.train, s.target, masks)
+            lds_ground_truth(s.traj, s.train, s.target, masks, dtype=dtype)
     elif case == "lds_B_dattri":
         info["count"] = lds_subsets
         with measure() as m:
