@@ -142,16 +142,26 @@ def _rel(src: str, dst: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ numbers
+def _with_control(rows: list[dict[str, str]], names: list[str], setting: Any = None) -> list[dict[str, str]]:
+    """The rows of the estimators ``names``, then the random control's rows (the chance level; only those of the
+    settings ``setting(row)`` the selected rows have, when given); [] when none of ``names`` is in ``rows``."""
+    sel = [r for r in rows if r["estimator"] in names]
+    if not sel:
+        return []
+    keys = {setting(r) for r in sel} if setting else None
+    return sel + [r for r in rows if r["estimator"] == "random" and "random" not in names
+                  and (keys is None or setting(r) in keys)]
+
+
 def _fidelity(names: list[str]) -> str | None:
     rows = _read("tables/E1_fidelity.csv")
     if rows is None:
         return None
-    sel = [r for r in rows if r["estimator"] in names]
+    sel = _with_control(rows, names)
     if not sel:
         return ""
-    ctrl = [r for r in rows if r["estimator"] == "random" and "random" not in names]
     out = [[r["estimator"], r["model"], r["runs"], r["spearman"], r["kendall"], r["pearson"], r["rmse"],
-            r.get("jaccard_top10")] for r in sel + ctrl]
+            r.get("jaccard_top10")] for r in sel]
     return ("**Against trajectory leave-one-out (E1)**: the recorded runs of the E1 settings, mean over runs "
             "(rank correlations with the exact LOO loss change of the same run; the random scores are the chance "
             "control).\n\n" + _table(["estimator", "model", "runs", "Spearman", "Kendall", "Pearson", "RMSE",
@@ -162,10 +172,9 @@ def _dvemb(names: list[str]) -> str | None:
     rows, lds = _read("tables/E10_dvemb.csv"), _read("tables/E10_lds.csv")
     if rows is None:
         return None
-    sel = [r for r in rows if r["estimator"] in names]
+    sel = _with_control(rows, names)
     if not sel:
         return ""
-    sel += [r for r in rows if r["estimator"] == "random" and "random" not in names]
     out = [[r["estimator"], r["library"], r["form"], r["epochs"], r["removal"].replace("_", "-"),
             r["spearman_per_target_mean"], f"{_num(r['spearman_mean'])} ± {_num(r['spearman_std'])}",
             r["wall_s_mean"], r["n_seeds"]] for r in sel]
@@ -174,9 +183,8 @@ def _dvemb(names: list[str]) -> str | None:
             "training sample).\n\n" + _table(["estimator", "library", "form", "epochs", "removal",
                                               "Spearman per target", "Spearman (mean loss)", "wall s", "seeds"], out))
     if lds:
-        ls = [r for r in lds if r["estimator"] in names]
+        ls = _with_control(lds, names)
         if ls:
-            ls += [r for r in lds if r["estimator"] == "random" and "random" not in names]
             text += "\n\nLinear datamodeling score on the same protocol:\n\n" + _table(
                 ["estimator", "epochs", "LDS (trajectory)", "LDS (multi-seed)"],
                 [[r["estimator"], r["epochs"], f"{_num(r['lds_trajectory_mean'])} ± {_num(r['lds_trajectory_std'])}",
@@ -188,14 +196,11 @@ def _detection(names: list[str]) -> str | None:
     rows = _read("tables/E2_detection.csv")
     if rows is None:
         return None
-    sel = [r for r in rows if r["estimator"] in names]
+    sel = _with_control(rows, names, lambda r: (r["dataset"], r["noise"], r["model"]))
     if not sel:
         return ""
-    settings = {(r["dataset"], r["noise"], r["model"]) for r in sel}
-    ctrl = [r for r in rows if r["estimator"] == "random" and "random" not in names
-            and (r["dataset"], r["noise"], r["model"]) in settings]
     out = [[r["estimator"], r["dataset"], r["noise"], r["model"], r["auroc"], r["ap"], r["recall_at_k"]]
-           for r in sel + ctrl]
+           for r in sel]
     return ("**Mislabel detection (E2)**: ranked by the estimator's declared suspicious end (self-influence for the "
             "loss-change estimators), mean over seeds.\n\n"
             + _table(["estimator", "dataset", "noise", "model", "AUROC", "AP", "recall@k"], out))
@@ -205,10 +210,9 @@ def _deletion(names: list[str]) -> str | None:
     rows = _read("tables/E4_deletion.csv")
     if rows is None:
         return None
-    sel = [r for r in rows if r["estimator"] in names]
+    sel = _with_control(rows, names)
     if not sel:
         return ""
-    sel += [r for r in rows if r["estimator"] == "random" and "random" not in names]
     out = [[r["estimator"], r["dataset"], r["pearson_pred_actual"], r["n"]] for r in sel]
     return ("**Group deletion (E4)**: Pearson between the predicted and the actual (retrained) change of the target "
             "loss when a group is removed.\n\n" + _table(["estimator", "dataset", "Pearson(predicted, actual)",
