@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 8
 
-.PHONY: reproduce test install lint bench paper tex chromium clean readme-claims constraints
+.PHONY: reproduce test install lint bench paper tex chromium clean readme-claims constraints plan-cost
 
 install: $(STAMP)
 
@@ -46,6 +46,14 @@ lint: $(STAMP)
 .PHONY: docs
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# what a configuration costs on a cluster, from the fitted job-cost model (experiments/cost/model.json): jobs,
+# CPU-hours fitted and requested per rule, wall time on 64 and 512 cores; one job per seed and estimator, as the
+# Slurm profile runs it. `make plan-cost CONFIG=experiments/config/default.yaml`
+CONFIG ?= experiments/config/paper.yaml
+plan-cost: $(STAMP)
+	PYTHONPATH=experiments $(BIN)/python -m replication.cost plan --cores 64 512 -- --configfile $(CONFIG) \
+		--config batch_estimators=False batch_seeds=False
 
 # every benchmark (LOO, estimators, online, peers), then one table: results/benchmarks/summary.{csv,md}
 bench: $(STAMP)

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
-import slurm_plan
 import test_workflow
 import yaml
 from test_reproducible import _digests, _excluded
 from test_workflow import REPO, SMOKE, SNAKEMAKE, snakemake
+
+from replication import cluster_plan, cost
 
 pytestmark = [
     pytest.mark.slurm,
@@ -149,6 +150,14 @@ def test_noacct_profile_is_the_slurm_profile_with_squeue_status_and_no_account()
     assert "cpus_per_task" not in full["default-resources"]
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base`` key by key (how Snakemake lays a --configfile over the default)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 @pytest.mark.slow
 def test_cluster_plan_lists_every_job_with_its_requests(tmp_path):
     # as the README runs it: account and partition on the command line (which replaces the profile's list)
@@ -157,38 +166,37 @@ def test_cluster_plan_lists_every_job_with_its_requests(tmp_path):
                     timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     text = res.stdout + res.stderr
-    jobs = slurm_plan.parse_plan(text)
+    jobs = cluster_plan.parse_plan(text)
     # Snakemake's own table counts the same jobs, rule by rule
     table = dict(re.findall(r"^(\w+)\s+(\d+)$", text.split("Job stats:")[1].split("Reasons:")[0], re.M))
-    assert int(table.pop("total")) == len(jobs) == slurm_plan.job_stats_total(text)
-    assert {r: int(n) for r, n in table.items()} == {r: s["jobs"] for r, s in slurm_plan.summarize(jobs).items()}
+    assert int(table.pop("total")) == len(jobs) == cluster_plan.job_stats_total(text)
+    assert {r: int(n) for r, n in table.items()} == {r: s["jobs"] for r, s in cluster_plan.summarize(jobs).items()}
     assert [j.rule for j in jobs if not j.submitted] == ["all"]
     sent = [j for j in jobs if j.submitted]
     for j in sent:  # every job sent to Slurm says what it needs, from its rule or the profile
         assert j.resources["mem_mb"].isdigit() and float(j.resources["runtime"]) > 0 and j.cpus >= 1, j
         assert j.resources["slurm_account"] == "acct" and j.resources["slurm_partition"] == "part", j
-    by_rule = {j.rule: j for j in sent}
-    # the profile's set-resources over the rule's own requests; the rule's where the profile says nothing
-    assert by_rule["loo"].resources["mem_mb"] == "8000" and by_rule["loo"].runtime_min == 240
-    assert by_rule["train"].resources["mem_mb"] == "2000" and by_rule["train"].runtime_min == 30
-    # an estimator's requests are the config's (estimators.<name>: default.yaml under smoke.yaml, else the schema's)
-    configs = [yaml.safe_load((test_workflow.CONFIGS / f).read_text())["estimators"] for f in ("default.yaml",
-                                                                                                "smoke.yaml")]
-    schema = yaml.safe_load((test_workflow.CONFIGS / "schema.yaml").read_text())
-    default_mem = schema["properties"]["estimators"]["additionalProperties"]["properties"]["mem_mb"]["default"]
-    for j in (j for j in sent if j.rule == "estimate"):
-        name = dict(w.split("=") for w in j.wildcards.split(", "))["estimator"]
-        want = {k: v for c in configs for k, v in (c.get(name) or {}).items()}.get("mem_mb", default_mem)
-        assert int(j.resources["mem_mb"]) == want, (name, j.resources["mem_mb"], want)
+    # no set-resources in the profile: each job asks for its rule's request, the job-cost model's for its sizes
+    cfg = _merged(yaml.safe_load((test_workflow.CONFIGS / "default.yaml").read_text()),
+                  yaml.safe_load(SMOKE.read_text()))
+    model, checked = cost.CostModel.load(), 0
+    for j in sent:
+        wc = dict(w.split("=") for w in j.wildcards.split(", ")) if j.wildcards else {}
+        if j.rule in ("train", "loo", "estimate", "loo_merge", "inject_noise") and model.known(j.rule):
+            ms = [cost.member(j.rule, wc, cfg)]
+            assert int(j.resources["mem_mb"]) == model.mem_mb(j.rule, ms), j
+            assert int(j.resources["runtime"]) == model.runtime_min(j.rule, ms), j
+            checked += 1
+    assert checked >= 5
     total = sum(j.cpus * float(j.resources["runtime"]) for j in sent) / 60
-    assert sum(s["cpu_hours"] for s in slurm_plan.summarize(jobs).values()) == pytest.approx(total)
+    assert sum(s["cpu_hours"] for s in cluster_plan.summarize(jobs).values()) == pytest.approx(total)
 
 
 @pytest.mark.slow
 def test_smoke_workflow_on_slurm_gives_the_local_run_s_result_files(slurm_run, smoke_run):
     out = slurm_run.output
     submitted = _SUBMITTED.findall(out)
-    planned = slurm_plan.job_stats_total(out) - 1  # every job but `all`, which only collects the targets
+    planned = cluster_plan.job_stats_total(out) - 1  # every job but `all`, which only collects the targets
     assert len(submitted) == planned, f"{len(submitted)} Slurm jobs for {planned} planned jobs"
     states = {i: s[-1] for i, s in slurm_run.watch.seen.items()}
     assert set(states) == set(submitted), f"squeue saw {sorted(states)}, Snakemake submitted {submitted}"

@@ -181,7 +181,7 @@ def test_schema_fills_in_the_defaults_of_keys_default_yaml_leaves_out():
     _validate(cfg)
     assert all(block["enabled"] is (name not in ("curation", "online_cost", "deletion", "peers", "cost"))
                for name, block in cfg["experiments"].items())
-    assert cfg["estimators"]["sgd_ie"] == {"hparams": {}, "skip_models": [], "mem_mb": 4000, "runtime": 60}
+    assert cfg["estimators"]["sgd_ie"] == {"hparams": {}, "skip_models": []}  # mem_mb / runtime: the cost model
     assert cfg["experiments"]["peers"]["ours"] is None and cfg["experiments"]["peers"]["A"] == {}
 
 

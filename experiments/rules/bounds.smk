@@ -14,8 +14,7 @@ rule bounds:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **COST.of("bounds", (4000, 60)),
     params:
         spec=_check_spec,
     script:
@@ -30,11 +29,12 @@ rule table_E5:
         series=f"{RES}/metrics/E5_series.json",  # the checks' full records: what the E5 notebook draws
     log:
         f"{RES}/logs/tables/E5.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E5.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E5", (1000, 5)),
     script:
         "../scripts/collect_bounds.py"

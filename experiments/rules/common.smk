@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 from influence import estimators
 from influence.data import SIZES
 from influence.io import config_hash
+from replication.cost import Requests
 from replication.tasks.common import shift_seeds
 
 # base_seed (schema default 0) shifts every seed of the configuration, before anything reads one
@@ -20,6 +21,9 @@ from replication.tasks.common import shift_seeds
 shift_seeds(config, config["base_seed"])
 
 RES = config["results"]
+# Every rule's mem_mb / runtime: the cost model fitted to benchmark files (experiments/cost/model.json,
+# replication.cost) times its safety factors; a rule the model does not know requests its own fallback.
+COST = Requests(config)
 # the `make bench` table the E6 / E7 notebooks show (relative paths: to the repository)
 BENCH_SUMMARY = os.path.join(REPO, config["bench_summary"])
 # Conda environments of the rules (`--software-deployment-method conda`), relative to the rule files.
@@ -428,12 +432,13 @@ def notebook_rule(nb):
         # the executed notebook (no wfio log: a failing cell's error is in it with papermill, on stderr without)
         log:
             notebook=f"{RES}/notebooks/{nb}.ipynb",
+        benchmark:
+            f"{RES}/benchmarks/notebooks/{nb}.tsv"
         conda:
             NOTEBOOKS_ENV
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            **COST.batch(f"notebook_{nb}", f"notebook_{nb}", [{}], (2000, 10)),
         params:
             notebook=nb,
             claims=NB_CLAIMS[nb],
@@ -659,6 +664,9 @@ def job_deletion(w):
     )
 
 
+PER_ESTIMATOR = ("estimate", "cleanse", "deletion")
+
+
 def seed_batch_rule(stage, group, script_file, jobs, mem, minutes, tag="seeds"):
     """Define the job ``<stage>_<group>``: the script of the per-seed ``stage`` run for every job of ``jobs`` in one
     process (experiments/scripts/seeds.py); its inputs and outputs are those of the jobs together.
@@ -674,6 +682,16 @@ def seed_batch_rule(stage, group, script_file, jobs, mem, minutes, tag="seeds"):
         outputs.update({f"j{i}_{k}": v for k, v in outs.items()})
     suffix = re.sub(r"\W", "_", group)
     rule_name = f"{stage}_{suffix}"
+    members = (
+        []
+    )  # what the job runs, for its requests: one per run, or per run and estimator
+    for j in jobs:
+        ests = j["params"].get("estimators") if stage in PER_ESTIMATOR else None
+        members += (
+            [dict(j["wildcards"], estimator=e) for e in ests]
+            if ests
+            else [j["wildcards"]]
+        )
 
     rule:
         name:
@@ -690,8 +708,7 @@ def seed_batch_rule(stage, group, script_file, jobs, mem, minutes, tag="seeds"):
             CORE_ENV
         threads: 1
         resources:
-            mem_mb=mem,
-            runtime=minutes,
+            **COST.batch(rule_name, stage, members, (mem, minutes)),
         params:
             script=os.path.join(REPO, "experiments", "scripts", script_file),
             rule=stage,

@@ -14,8 +14,7 @@ rule curate:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **COST.of("curate", (4000, 60)),
     params:
         seeds=lambda wc: [wc.seed],
         spec=lambda wc: config["data"][wc.dataset],
@@ -40,6 +39,12 @@ if config["batch_seeds"]:
             f"{RES}/logs/curate/{{dataset}}/{{policy}}/seeds.log",
         benchmark:
             f"{RES}/benchmarks/curate/{{dataset}}/{{policy}}/seeds.tsv"
+        resources:
+            **COST.of(
+                "curate_seeds",
+                (4000, 60 * len(exp_cfg("curation")["seeds"])),
+                count=len(exp_cfg("curation")["seeds"]),
+            ),
         params:
             seeds=exp_cfg("curation")["seeds"],
 
@@ -57,11 +62,12 @@ rule table_E3:
         curves=f"{RES}/metrics/E3_curves.csv",
     log:
         f"{RES}/logs/tables/E3.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E3.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E3", (1000, 5)),
     script:
         "../scripts/collect_curation.py"

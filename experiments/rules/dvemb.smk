@@ -8,7 +8,7 @@
 #       seeds: [0]
 #       settings: {...}        # any key of replication.tasks.e10_dvemb.DEFAULT (arch, sizes, model, SGD, estimators, ...)
 #       variants:              # further settings, each named; run on the block's seeds (n_seeds: the first n of them)
-#         cnn: {epochs: [2], settings: {arch: cnn, ...}, runtime: 30}   # settings laid over the block's settings
+#         cnn: {epochs: [2], settings: {arch: cnn, ...}}   # settings laid over the block's settings
 # One job per (setting, epochs, seed): results/dvemb/<setting>/ep<epochs>/seed<seed>.json, <setting> the name of a
 # variant or, for the block's own settings, their arch (mlp); table_E10 collects them into metrics/E10_dvemb.csv (one
 # row per run, removal mode and method, DVEmb's published values included, column arch) and metrics/E10_lds.csv
@@ -17,13 +17,12 @@ from replication.tasks.e10_dvemb import check_dvemb_config, variant_settings
 
 E10 = exp_cfg("dvemb")
 try:
-    E10_SETTINGS = {}  # setting name -> {"epochs", "seeds", "settings", "runtime"}
+    E10_SETTINGS = {}  # setting name -> {"epochs", "seeds", "settings"}
     _main = check_dvemb_config(dict(E10["settings"]))
     E10_SETTINGS[_main["arch"]] = {
         "epochs": E10["epochs"],
         "seeds": E10["seeds"],
         "settings": _main,
-        "runtime": E10["runtime"],
     }
     for _name, _v in (E10.get("variants") or {}).items():
         if not re.fullmatch(NAME, _name) or _name in E10_SETTINGS:
@@ -34,7 +33,6 @@ try:
         if _v.get("enabled", True):
             E10_SETTINGS[_name] = {
                 "epochs": _v.get("epochs", E10["epochs"]),
-                "runtime": _v.get("runtime", E10["runtime"]),
                 "seeds": E10["seeds"][: _v.get("n_seeds", len(E10["seeds"]))],
                 "settings": variant_settings(
                     dict(E10["settings"]), dict(_v.get("settings") or {})
@@ -63,8 +61,7 @@ rule dvemb_run:
         PEERS_ENV
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=lambda wc: int(E10_SETTINGS[wc.setting]["runtime"]),
+        **COST.of("dvemb_run", (8000, 240)),
     params:
         settings=lambda wc: E10_SETTINGS[wc.setting]["settings"],
     script:
@@ -79,11 +76,12 @@ rule table_E10:
         lds=f"{RES}/metrics/E10_lds.csv",
     log:
         f"{RES}/logs/tables/E10.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E10.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E10", (1000, 5)),
     script:
         "../scripts/e10_collect.py"

@@ -39,8 +39,7 @@ rule e11_sec71:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=60,
+        **COST.of("e11_sec71", (3000, 60)),
     params:
         cfg={k: v for k, v in E11.items() if k != "grids"},
         epochs=lambda wc: sorted(E11_JOBS[(wc.dataset, wc.noise, wc.model)][0]),
@@ -56,11 +55,12 @@ rule table_E11:
         f"{RES}/metrics/E11_sec71.csv",
     log:
         f"{RES}/logs/tables/E11.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E11.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E11", (1000, 5)),
     script:
         "../scripts/e11_collect.py"

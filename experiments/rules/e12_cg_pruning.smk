@@ -41,8 +41,7 @@ rule cg_pruning_run:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **COST.of("cg_pruning_run", (2000, 30)),
     params:
         spec=lambda wc: E12_DATASETS[wc.dataset],
         arch=lambda wc: E12_MODELS[wc.arch],
@@ -64,11 +63,12 @@ rule table_E12:
         f"{RES}/metrics/E12_cg_pruning.csv",
     log:
         f"{RES}/logs/tables/E12.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E12.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E12", (1000, 5)),
     script:
         "../scripts/e12_collect.py"

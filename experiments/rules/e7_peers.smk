@@ -42,8 +42,7 @@ rule peers_task:
         PEERS_ENV
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **COST.of("peers_task", (8000, 60)),
     params:
         cfg=lambda wc: E7[wc.task],
         ours=E7["ours"],

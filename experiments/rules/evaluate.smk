@@ -10,14 +10,15 @@ rule evaluate_fidelity:
         f"{RES}/metrics/fidelity/{SET}.csv",
     log:
         f"{RES}/logs/evaluate_fidelity/{SET}.log",
+    benchmark:
+        f"{RES}/benchmarks/evaluate_fidelity/{SET}.tsv"
     wildcard_constraints:
         seed=SEED_WC,  # batch_seeds: the evaluate_fidelity_<setting> jobs below
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("evaluate_fidelity", (1000, 5)),
     params:
         ps=config["jaccard_percents"],
     script:
@@ -32,14 +33,15 @@ rule evaluate_detection:
         f"{RES}/metrics/detection/{SET}.csv",
     log:
         f"{RES}/logs/evaluate_detection/{SET}.log",
+    benchmark:
+        f"{RES}/benchmarks/evaluate_detection/{SET}.tsv"
     wildcard_constraints:
         seed=SEED_WC,  # batch_seeds: the evaluate_detection_<setting> jobs below
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("evaluate_detection", (1000, 5)),
     params:
         directions=SUSPICION_OVERRIDES,
     script:
@@ -62,8 +64,7 @@ rule cleanse:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **COST.of("cleanse", (2000, 30)),
     params:
         estimators=lambda wc: [wc.estimator],
         setting=lambda wc: dict(wc.items()),
@@ -91,8 +92,7 @@ rule deletion:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **COST.of("deletion", (2000, 30)),
     params:
         estimators=lambda wc: [wc.estimator],
         setting=lambda wc: dict(wc.items()),
@@ -131,8 +131,12 @@ if config["batch_estimators"] and not BATCH_SEEDS:
                 CORE_ENV
             threads: 1
             resources:
-                mem_mb=2000,
-                runtime=30 * len(_ests),
+                **COST.batch(
+                    f"cleanse_{_suffix}",
+                    "cleanse",
+                    [dict(vars(_wc), estimator=e) for e in _ests],
+                    (2000, 30 * len(_ests)),
+                ),
             params:
                 estimators=_ests,
                 setting=vars(_wc),
@@ -170,8 +174,12 @@ if config["batch_estimators"] and not BATCH_SEEDS:
                 CORE_ENV
             threads: 1
             resources:
-                mem_mb=2000,
-                runtime=30 * len(_ests),
+                **COST.batch(
+                    f"deletion_{_suffix}",
+                    "deletion",
+                    [dict(vars(_wc), estimator=e) for e in _ests],
+                    (2000, 30 * len(_ests)),
+                ),
             params:
                 estimators=_ests,
                 setting=vars(_wc),
@@ -234,12 +242,13 @@ rule table_E1:
         table=f"{RES}/metrics/E1_fidelity.csv",
     log:
         f"{RES}/logs/tables/E1.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E1.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E1", (1000, 5)),
     script:
         "../scripts/collect.py"
 
@@ -260,12 +269,13 @@ rule table_E2:
         cleansing=f"{RES}/metrics/E2_cleansing.csv",
     log:
         f"{RES}/logs/tables/E2.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E2.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E2", (1000, 5)),
     script:
         "../scripts/collect.py"
 
@@ -281,12 +291,13 @@ rule table_E4:
         coreset=f"{RES}/metrics/E4_coreset.csv",
     log:
         f"{RES}/logs/tables/E4.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E4.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E4", (1000, 5)),
     script:
         "../scripts/collect.py"
 
@@ -302,12 +313,13 @@ rule table_E6:
         f"{RES}/metrics/E6_cost.csv",
     log:
         f"{RES}/logs/tables/E6.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E6.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E6", (1000, 5)),
     script:
         "../scripts/collect.py"
 
@@ -322,6 +334,8 @@ rule cost_timing:
         f"{RES}/cost/{SET}/timing.csv",
     log:
         f"{RES}/logs/cost_timing/{SET}.log",
+    benchmark:
+        f"{RES}/benchmarks/cost_timing/{SET}.tsv"
     conda:
         CORE_ENV
     # Timed alone: locally the job takes every core of --cores, so that Snakemake runs no other job while it
@@ -330,8 +344,7 @@ rule cost_timing:
     # is the whole run's): the job gets cores of its own, a whole physical core on hyperthreaded nodes.
     threads: workflow.resource_settings.cores or 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **COST.of("cost_timing", (4000, 60)),
         cpus_per_task=2,
     params:
         estimators=exp_cfg("cost")["timing_estimators"],
@@ -355,12 +368,13 @@ rule table_E6_timing:
         timing=f"{RES}/metrics/E6_timing.csv",
     log:
         f"{RES}/logs/tables/E6_timing.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E6_timing.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E6_timing", (1000, 5)),
     script:
         "../scripts/collect.py"
 
@@ -375,11 +389,12 @@ rule bench_summary:
         f"{RES}/metrics/bench_summary.csv",
     log:
         f"{RES}/logs/tables/bench_summary.log",
+    benchmark:
+        f"{RES}/benchmarks/bench_summary.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=100,
-        runtime=1,
+        **COST.of("bench_summary", (100, 1)),
     shell:
         "cp {input:q} {output:q} 2> {log:q}"

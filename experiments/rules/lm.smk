@@ -57,8 +57,7 @@ rule lm_run:
     threads: 1
     # default config: ~10 s a job; paper config (4 layers, context 128, 750 steps of 32): ~10 min on one core
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **COST.of("lm_run", (2000, 60)),
     params:
         seeds=lambda wc: [wc.seed],
         dataset=E8_DATASET,
@@ -84,6 +83,10 @@ if config["batch_seeds"]:
             f"{RES}/logs/lm/{{stream}}/{{policy}}/seeds.log",
         benchmark:
             f"{RES}/benchmarks/lm/{{stream}}/{{policy}}/seeds.tsv"
+        resources:
+            **COST.of(
+                "lm_run_seeds", (2000, 60 * len(E8["seeds"])), count=len(E8["seeds"])
+            ),
         params:
             seeds=E8["seeds"],
 
@@ -100,8 +103,7 @@ rule lm_shapley:
     threads: 1
     # default config: ~15 s; paper config (8 steps, 32 permutations, |V| = 32 at context 128): ~30 min on one core
     resources:
-        mem_mb=3000,
-        runtime=120,
+        **COST.of("lm_shapley", (3000, 120)),
     params:
         dataset=E8_DATASET,
         data=E8["data"],
@@ -124,11 +126,12 @@ rule table_E8:
         values=f"{RES}/metrics/E8_shapley_values.csv",
     log:
         f"{RES}/logs/tables/E8.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E8.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E8", (1000, 5)),
     script:
         "../scripts/e8_collect.py"

@@ -19,14 +19,15 @@ rule notebook_html:
         ),
     log:
         f"{RES}/logs/notebook_html/{{nb}}.log",
+    benchmark:
+        f"{RES}/benchmarks/notebook_html/{{nb}}.tsv"
     wildcard_constraints:
         nb="|".join(NB),
     conda:
         NOTEBOOKS_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("notebook_html", (1000, 5)),
     # written atomically (influence.io): an interrupted export leaves no half-written HTML
     script:
         "../scripts/notebook_html.py"

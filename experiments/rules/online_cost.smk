@@ -16,8 +16,7 @@ rule online_cost:
     # whole run's): the job gets cores of its own, a whole physical core on hyperthreaded nodes.
     threads: workflow.resource_settings.cores or 1
     resources:
-        mem_mb=3000,
-        runtime=15,
+        **COST.of("online_cost", (3000, 15)),
         cpus_per_task=2,
     params:
         models=exp_cfg("online_cost")["models"],

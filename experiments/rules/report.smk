@@ -22,12 +22,13 @@ rule claims:
         md=f"{RES}/report/claims.md",
     log:
         f"{RES}/logs/claims.log",
+    benchmark:
+        f"{RES}/benchmarks/claims.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("claims", (1000, 5)),
     params:
         config_name=config["name"],
         check_runs=check_runs(),
@@ -47,12 +48,13 @@ rule numbers:
         f"{RES}/report/numbers.tex",
     log:
         f"{RES}/logs/numbers.log",
+    benchmark:
+        f"{RES}/benchmarks/numbers.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("numbers", (1000, 5)),
     params:
         config=config,
     script:
@@ -73,12 +75,13 @@ rule paper:
         PAPER_OUT,
     log:
         f"{RES}/logs/paper.log",
+    benchmark:
+        f"{RES}/benchmarks/paper.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=20,
+        **COST.of("paper", (2000, 20)),
     params:
         config_name=config["name"],
     script:

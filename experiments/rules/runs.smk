@@ -8,14 +8,15 @@ rule prepare_data:
         test=f"{RES}/data/{{dataset}}/seed{{seed}}/test.npz",
     log:
         f"{RES}/logs/prepare_data/{{dataset}}_seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/prepare_data/{{dataset}}/seed{{seed}}.tsv"
     wildcard_constraints:
         seed=SEED_WC,  # batch_seeds: the prepare_data_<dataset> jobs below
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **COST.of("prepare_data", (2000, 10)),
     params:
         spec=lambda wc: config["data"][wc.dataset],
     script:
@@ -30,14 +31,15 @@ rule inject_noise:
         mask=f"{RES}/data/{{dataset}}/seed{{seed}}/{{noise}}/mask.npy",
     log:
         f"{RES}/logs/inject_noise/{{dataset}}_seed{{seed}}_{{noise}}.log",
+    benchmark:
+        f"{RES}/benchmarks/inject_noise/{{dataset}}/{{noise}}/seed{{seed}}.tsv"
     wildcard_constraints:
         seed=SEED_WC,  # batch_seeds: the inject_noise_<dataset>_<noise> jobs below
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("inject_noise", (1000, 5)),
     params:
         spec=lambda wc: config["noise"][wc.noise],
     script:
@@ -61,8 +63,7 @@ rule train:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **COST.of("train", (2000, 30)),
     params:
         spec=lambda wc: config["models"][wc.model],
     script:
@@ -87,8 +88,7 @@ rule estimate:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=lambda wc: int(est_spec(wc.estimator)["mem_mb"]),
-        runtime=lambda wc: int(est_spec(wc.estimator)["runtime"]),
+        **COST.of("estimate", (4000, 60)),
     params:
         estimators=lambda wc: [wc.estimator],
         setting=lambda wc: dict(wc.items()),
@@ -125,8 +125,12 @@ if config["batch_estimators"] and not BATCH_SEEDS:
                 CORE_ENV
             threads: 1
             resources:
-                mem_mb=max(int(est_spec(e)["mem_mb"]) for e in _ests),
-                runtime=sum(int(est_spec(e)["runtime"]) for e in _ests),
+                **COST.batch(
+                    f"estimate_{_suffix}",
+                    "estimate",
+                    [dict(vars(_wc), estimator=e) for e in _ests],
+                    (4000, 60 * len(_ests)),
+                ),
             params:
                 estimators=list(_ests),
                 setting=vars(_wc),
@@ -156,8 +160,7 @@ rule loo:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **COST.of("loo", (4000, 120)),
     params:
         n_shards=n_shards(),
         subset=config["loo"]["subset"],
@@ -175,14 +178,15 @@ rule loo_merge:
         provenance=f"{RES}/loo/{SET}/loo.npz.json",
     log:
         f"{RES}/logs/loo_merge/{SET}.log",
+    benchmark:
+        f"{RES}/benchmarks/loo_merge/{SET}.tsv"
     wildcard_constraints:
         seed=SEED_WC,  # batch_seeds: the loo_merge_<setting> jobs below
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **COST.of("loo_merge", (2000, 10)),
     script:
         "../scripts/loo_merge.py"
 
@@ -245,7 +249,7 @@ if BATCH_SEEDS:
                 _g,
                 "estimate.py",
                 [job_estimate(w) for w in _ws],
-                max(int(est_spec(e)["mem_mb"]) for e in _ests),
-                len(_ws) * sum(int(est_spec(e)["runtime"]) for e in _ests),
+                4000,
+                60 * len(_ws) * len(_ests),
                 tag="batch",
             )

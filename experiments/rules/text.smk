@@ -61,8 +61,7 @@ rule text_run:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **COST.of("text_run", (2000, 30)),
     params:
         seeds=lambda wc: [wc.seed],
         spec=lambda wc: E9_DATASETS[wc.dataset],
@@ -87,6 +86,10 @@ if config["batch_seeds"]:
             f"{RES}/logs/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.log",
         benchmark:
             f"{RES}/benchmarks/text/{{dataset}}/noise{{rate}}/{{policy}}/seeds.tsv"
+        resources:
+            **COST.of(
+                "text_run_seeds", (2000, 30 * len(E9["seeds"])), count=len(E9["seeds"])
+            ),
         params:
             seeds=E9["seeds"],
 
@@ -99,11 +102,12 @@ rule table_E9:
         curves=f"{RES}/metrics/E9_curves.csv",
     log:
         f"{RES}/logs/tables/E9.log",
+    benchmark:
+        f"{RES}/benchmarks/table_E9.tsv"
     conda:
         CORE_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **COST.of("table_E9", (1000, 5)),
     script:
         "../scripts/e9_collect.py"

@@ -1,7 +1,7 @@
 """What a cluster run requests: every job of a Snakemake dry run with its resources, and the totals.
 
     snakemake --profile experiments/profiles/slurm --configfile experiments/config/paper.yaml -n --cores 64 > plan.txt
-    python tests/slurm_plan.py plan.txt [--benchmarks results/benchmarks]
+    python -m replication.cluster_plan plan.txt [--benchmarks results/benchmarks]
 
 (``--cores``: a dry run caps every job's threads at ``--cores``, 1 when it is not given, while a cluster run does
 not; give at least the largest ``threads:`` of any rule, 2 here, or the plan undercounts those jobs' CPUs.)
@@ -41,6 +41,8 @@ class PlannedJob:
     threads: int
     resources: dict[str, str]
     has_output: bool = True
+    benchmark: str = ""
+    jobid: int = -1
 
     @property
     def submitted(self) -> bool:
@@ -81,7 +83,8 @@ def parse_plan(text: str) -> list[PlannedJob]:
     def close() -> None:
         if block is not None:
             jobs.append(PlannedJob(block["rule"], block["local"], block.get("wildcards", ""),
-                                   int(block.get("threads", 1)), block.get("resources", {}), "output" in block))
+                                   int(block.get("threads", 1)), block.get("resources", {}), "output" in block,
+                                   block.get("benchmark", ""), int(block.get("jobid", -1))))
 
     for line in text.splitlines():
         m = _JOB.match(line)
@@ -92,7 +95,7 @@ def parse_plan(text: str) -> list[PlannedJob]:
             key, _, value = line.strip().partition(": ")
             if key == "resources":
                 block["resources"] = _resources(value)
-            elif key in ("threads", "wildcards", "output"):
+            elif key in ("threads", "wildcards", "output", "benchmark", "jobid"):
                 block[key] = value
         elif block is not None and not line.startswith("    "):
             close()
