@@ -30,7 +30,7 @@ from influence.loo_result import (
     shard_indices,
     sidecar,
 )
-from influence.models import Model
+from influence.models import Model, _closed_form_mlp, _mlp_batch_logits
 from influence.provenance import measure
 from influence.train import Schedule, Trajectory, train
 from influence.validation import check_data
@@ -56,10 +56,13 @@ log = logging.getLogger(__name__)
 
 def _target_losses(model: Model, thetas: torch.Tensor, Xt: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
     """Per-target losses for k parameter vectors (k, p) → (k, n_target) (logistic regression: the logits of
-    all k at once, :func:`influence.linear.jvp`; else ``vmap``)."""
+    all k at once, :func:`influence.linear.jvp`; ReLU MLPs: their batched forward pass; else ``vmap``)."""
     if model.is_linear:
         P = model.unflatten(thetas)
         z = linear.jvp(P["W0"], P["b0"], Xt)  # (k, n_target, o)
+        return model.loss_from_logits(z, yt.expand(z.shape[:2]))
+    if _closed_form_mlp(model):
+        z = _mlp_batch_logits(model, thetas, Xt)  # (k, n_target, o)
         return model.loss_from_logits(z, yt.expand(z.shape[:2]))
     return torch.func.vmap(lambda th: model.losses(th, Xt, yt))(thetas)
 

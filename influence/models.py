@@ -192,7 +192,10 @@ class Model:
         """Gradients of ``Σ_i w_ri f_i(θ_r) / denom`` for k parameter vectors at once.
 
         ``theta`` (k, p), ``w`` (k, m). Returns (grads (k, p), per-sample losses (k, m)). Closed form for
-        logistic regression (two batched matmuls, :mod:`influence.linear`); ``vmap(grad)`` for MLPs.
+        logistic regression (two batched matmuls, :mod:`influence.linear`) and for the ReLU MLPs of this class
+        (backpropagation written out, :func:`_mlp_batch_grad`); ``vmap(grad)`` (:func:`_batch_grad_vmap`) for
+        anything else (a :class:`~influence.module.ModuleModel`, which shares this method, or a subclass that
+        redefines the forward pass or the loss).
         """
         if self.is_linear:
             p = self.unflatten(theta)
@@ -200,13 +203,12 @@ class Model:
             loss = self.loss_from_logits(z, y.expand(z.shape[0], -1))
             r = self.output_grad(z.reshape(-1, z.shape[-1]), y.repeat(z.shape[0])).reshape(z.shape)
             g = linear.jt(r * (w / denom)[..., None], x)
+        elif _closed_form_mlp(self):
+            g, loss = _mlp_batch_grad(self, theta, x, y, w, denom)
         else:
-            def obj(th: torch.Tensor, wr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                ls = self.losses(th, x, y)
-                return (wr * ls).sum() / denom, ls
-
-            g, loss = torch.func.vmap(torch.func.grad(obj, has_aux=True))(theta, w)
-        g = g + l2 * (w.sum(1, keepdim=True) / denom) * theta
+            g, loss = _batch_grad_vmap(self, theta, x, y, w, denom)
+        if l2:
+            g = g + l2 * (w.sum(1, keepdim=True) / denom) * theta
         return g, loss
 
     def to_module(self, theta: torch.Tensor) -> torch.nn.Sequential:
@@ -231,6 +233,101 @@ class Model:
         for layer, lin in enumerate(lins):
             params[f"W{layer}"], params[f"b{layer}"] = lin.weight.detach(), lin.bias.detach()
         return self.flatten(params)
+
+
+def _closed_form_mlp(model) -> bool:
+    """True when ``model`` is an MLP (hidden layers) computing :class:`Model`'s own ReLU forward pass and loss (so
+    that :func:`_mlp_batch_grad` is its gradient): a :class:`Model` whose subclass, if any, redefines neither."""
+    cls = type(model)
+    return (isinstance(model, Model) and not model.is_linear and cls.forward is Model.forward
+            and cls.logits is Model.logits and cls.losses is Model.losses
+            and cls.loss_from_logits is Model.loss_from_logits)
+
+
+def _relu_backward(d: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """d ⊙ [a > 0] in one pass: the backward of ``relu`` as autograd forms it (``threshold_backward``; the
+    derivative at 0 is 0), from the delta d and the activation a = relu(z) (a > 0 exactly where z > 0)."""
+    return torch.ops.aten.threshold_backward(d, a, 0)
+
+
+def _batch_grad_vmap(model, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                     denom: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``vmap(grad)`` of ``Σ_i w_ri ℓ_i(θ_r) / denom`` over the k rows of θ (no L2): (grads (k, p), losses (k, m)).
+    The generic path of :meth:`Model.batch_grad` and the reference its closed forms are tested against."""
+
+    def obj(th: torch.Tensor, wr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ls = model.losses(th, x, y)
+        return (wr * ls).sum() / denom, ls
+
+    return torch.func.vmap(torch.func.grad(obj, has_aux=True))(theta, w)
+
+
+def _mlp_forward(model: Model, theta: torch.Tensor,
+                 x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor | None], torch.Tensor]:
+    """Forward pass of k ReLU MLPs θ (k, p) on shared inputs x (m, d): the weights (k, out, in) per layer (views
+    of θ), the hidden activations feature-major, A[l] of shape (k, h_l, m) the input of layer l ≥ 1 (A[0] is
+    None), and the logits (k, m, o). The first layer is one GEMM over the k·h_1 weight rows."""
+    k, widths = theta.shape[0], model.widths
+    n_layers = len(widths) - 1
+    Ws, bs, start = [], [], 0
+    for layer in range(n_layers):
+        o, i = widths[layer + 1], widths[layer]
+        Ws.append(theta[:, start : start + o * i].reshape(k, o, i))
+        bs.append(theta[:, start + o * i : start + o * i + o])
+        start += o * i + o
+    Z = torch.matmul(Ws[0], x.T)  # (k, h_1, m)
+    Z += bs[0][:, :, None]
+    A: list[torch.Tensor | None] = [None, Z.relu_()]
+    for layer in range(1, n_layers - 1):
+        A.append(torch.baddbmm(bs[layer][:, :, None], Ws[layer], A[layer]).relu_())
+    # logits sample-major (k, m, o): the output layer reads A and Wᵀ as transposed views
+    Zo = torch.baddbmm(bs[-1][:, None, :], A[-1].transpose(1, 2), Ws[-1].transpose(1, 2))
+    return Ws, A, Zo
+
+
+def _mlp_batch_logits(model: Model, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Logits (k, m, o) of k ReLU MLPs θ (k, p) on shared inputs x (m, d) (``vmap`` of :meth:`Model.logits`
+    written out, :func:`_mlp_forward`)."""
+    return _mlp_forward(model, theta, x)[2]
+
+
+def _mlp_batch_grad(model: Model, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                    denom: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form ``Σ_i w_ri ∇ℓ_i(θ_r) / denom`` (no L2) and the losses ℓ_i(θ_r) of k ReLU MLPs on one batch.
+
+    Backpropagation written out for the k runs at once, activations held feature-major, A_l of shape
+    (k, h_l, m): the first layer is one GEMM with the shared inputs, Z_1 = [W_0^1; …; W_0^k] xᵀ of shape
+    (k·h_1, m); later layers are batched matmuls; the output gradient is in closed form,
+    G_ri = (w_ri / denom)(softmax(z_ri) − onehot(y_i)) (σ(z_ri) − y_i for one logit); the deltas go back by
+    D_l = (W_lᵀ D_{l+1}) ⊙ [A_l > 0] (ReLU's derivative at 0 taken as 0, as autograd does), and the first
+    layer's weight gradient is one GEMM, [D_1^1; …; D_1^k] x of shape (k·h_1, d). Equal to
+    :func:`_batch_grad_vmap` to rounding (``tests/test_batch_grad_closed_form.py``) at a fraction of its cost.
+    Returns (grads (k, p), per-sample losses (k, m)).
+    """
+    k, m = w.shape
+    h1 = model.widths[1]
+    Ws, A, Zo = _mlp_forward(model, theta, x)
+    scale = (w / denom)[:, :, None]
+    if Zo.shape[-1] == 1:
+        yf = y.to(Zo.dtype).expand(k, m)
+        loss = F.binary_cross_entropy_with_logits(Zo[..., 0], yf, reduction="none")
+        G = (torch.sigmoid(Zo) - yf[..., None]) * scale
+    else:
+        lsm = torch.log_softmax(Zo, -1)
+        yi = y.long().view(1, m, 1).expand(k, m, 1)
+        loss = -lsm.gather(-1, yi)[..., 0]
+        G = lsm.exp()
+        G.scatter_add_(-1, yi, torch.full_like(scale, -1.0))
+        G *= scale
+    # backward: per layer (k, out, in) weight gradients and (k, out) bias gradients, last layer first
+    gT = G.transpose(1, 2)  # (k, o, m)
+    grads = [G.sum(1), torch.bmm(gT, A[-1].transpose(1, 2)).reshape(k, -1)]
+    D = _relu_backward(torch.bmm(Ws[-1].transpose(1, 2), gT), A[-1])  # (k, h_{L-1}, m)
+    for layer in range(len(Ws) - 2, 0, -1):
+        grads += [D.sum(2), torch.bmm(D, A[layer].transpose(1, 2)).reshape(k, -1)]
+        D = _relu_backward(torch.bmm(Ws[layer].transpose(1, 2), D), A[layer])
+    grads += [D.sum(2), torch.mm(D.reshape(k * h1, m), x).view(k, -1)]  # one GEMM over the k·h_1 rows
+    return torch.cat(grads[::-1], dim=1), loss
 
 
 def logistic_regression(n_features: int, n_classes: int = 2) -> Model:

@@ -8,9 +8,10 @@ batch t and the step size η_t) and the L2 coefficient α:
 ``w`` = 1 is the recorded run; ``w`` = 1 with a 0 at j is the trajectory-specific leave-one-out replay
 of j. The denominator stays the original |S_t| (the SGD-IE / ACC-SGD-IE authors' convention), so a
 replay differs from the recorded run only through j's own term. ``weights`` of shape (k, n) replays k
-runs at once (``torch.func.vmap`` for MLPs; for logistic regression a closed-form engine: two GEMMs per step
-over the stacked weights, or, for many runs on fewer samples than about twice the features, the runs'
-sample-space (representer) form with one GEMM per step against the Gram matrix; :func:`_linear_engine`).
+runs at once (for logistic regression a closed-form engine: two GEMMs per step over the stacked weights, or,
+for many runs on fewer samples than about twice the features, the runs' sample-space (representer) form with one
+GEMM per step against the Gram matrix, :func:`_linear_engine`; for ReLU MLPs the backpropagation of the k runs
+written out, :class:`_MLPReplay`; ``Model.batch_grad`` with an optimiser other than plain SGD or a callback).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 from influence.data import as_tensors
 from influence.io import atomic_write, save_json
-from influence.models import Model
+from influence.models import Model, _closed_form_mlp, _relu_backward
 from influence.validation import check_data
 
 __all__ = ["Schedule", "RecordedSchedule", "StepInfo", "Trajectory", "TrainingDiverged", "train"]
@@ -310,6 +311,9 @@ def _step_name(t: int, schedule: Schedule) -> str:
 #: :class:`_DualLinearReplay` by their operation counts, :func:`_linear_engine`), ``'primal'``, ``'dual'``, or
 #: ``'generic'`` (always ``Model.batch_grad``: the reference the tests compare the engines with).
 _LINEAR_ENGINE = "auto"
+#: Closed-form replay of ReLU MLPs (:class:`_MLPReplay`) for plain SGD without a callback; False: always
+#: ``Model.batch_grad`` (the reference the tests compare the engine with).
+_MLP_ENGINE = True
 
 
 def _all_finite(t: torch.Tensor) -> bool:
@@ -332,6 +336,22 @@ def _residuals(Z: torch.Tensor, yb: torch.Tensor, scale: torch.Tensor, class_dim
     R *= s / R.sum(class_dim, keepdim=True)
     R.scatter_add_(class_dim, yb.long().view(-1, 1, 1).expand(s.shape), -s)
     return R
+
+
+def _shrink_for_gemm(W: torch.Tensor, c: torch.Tensor | None) -> float:
+    """Prepare the L2 shrink W_r ← c_r W_r of k runs' weights W (k, …) for a GEMM that accumulates the update in
+    place with ``beta``: returns that beta. The GEMM scales every run by c_0; runs whose factor differs (e.g. j ∈ S
+    in a LOO replay) are first scaled by c_r/c_0 here, or, when more than half differ, all by c_r (beta 1)."""
+    if c is None:
+        return 1.0
+    c0 = float(c[0])
+    rows = torch.nonzero(c != c0).flatten()
+    if c0 != 0.0 and rows.numel() <= W.shape[0] // 2:
+        if rows.numel():
+            W[rows] *= (c[rows] / c0).view(-1, *([1] * (W.ndim - 1)))
+        return c0
+    W *= c.view(-1, *([1] * (W.ndim - 1)))
+    return 1.0
 
 
 class _LinearReplay:
@@ -365,17 +385,7 @@ class _LinearReplay:
         losses0 = self.model.loss_from_logits(Z[:, 0], yb)
         R = _residuals(Z, yb, wb.T / denom, 2)
         c = 1.0 - lr * l2 * wb.sum(1) / denom if l2 else None
-        beta = 1.0
-        if c is not None:
-            c0 = float(c[0])
-            rows = torch.nonzero(c != c0).flatten()
-            if c0 != 0.0 and rows.numel() <= k // 2:
-                # the GEMM scales every run by c_0; runs whose batch weight differs (e.g. j ∈ S) first by c_r/c_0
-                if rows.numel():
-                    self.W[rows] *= (c[rows] / c0)[:, None, None]
-                beta = c0
-            else:
-                self.W *= c[:, None, None]
+        beta = _shrink_for_gemm(self.W, c)
         W2.addmm_(R.reshape(m, k * o).T, xb, beta=beta, alpha=-lr)
         if c is not None:
             self.b *= c[:, None]
@@ -451,6 +461,68 @@ class _DualLinearReplay:
         if self.primal is not None:
             return self.primal.finite()
         return self._finite and _all_finite(self.gamma)
+
+
+class _MLPReplay:
+    """k ReLU-MLP runs stepped at once in closed form, parameters held per layer: W_l (k, out, in), b_l (k, out).
+
+    One SGD step of :func:`train` for a :class:`~influence.models.Model` with hidden layers (the backpropagation
+    of :func:`influence.models._mlp_batch_grad`, with the update written into the weights): the first layer's
+    weights of the k runs are one (k·h_1, d) matrix, so its forward pass is one GEMM with the shared batch,
+    Z_1 = [W_0^1; …; W_0^k] X_Sᵀ + b_0, and its update one GEMM accumulated in place,
+    W_0 ← c W_0 − η [D_1^1; …; D_1^k] X_S; later layers use batched matmuls (``baddbmm_`` in place), the output
+    residuals R_ri = w_ri (softmax(z_ri) − onehot(y_i)) / |S| are formed by :func:`_residuals`, and
+    c_r = 1 − η α Σ_i w_ri / |S| is the L2 shrink. Only the first run's per-sample losses are formed (all that
+    :func:`train` logs). Equal to the generic step to rounding (``tests/test_batch_grad_closed_form.py``); it
+    skips the flat (k, p) gradient, its concatenation and the (k, p) update of the generic step.
+    """
+
+    def __init__(self, model: Model, theta: torch.Tensor) -> None:
+        P = model.unflatten(theta)
+        self.model, self.k, self.n_layers = model, theta.shape[0], len(model.widths) - 1
+        self.W = [P[f"W{layer}"].clone(memory_format=torch.contiguous_format) for layer in range(self.n_layers)]
+        self.b = [P[f"b{layer}"].clone(memory_format=torch.contiguous_format) for layer in range(self.n_layers)]
+
+    def step(self, X: torch.Tensor, S: np.ndarray, yb: torch.Tensor, wb: torch.Tensor, denom: float, lr: float,
+             l2: float) -> torch.Tensor:
+        """Step on the batch X[S]; return the first run's per-sample losses ℓ_i at the parameters before it."""
+        xb = X[S]
+        W, b, k, m, L = self.W, self.b, self.k, xb.shape[0], self.n_layers
+        h1 = W[0].shape[1]
+        W0 = W[0].view(k * h1, -1)
+        # forward, feature-major: A[l] (k, h_l, m) is the input of layer l ≥ 1
+        A = [xb, torch.addmm(b[0].view(k * h1, 1), W0, xb.T).view(k, h1, m).relu_()]
+        for layer in range(1, L - 1):
+            A.append(torch.baddbmm(b[layer][:, :, None], W[layer], A[layer]).relu_())
+        Z = torch.baddbmm(b[-1][:, None, :], A[-1].transpose(1, 2), W[-1].transpose(1, 2))  # (k, m, o)
+        losses0 = self.model.loss_from_logits(Z[0], yb)
+        D = _residuals(Z.transpose(0, 1), yb, wb.T / denom, 2).permute(1, 2, 0)  # (m, k, o) → (k, o, m)
+        c = (1.0 - lr * l2 * wb.sum(1) / denom) if l2 else None
+        # backward, last layer first: each layer's delta is formed from its weights before they are updated
+        for layer in range(L - 1, -1, -1):
+            Dl = D
+            if layer:
+                D = _relu_backward(torch.bmm(W[layer].transpose(1, 2), Dl), A[layer])
+            if c is not None:
+                b[layer] *= c[:, None]
+            if layer:
+                if c is not None:
+                    W[layer] *= c[:, None, None]
+                W[layer].baddbmm_(Dl, A[layer].transpose(1, 2), alpha=-lr)
+            else:  # the largest matrix: its shrink goes into the GEMM's beta where the runs allow
+                W0.addmm_(Dl.reshape(k * h1, m), xb, beta=_shrink_for_gemm(W[0], c), alpha=-lr)
+            b[layer].sub_(Dl.sum(2), alpha=lr)
+        return losses0
+
+    def theta(self) -> torch.Tensor:
+        """The flat parameters (k, p) (a copy)."""
+        parts = []
+        for Wl, bl in zip(self.W, self.b, strict=True):
+            parts += [Wl.reshape(self.k, -1), bl]
+        return torch.cat(parts, dim=1)
+
+    def finite(self) -> bool:
+        return all(_all_finite(t) for t in (*self.W, *self.b))
 
 
 def _linear_engine(model: Model, X: torch.Tensor, k: int, schedule: Schedule, n_recorded: int) -> str:
@@ -576,6 +648,10 @@ def train(
         if engine == "auto":
             engine = _linear_engine(model, X, W.shape[0], schedule, len(keep_set - {0}))
         fast = _DualLinearReplay(model, theta, X) if engine == "dual" else _LinearReplay(model, theta)
+    elif plain and callback is None and _MLP_ENGINE and W.shape[0] > 1 and _closed_form_mlp(model):
+        # only for k > 1 runs (retrainings): a single run keeps the generic step, bit for bit the step that
+        # influence.curation's vanilla policy takes, so that a curated run and plain training stay comparable
+        fast = _MLPReplay(model, theta)
     state = {} if plain else optimizer.init(theta)
     batch_losses = np.empty(T)
     logs: list[dict] = []

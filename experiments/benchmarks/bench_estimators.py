@@ -6,6 +6,10 @@ estimator is called through :func:`influence.estimators.run` (wall time and peak
 process CPU time of the call, is the figure to read on a shared machine when single-threaded); an estimator
 that raises (e.g. it needs hyperparameters, or is still in progress) is skipped with the reason logged.
 Issue 15 goal: ``diffin_self`` on the MLP case ≤ 20 s.
+Against the machine's own limit (issue 26 item 3): for the SGD-IE and ACC-SGD-IE adjoints, ``gflop`` (FLOPs counted
+from the algorithm, :func:`flops.adjoint_flops`), ``gemm_peak_gflops`` (the float64 GEMM rate measured in the same
+process at the same thread count, :func:`flops.gemm_peak`), ``gflops`` and ``frac_peak`` (CPU time when
+single-threaded, else wall time); ``closed_form`` marks the logistic-regression adjoints (goal ≥ 50 %).
 Agreement: on the n = 400 mnist17 run, the prefixes after 2, 10 and 38 epochs are scored and compared
 with ``trajectory_loo`` of the same prefix (Kendall τ, Spearman, top-10 % Jaccard; for SGD-IE and
 ACC-SGD-IE also the relative parameter error Σ‖Δθ̂ − Δθ‖ / Σ‖Δθ‖).
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from flops import estimator_engine, estimator_flops, fraction, gemm_peak
 
 from influence import estimators
 from influence.io import atomic_write, save_text
@@ -95,7 +100,7 @@ def too_expensive(name: str, traj: Trajectory, max_hvps: float) -> str | None:
     return None
 
 
-def timing(names: list[str], large_epochs: int, max_hvps: float) -> list[dict]:
+def timing(names: list[str], large_epochs: int, max_hvps: float, peak: float = math.nan) -> list[dict]:
     rows = []
     for case, cfg in TIMING_CASES.items():
         tr, tg, data = load(cfg["dataset"], cfg["n"], 500)
@@ -117,6 +122,16 @@ def timing(names: list[str], large_epochs: int, max_hvps: float) -> list[dict]:
                                load_avg_1m=os.getloadavg()[0])
                     log.info("  %-20s %8.2f s (cpu %.2f s)  peak +%.0f MB", name, rec["wall_s"], row["cpu_s"],
                              rec["peak_delta_mb"])
+                    engine = estimator_engine(name, model)
+                    if engine:
+                        n_target = int((tg.X if hasattr(tg, "X") else tg[0]).shape[0])
+                        gflop = estimator_flops(name, model, traj.batches(), cfg["n"], n_target) / 1e9
+                        single = row["threads"] == 1
+                        rate, frac = fraction(gflop, row["cpu_s"] if single else row["wall_s"], peak)
+                        row.update(engine=engine, closed_form=model.is_linear, gflop=gflop, gemm_peak_gflops=peak,
+                                   gflops=rate, frac_peak=frac)
+                        log.info("  %-20s %.3g GFLOP: %.3g GFLOP/s, %.0f%% of the %.3g GFLOP/s GEMM peak", name,
+                                 gflop, rate, 100 * frac, peak)
                 except Exception as exc:  # noqa: BLE001 - report and go on with the next estimator
                     reason = f"{type(exc).__name__}: {exc}"
             if reason is not None:
@@ -167,7 +182,7 @@ def markdown(df: pd.DataFrame) -> str:
 
     parts = []
     for kind, cols in (("timing", ["case", "data", "estimator", "p", "epochs", "wall_s", "cpu_s", "peak_delta_mb",
-                                   "status", "reason"]),
+                                   "gflops", "frac_peak", "status", "reason"]),
                        ("agreement", ["case", "estimator", "epochs", "kendall", "spearman", "jaccard_top10",
                                       "rel_param_err", "wall_s", "status"])):
         sub = df[df["kind"] == kind]
@@ -191,6 +206,7 @@ def main() -> None:
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--no-agreement", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--peak-size", type=int, default=2048, help="n of the n × n float64 GEMM of the peak")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.threads:
@@ -202,7 +218,9 @@ def main() -> None:
     log.info("estimators: %s; torch threads %d", names, torch.get_num_threads())
     rows: list[dict] = []
     if not args.no_timing:
-        rows += timing(names, args.large_epochs, args.max_hvps)
+        peak = gemm_peak(torch.float64, None, args.peak_size)
+        log.info("float64 GEMM peak at %d threads: %.1f GFLOP/s", peak["threads"], peak["gflops"])
+        rows += timing(names, args.large_epochs, args.max_hvps, peak["gflops"])
     if not args.no_agreement:
         rows += agreement(names, args.agreement_epochs)
     df = pd.DataFrame(rows)

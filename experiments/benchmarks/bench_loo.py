@@ -9,13 +9,20 @@ and CPU time, peak RSS and its rise over the process before the block, the speed
 n / vectorised; ``speedup_cpu`` from process CPU time, the figure to read on a shared machine when
 single-threaded) and the max difference. Issue 15 goal: ≥ 10× on ``mnist5k-logreg10``.
 
+Against the machine's own limit (issue 26 item 3): ``gflop``, the FLOPs of the vectorised call counted from the
+algorithm (:func:`flops.trajectory_loo_flops`), ``gemm_peak_gflops``, the float64 GEMM rate measured in the same
+process at the same thread count (:func:`flops.gemm_peak`), and the achieved ``gflops`` and ``frac_peak`` (on CPU
+time when single-threaded, else wall time); ``closed_form`` marks the logistic-regression engines (goal ≥ 50 %).
+
     python experiments/benchmarks/bench_loo.py [--out results/benchmarks/loo.csv] [--loop-samples 100] [--threads 1]
+        [--peak-size 2048]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -23,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from flops import fraction, gemm_peak, replay_engine, trajectory_loo_flops
 
 from influence.data import load_dataset, make_splits
 from influence.io import save_csv, save_text
@@ -40,7 +48,7 @@ CASES = {
 }
 
 
-def run_case(name: str, cfg: dict, loop_samples: int, chunk: int) -> dict:
+def run_case(name: str, cfg: dict, loop_samples: int, chunk: int, peak: float = math.nan) -> dict:
     ds = load_dataset(cfg["dataset"])
     sp = make_splits(ds, cfg["n"], 200, 0, seed=0)
     tr, tg = sp["train"], sp["target"]
@@ -51,11 +59,7 @@ def run_case(name: str, cfg: dict, loop_samples: int, chunk: int) -> dict:
     idx = np.arange(min(loop_samples, cfg["n"]))
     X = torch.as_tensor(tr.X)
     y = torch.as_tensor(tr.y)
-    engine = "generic (Model.batch_grad)"
-    if model.is_linear:
-        from influence.train import _linear_engine
-
-        engine = _linear_engine(model, X, min(chunk, cfg["n"]), sched, 1)
+    engine = replay_engine(model, cfg["n"], min(chunk, cfg["n"]), sched)
     c0 = time.process_time()
     with measure() as mv:
         vec = trajectory_loo(traj, tr, tg, chunk=chunk)
@@ -71,6 +75,9 @@ def run_case(name: str, cfg: dict, loop_samples: int, chunk: int) -> dict:
     base = train(model, traj.theta0, (X, y), sched, l2=cfg["l2"], record="final").final
     diff = float(np.abs(vec.delta_theta[idx] - (torch.stack(loop) - base).numpy()).max())
     loop_full = ml["wall_s"] * cfg["n"] / len(idx)
+    gflop = trajectory_loo_flops(model, cfg["n"], len(tg), sched, chunk)[0] / 1e9
+    threads = torch.get_num_threads()
+    rate, frac = fraction(gflop, vec_cpu if threads == 1 else vec.meta["wall_s"], peak)
     row = {
         "case": name, "n": cfg["n"], "p": model.n_params, "steps": sched.n_steps, "chunk": chunk, "engine": engine,
         "vectorised_s": vec.meta["wall_s"], "vectorised_cpu_s": vec_cpu, "vectorised_peak_mb": mv["peak_rss_mb"],
@@ -78,7 +85,8 @@ def run_case(name: str, cfg: dict, loop_samples: int, chunk: int) -> dict:
         "loop_s_all_n (extrapolated)": loop_full, "loop_cpu_s_all_n (extrapolated)": loop_cpu,
         "loop_samples": len(idx), "loop_peak_mb": ml["peak_rss_mb"], "loop_peak_delta_mb": ml["peak_delta_mb"],
         "speedup": loop_full / vec.meta["wall_s"], "speedup_cpu": loop_cpu / vec_cpu, "max_abs_diff": diff,
-        "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0],
+        "gflop": gflop, "gemm_peak_gflops": peak, "gflops": rate, "frac_peak": frac,
+        "closed_form": model.is_linear, "threads": threads, "load_avg_1m": os.getloadavg()[0],
     }
     log.info("%s", row)
     return row
@@ -91,6 +99,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=200)
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides)")
+    ap.add_argument("--peak-size", type=int, default=2048, help="n of the n × n float64 GEMM of the peak")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     unknown = set(args.cases) - set(CASES)
@@ -98,7 +107,9 @@ def main() -> None:
         raise SystemExit(f"unknown cases {sorted(unknown)}; known: {list(CASES)}")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    rows = [run_case(c, CASES[c], args.loop_samples, args.chunk) for c in args.cases]
+    peak = gemm_peak(torch.float64, args.threads, args.peak_size)
+    log.info("float64 GEMM peak at %d threads: %.1f GFLOP/s", peak["threads"], peak["gflops"])
+    rows = [run_case(c, CASES[c], args.loop_samples, args.chunk, peak["gflops"]) for c in args.cases]
     df = pd.DataFrame(rows)
     save_csv(args.out, df, float_format=None)
     table = df.to_markdown(index=False, floatfmt=".3g")

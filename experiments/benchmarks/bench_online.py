@@ -7,13 +7,17 @@ with curation weights w_i = 1[score_i ≥ 0] and the batch loss Σ w_i ℓ_i / 3
 ``plain``  forward + backward on the batch, SGD update.
 ``plain_fwd`` a plain step plus a no-grad forward of the target batch: the floor of any method that
            scores against a target batch it has to push through the network (reference only).
+``plain_cat`` a plain step on the 64 rows [batch; target] (reference only): the floor of exact Ghost, which
+           needs the target batch's gradient, i.e. a forward and a backward of the target rows as well.
 ``lai``    hooked forwards of the batch (autograd on) and of the target batch (no_grad), LAI scores from
            the captured layer inputs and closed-form logit gradients (``lai_scores``), then backward of
            the weighted loss.
 ``ghost``  one hooked forward + backward over [batch; target] (output gradients of every layer), Ghost
-           scores and the update gradient from the same pieces (``GhostStep``: pair form for Linear
-           layers on vectors, per-sample weight gradients of the batch for convolutions and sequence
-           layers; no second pass).
+           scores and the update gradient from the same pieces (``GhostStep``: per layer the token-pair
+           form, the materialised per-sample weight gradients or the contraction with the target gradient,
+           whichever needs the fewest multiply-adds, ``ghost_form_costs``; no second pass).
+``ghost_pairs``, ``ghost_materialise``, ``ghost_contract`` (not run by default): the ``ghost`` step with every
+           Linear / Conv2d layer forced into that form (``GhostStep(form=...)``).
 ``lai_self``, ``ghost_self``: the self-influence variants (the batch scores itself; no target batch).
 ``ghost_flat``, ``ghost_flat_self``: the position-aligned Ghost (sequence models).
 ``lai_ref``, ``ghost_ref`` (and ``lai_self_ref``, ``ghost_self_ref``): the same steps by the reference
@@ -60,9 +64,10 @@ from torch.func import functional_call, grad, vmap
 log = logging.getLogger("bench_online")
 
 MODELS = ("mlp-784-128-10", "mlp-784-512-512-10", "cnn-small", "gpt", "encoder")
-METHODS = ("plain", "plain_fwd", "lai", "ghost", "lai_self", "ghost_self", "ghost_flat", "ghost_flat_self", "lai_ref",
-           "ghost_ref", "vmap")
-EXTRA = ("lai_self_ref", "ghost_self_ref")  # not run by default
+METHODS = ("plain", "plain_fwd", "plain_cat", "lai", "ghost", "lai_self", "ghost_self", "ghost_flat", "ghost_flat_self",
+           "lai_ref", "ghost_ref", "vmap")
+GHOST_FORCED = ("ghost_pairs", "ghost_materialise", "ghost_contract")  # GhostStep with one form for every layer
+EXTRA = ("lai_self_ref", "ghost_self_ref", *GHOST_FORCED)  # not run by default
 CURATED = ("lai", "ghost", "ghost_flat", "lai_self", "ghost_self", "ghost_flat_self")  # run through curated_step
 TRANSFORMERS = {  # the default sizes of E8 (gpt) and E9 (encoder)
     "gpt": {"vocab_size": 67, "context": 64, "d_model": 64, "n_layers": 2, "n_heads": 4},
@@ -110,6 +115,13 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
             example_losses(module(xb), yb).mean().backward()
             sgd()
             return 0
+    elif method == "plain_cat":
+        def step(xb, yb, xv, yv) -> int:
+            for p in params:
+                p.grad = None
+            example_losses(module(torch.cat([xb, xv])), torch.cat([yb, yv])).mean().backward()
+            sgd()
+            return 0
     elif method == "plain_fwd":
         def step(xb, yb, xv, yv) -> int:
             for p in params:
@@ -143,6 +155,18 @@ def make_step(method: str, module: nn.Module, lr: float = 0.05):
             set_update_grads(cap, b, w)
             sgd()
             return cap.nbytes()
+    elif method in GHOST_FORCED:
+        from influence.estimators.online import GhostStep
+
+        form = method.removeprefix("ghost_")
+
+        def step(xb, yb, xv, yv) -> int:
+            b = xb.shape[0]
+            cap = capture(module, torch.cat([xb, xv]), torch.cat([yb, yv]), backward=True)
+            gs = GhostStep(cap, b, form=form)
+            gs.set_update_grads((gs.scores >= 0).to(params[0].dtype))
+            sgd()
+            return cap.nbytes() + gs.nbytes
     elif method == "vmap":
         names = [n for n, _ in module.named_parameters()]
 
@@ -308,7 +332,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  "step_cpu_ms_median": 1e3 * cmed[method], **mem,
                  "batch": args.batch, "target": args.target, "device": args.device, "dtype": args.dtype,
                  "threads": args.threads, "steps": args.steps, "loadavg_start": load0, "loadavg_end": load1}
-            for ref in ("plain", "plain_fwd"):
+            for ref in ("plain", "plain_fwd", "plain_cat"):
                 if ref in med:
                     r[f"time_ratio_vs_{ref}"] = med[method] / med[ref]
                     r[f"cpu_ratio_vs_{ref}"] = cmed[method] / cmed[ref]

@@ -715,6 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("fit", help="fit the model file from the measurements (all runs but the '*-check' ones)")
     p = sub.add_parser("plan", help="price a configuration: jobs, CPU-hours, wall time on --cores")
     p.add_argument("--cores", type=int, nargs="+", default=[64, 512])
+    p.add_argument("--out", type=Path, help="also write the prediction as JSON (experiments/cost/paper_plan.json)")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: snakemake arguments")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -746,6 +747,17 @@ def main(argv: list[str] | None = None) -> int:
             log.info("wall on %d cores: %.1f h (critical path %.2f h)", c, w, pc.critical_path_h)
         if pc.unmeasured:
             log.info("not measured (largest b of the family used): %s", ", ".join(pc.unmeasured))
+        if a.out:
+            model = CostModel.load()
+            out = {"args": sm_args, "model_fitted": model.meta.get("fitted"), "model_runs": model.meta.get("runs"),
+                   "jobs": pc.jobs, "submitted": pc.submitted, "fitted_cpu_h": round(pc.fitted_cpu_h, 1),
+                   "requested_cpu_h": round(pc.requested_cpu_h, 1),
+                   "wall_h": {str(c): round(w, 2) for c, w in pc.wall_h.items()},
+                   "critical_path_h": round(pc.critical_path_h, 2), "unmeasured": pc.unmeasured,
+                   "by_family": {f: {k: round(v, 2) for k, v in d.items()} for f, d in sorted(pc.by_family.items())}}
+            tmp = a.out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(out, indent=1) + "\n")
+            tmp.replace(a.out)
     return 0
 
 

@@ -44,6 +44,8 @@ __all__ = [
     "batch_scores",
     "lai_scores",
     "GhostStep",
+    "GHOST_FORMS",
+    "ghost_form_costs",
     "in_run_ghost",
     "in_run_lai",
     "in_run_lai_last_layer",
@@ -342,7 +344,7 @@ def batch_scores(
         rows_j = slice(n_train, m)
     if method == "ghost":
         return GhostStep(cap, n_train, self_influence=self_influence, bias=bias, layers=layers,
-                         last_layer_only=last_layer_only).scores
+                         last_layer_only=last_layer_only, update=False).scores
     if method == "ghost_flat":
         return ghost_flat_inner(cap, rows_i, rows_j, layers=layers, last_layer_only=last_layer_only,
                                 bias=bias).mean(1)
@@ -401,6 +403,46 @@ def lai_scores(
     return _lai_mean(a_i, a_j, train.g, g_j, n_bias, exclude_self)
 
 
+#: The per-layer forms of :class:`GhostStep` for Linear and Conv2d layers (``form``); ``'auto'`` picks the one
+#: with the fewest multiply-adds (:func:`ghost_form_costs`).
+GHOST_FORMS = ("auto", "pairs", "materialise", "contract")
+
+
+def ghost_form_costs(n: int, m: int, T: int, T_t: int, k: int, o: int, *, self_influence: bool = False,
+                     update: bool = True) -> dict[str, int]:
+    """Multiply-adds of the three exact forms of one layer's mean-target Ghost score in :class:`GhostStep`: the
+    cost model behind ``form='auto'``, which takes the cheapest (ties: the first of pairs, materialise, contract).
+
+    The layer has n training rows with inputs a_i (T, k) and output gradients b_i (T, o) (T positions: tokens of
+    a Linear layer on sequences, output pixels of a convolution with k = C·kh·kw, 1 for vectors) and m target
+    rows with T' = ``T_t`` positions (``self_influence``: the training rows, m = n, T' = T). The score of row i is
+    ⟨G_i, Ḡ⟩ with G_i = b_iᵀ a_i = Σ_t b_it a_itᵀ and Ḡ = Σ_v G_v (the mean's 1/m is applied once, to the sum
+    over layers). Costs (score + update, the update Σ_i w_i G_i counted only with ``update``):
+
+    * ``pairs`` (token-pair ghost form, Σ_{v,t,s} ⟨a_it, a_vs⟩⟨b_it, b_vs⟩, no G_i):
+      n·m·T·T'·(k + o + 1)  +  n·T·k·o (update (w ⊙ b)ᵀ a);
+    * ``materialise`` (G_i summed over positions first: one batched matmul b_iᵀ a_i per row):
+      n·T·k·o (G_i)  +  m·T'·k·o (Ḡ; self-influence n·k·o, Σ_i G_i)  +  n·k·o (G_i · Ḡ)
+      +  n·k·o (update Σ_i w_i G_i);
+    * ``contract`` (Σ_t b_itᵀ Ḡ a_it, no G_i): m·T'·k·o (Ḡ; self-influence n·T·k·o)  +  n·T·k·o  +  n·T·k
+      +  n·T·k·o (update (w ⊙ b)ᵀ a).
+
+    Against materialising, the pair form wins when n·m·T·T'·(k + o + 1) < m·T'·k·o + 2·n·k·o, roughly
+    n·T·(k + o) < k·o: few training rows and positions, wide layers (an MLP's first layer on vectors); on long
+    sequences materialising wins (it pays k·o per row once, not per pair of positions). Contracting costs about
+    one more n·T·k·o than materialising but holds no n·k·o per-sample gradients (for vectors, T = 1, it is
+    materialising without the outer products, so ``'auto'`` never materialises vectors). The bias terms
+    (Σ_t b_it · Σ_{v,s} b_vs) cost the same in every form and are left out.
+    """
+    pair = n * m * T * T_t * (k + o + 1)
+    gbar = n * k * o if self_influence else m * T_t * k * o
+    mat = n * T * k * o + gbar + n * k * o
+    con = (n * T * k * o if self_influence else m * T_t * k * o) + n * T * k * o + n * T * k
+    if update:
+        pair, mat, con = pair + n * T * k * o, mat + n * k * o, con + n * T * k * o
+    return {"pairs": pair, "materialise": mat, "contract": con}
+
+
 class GhostStep:
     """Ghost scores of the training rows of one capture and the curated update from the same pieces: the
     fast path of online curation (one forward + one backward per step, no per-step Python set-up).
@@ -408,23 +450,31 @@ class GhostStep:
     ``scores`` equals ``batch_scores(cap, n_train, "ghost", self_influence=...)``: mean_j ⟨∇ℓ_i, ∇ℓ_j⟩ over
     the target rows j (or the training rows themselves), i.e. ⟨∇ℓ_i, Ḡ⟩ with Ḡ the mean target gradient;
     :meth:`set_update_grads` writes ∇ Σ_i w_i ℓ_i / denom into the hooked layers' ``.grad`` (as
-    :func:`influence.capture.set_update_grads`). Per layer, by shapes:
+    :func:`influence.capture.set_update_grads`). Per layer:
 
-    * Linear on vectors (L = 1): the ghost pair form mean_j (⟨a_i,a_j⟩ + 1)⟨b_i,b_j⟩ (Wang et al. 2025), or
-      the contraction b_iᵀ Ḡ a_i when that needs fewer flops (``linear_form``: ``'auto'``, ``'pair'``,
-      ``'contract'``); update (w ⊙ b)ᵀ a.
-    * Linear on sequences and Conv2d (L > 1): the per-sample weight gradients G_i = b_iᵀ a_i of the
-      training rows are materialised for this layer only — one batched matmul, or for a convolution one
-      grouped weight-gradient convolution (no unfolding) — then score = G_i · Ḡ and update = Σ_i w_i G_i,
-      both cheap; Ḡ from one weight-gradient product over the target rows (the mean of the G_i with
-      ``self_influence``). A layer whose G_i would exceed ``max_per_sample_bytes`` uses the contraction
-      Σ_s b_isᵀ Ḡ a_is instead (a convolution of the inputs with Ḡ).
+    * Linear (on vectors, T = 1, or on token sequences) and Conv2d (T = output pixels): one of three exact forms
+      of ⟨G_i, Ḡ⟩, G_i = b_iᵀ a_i, chosen per layer by multiply-add count (:func:`ghost_form_costs`,
+      ``form='auto'``) or forced (``form``):
+
+      - ``'pairs'``: the token-pair ghost form mean_j Σ_{t,s} ⟨a_it, a_js⟩⟨b_it, b_js⟩ (for vectors Wang et
+        al.'s mean_j (⟨a_i, a_j⟩ + 1)⟨b_i, b_j⟩), in row chunks within ``max_per_sample_bytes``; update (w ⊙ b)ᵀ a.
+      - ``'materialise'``: the per-sample weight gradients of the training rows, summed over positions first
+        (one batched matmul b_iᵀ a_i, for a convolution one grouped weight-gradient convolution), score G_i · Ḡ,
+        update Σ_i w_i G_i; Ḡ from one weight-gradient product over the target rows (Σ_i G_i with
+        ``self_influence``). Where G_i would exceed ``max_per_sample_bytes`` the layer contracts instead.
+      - ``'contract'``: Σ_t b_itᵀ Ḡ a_it (for a convolution ⟨b_i, conv(x_i; Ḡ)⟩) without G_i; update (w ⊙ b)ᵀ a.
+
+      All three are the same sum in another order: equal to rounding (tested in float64).
     * Embedding and LayerNorm: contraction with Ḡ (index matching) / explicit per-row gradients (small).
 
-    ``bias`` (scores only; the update always includes every parameter): include the bias gradients.
-    ``layers`` / ``last_layer_only`` (as :func:`ghost_inner`): score with these layers only; such a step
-    has no update (:meth:`set_update_grads` raises). :func:`batch_scores` with ``method='ghost'`` is this
-    class's ``scores``: the one implementation of the mean-target Ghost score.
+    ``forms`` records the form each layer used (layer name → form; Embedding and LayerNorm: ``'contract'`` /
+    ``'materialise'``). ``linear_form`` (the older name: ``'pair'`` or ``'contract'``) forces the form of the
+    Linear layers on vectors only. ``update`` (default True): :meth:`set_update_grads` will be called, so the cost
+    model counts the update (``batch_scores`` passes False). ``bias`` (scores only; the update always includes
+    every parameter): include the bias gradients. ``layers`` / ``last_layer_only`` (as :func:`ghost_inner`):
+    score with these layers only; such a step has no update (:meth:`set_update_grads` raises).
+    :func:`batch_scores` with ``method='ghost'`` is this class's ``scores``: the one implementation of the
+    mean-target Ghost score.
 
     References
     ----------
@@ -432,8 +482,10 @@ class GhostStep:
     """
 
     def __init__(self, cap: Capture, n_train: int, *, self_influence: bool = False, bias: bool = True,
-                 max_per_sample_bytes: int = 2**27, linear_form: str = "auto", layers: Any = None,
-                 last_layer_only: bool = False) -> None:
+                 max_per_sample_bytes: int = 2**27, form: str = "auto", linear_form: str = "auto",
+                 update: bool = True, layers: Any = None, last_layer_only: bool = False) -> None:
+        if form not in GHOST_FORMS:
+            raise ValueError(f"form must be one of {GHOST_FORMS}, got {form!r}")
         if linear_form not in ("auto", "pair", "contract"):
             raise ValueError(f"linear_form must be 'auto', 'pair' or 'contract', got {linear_form!r}")
         m = cap.logits.shape[0]
@@ -443,8 +495,11 @@ class GhostStep:
             raise ValueError("the capture holds no target rows; pass targets or use self_influence=True")
         self.cap, self.n, self.bias = cap, int(n_train), bool(bias)
         self.self_influence = bool(self_influence)
-        self.max_bytes, self.linear_form = int(max_per_sample_bytes), linear_form
+        self.m_target = self.n if self.self_influence else m - self.n
+        self.max_bytes, self.form, self.update = int(max_per_sample_bytes), form, bool(update)
+        self._form_vectors = form if linear_form == "auto" else {"pair": "pairs", "contract": "contract"}[linear_form]
         self.nbytes = 0  # bytes of the per-sample gradients held for the update
+        self.forms: dict[str, str] = {}
         self._update: list[tuple[LayerCapture, Any]] = []
         which = _pick(cap.layers, layers, last_layer_only)
         self.partial = len(which) != len(cap.layers)
@@ -452,105 +507,140 @@ class GhostStep:
         for lc in (cap.layers[k] for k in which):
             if lc.b is None:
                 raise ValueError("Ghost scores need a capture with backward=True")
-            v = self._layer(lc)
+            v = self._layer(lc)  # ⟨G_i, Σ_v G_v⟩ of the layer: every layer returns a fresh tensor
             s = v if s is None else s.add_(v)
-        self.scores: torch.Tensor = s
+        self.scores: torch.Tensor = s.div_(self.m_target)
 
-    # ---- per layer: returns that layer's scores (n,) and records what the update needs
-    def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return t[: self.n], (t[: self.n] if self.self_influence else t[self.n :])
-
+    # ---- per layer: returns that layer's ⟨G_i, Σ_j G_j⟩ (n,) and records what the update needs
     def _layer(self, lc: LayerCapture) -> torch.Tensor:
         mod = lc.module
-        if isinstance(mod, nn.Conv2d):
-            return self._conv(lc)
         if isinstance(mod, nn.Linear):
             return self._linear(lc)
-        n = self.n
-        if isinstance(mod, nn.Embedding):  # contraction with the mean target gradient (a V × d table)
+        if isinstance(mod, nn.Conv2d):
+            return self._conv(lc)
+        n, b = self.n, lc.b
+        if isinstance(mod, nn.Embedding):  # contraction with the summed target gradient (a V × d table)
+            idx = lc.a
             rj = slice(0, n) if self.self_influence else slice(n, None)
-            mj = n if self.self_influence else lc.b.shape[0] - n
-            table = layer_grads(lc, rj, lc.b.new_full((mj,), 1.0 / mj)).reshape(mod.weight.shape)
+            table = b.new_zeros(mod.weight.shape).index_add_(0, idx[rj].reshape(-1), b[rj].reshape(-1, b.shape[-1]))
             self._update.append((lc, None))
-            return (lc.b[:n] * table[lc.a[:n].long()]).sum((1, 2))
-        # LayerNorm: per-row gradients Σ_τ b_iτ ⊙ x̂_iτ and Σ_τ b_iτ (2d numbers per row)
-        (xt, xv), (bt, bv) = self._split(lc.a), self._split(lc.b)
-        Pw = (bt * xt).sum(1)
-        Pb = bt.sum(1) if lc.has_bias else None
-        if self.self_influence:
-            gw = Pw.mean(0)
-        else:
-            gw = (bv * xv).sum((0, 1)) / bv.shape[0]
-        val = Pw @ gw
-        if Pb is not None and self.bias:
-            val = val + Pb @ (Pb.mean(0) if self.self_influence else bv.sum((0, 1)) / bv.shape[0])
-        self._update.append((lc, ("explicit", Pw, Pb)))
-        self.nbytes += 2 * Pw.numel() * Pw.element_size()
+            self.forms[lc.name] = "contract"
+            return (b[:n] * F.embedding(idx[:n], table)).sum((1, 2))
+        # LayerNorm: per-row gradients Σ_τ b_iτ ⊙ x̂_iτ and Σ_τ b_iτ (2d numbers per row), of all rows at once
+        P = (b * lc.a).sum(1)
+        Pt = P[:n]
+        val = Pt @ (Pt.sum(0) if self.self_influence else P[n:].sum(0))
+        Pb = None
+        if lc.has_bias:
+            B = b.sum(1)
+            Pb = B[:n]
+            if self.bias:
+                val = val.addmv_(Pb, Pb.sum(0) if self.self_influence else B[n:].sum(0))
+        self._update.append((lc, ("explicit", Pt, Pb)))
+        self.forms[lc.name] = "materialise"
+        self.nbytes += (Pt.numel() + (0 if Pb is None else Pb.numel())) * Pt.element_size()
+        return val
+
+    def _choose(self, T: int, k: int, o: int, elem: int) -> str:
+        """The layer's form: forced, or the cheapest by :func:`ghost_form_costs` (materialising only where the
+        training rows' G_i fit in ``max_per_sample_bytes``)."""
+        form = self._form_vectors if T == 1 else self.form
+        fits = self.n * k * o * elem <= self.max_bytes
+        if form == "auto":
+            costs = ghost_form_costs(self.n, self.m_target, T, T, k, o, self_influence=self.self_influence,
+                                     update=self.update)
+            if not fits:
+                del costs["materialise"]
+            form = min(costs, key=costs.__getitem__)
+        return "contract" if form == "materialise" and not fits else form
+
+    def _pairs(self, at: torch.Tensor, bt: torch.Tensor, av: torch.Tensor, bv: torch.Tensor,
+               bias: bool) -> torch.Tensor:
+        """Σ_{v,t,s} ⟨a_it, a_vs⟩⟨b_it, b_vs⟩ (+ Σ_t b_it · Σ_{v,s} b_vs with ``bias``) for every training row i:
+        the (rows·T, m·T') products in row chunks within ``max_per_sample_bytes``."""
+        n, T, k = at.shape
+        o, mv, Tv = bt.shape[2], av.shape[0], av.shape[1]
+        A2, B2 = av.reshape(mv * Tv, k), bv.reshape(mv * Tv, o)
+        if T == 1 and Tv == 1:  # vectors: Σ_v (⟨a_i, a_v⟩ + 1)⟨b_i, b_v⟩, the bias folded into the input Gram
+            A = at.reshape(n, k) @ A2.T
+            if bias:
+                A = A.add_(1.0)
+            return (bt.reshape(n, o) @ B2.T).mul_(A).sum(1)
+        step = max(1, self.max_bytes // (2 * T * mv * Tv * at.element_size()))
+        parts = []
+        for s in range(0, n, step):
+            A = at[s : s + step].reshape(-1, k) @ A2.T  # (rows·T, m·T')
+            parts.append(A.mul_(bt[s : s + step].reshape(-1, o) @ B2.T).view(-1, T * mv * Tv).sum(1))
+        val = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if bias:
+            val = val.addmv_(bt.sum(1), bv.sum((0, 1)))
         return val
 
     def _linear(self, lc: LayerCapture) -> torch.Tensor:
-        n = self.n
-        a, b = lc.a, lc.b  # (m, L, k), (m, L, o)
-        (at, av), (bt, bv) = self._split(a), self._split(b)
-        mj, L, k, o = av.shape[0], a.shape[1], a.shape[2], b.shape[2]
+        n, si = self.n, self.self_influence
+        a, b = lc.a, lc.b  # (m, T, k), (m, T, o)
+        T, k, o = a.shape[1], a.shape[2], b.shape[2]
+        at, bt = a[:n], b[:n]
+        av, bv = (at, bt) if si else (a[n:], b[n:])
         bias = self.bias and lc.has_bias
-        if L == 1:
-            at, av, bt, bv = at[:, 0], av[:, 0], bt[:, 0], bv[:, 0]
-            pair = n * mj * (k + o) <= (n + mj) * o * k if self.linear_form == "auto" else self.linear_form == "pair"
-            if pair:
-                A = at @ av.T
-                if bias:
-                    A = A.add_(1.0)
-                val = (bt @ bv.T).mul_(A).mean(1)
-            else:
-                gbar = bv.T @ av / mj
-                val = ((bt @ gbar) * at).sum(1)
-                if bias:
-                    val = val + bt @ bv.mean(0)
+        form = self.forms[lc.name] = self._choose(T, k, o, b.element_size())
+        if form == "pairs":
             self._update.append((lc, ("linear", at, bt)))
-            return val
-        Bt = bt.sum(1)  # per-sample bias gradients (n, o)
-        if n * o * k * b.element_size() <= self.max_bytes:
-            G = torch.bmm(bt.transpose(1, 2), at).reshape(n, -1)  # per-sample weight gradients (n, o·k)
-            gbar = G.mean(0) if self.self_influence else (bv.reshape(-1, o).T @ av.reshape(-1, k)).reshape(-1) / mj
-            val = G @ gbar
+            return self._pairs(at, bt, av, bv, bias)
+        Bt = None
+        if form == "materialise":
+            G = torch.bmm(bt.transpose(1, 2), at).view(n, o * k)  # per-sample weight gradients, (n, o·k)
+            val = G @ (G.sum(0) if si else torch.mm(bv.reshape(-1, o).T, av.reshape(-1, k)).view(-1))
+            if lc.has_bias:
+                Bt = bt.sum(1) if T > 1 else bt.reshape(n, o)
             self._update.append((lc, ("explicit", G, Bt)))
             self.nbytes += G.numel() * G.element_size()
-        else:
-            gbar = bv.reshape(-1, o).T @ av.reshape(-1, k) / mj
-            val = ((bt @ gbar) * at).sum((1, 2))
+        elif T == 1:  # contract, vectors: b_iᵀ Ḡ a_i
+            at2, bt2 = at.reshape(n, k), bt.reshape(n, o)
+            val = ((bt2 @ torch.mm(bv.reshape(-1, o).T, av.reshape(-1, k))) * at2).sum(1)
+            self._update.append((lc, ("linear", at2, bt2)))
+            Bt = bt2
+        else:  # contract: Σ_t b_itᵀ Ḡ a_it
+            val = (torch.matmul(bt, torch.mm(bv.reshape(-1, o).T, av.reshape(-1, k))) * at).sum((1, 2))
             self._update.append((lc, ("linear", at, bt)))
         if bias:
-            val = val + Bt @ bv.sum(1).mean(0)
+            if Bt is None:
+                Bt = bt.sum(1)
+            val = val.addmv_(Bt, Bt.sum(0) if si else bv.sum((0, 1)))
         return val
 
     def _conv(self, lc: LayerCapture) -> torch.Tensor:
-        n, mod = self.n, lc.module
+        n, mod, si = self.n, lc.module, self.self_influence
         x = lc.inp
         m, C = x.shape[0], x.shape[1]
         o = mod.out_channels
-        gout = lc.b.transpose(1, 2).reshape(m, o, *_conv_out_hw(mod, x))  # the native (m, o, H', W')
-        (xt, xv), (gt, gv) = self._split(x), self._split(gout)
-        mj = xv.shape[0]
-        kw = dict(stride=mod.stride, padding=mod.padding, dilation=mod.dilation)
+        hw = _conv_out_hw(mod, x)
+        kk = mod.weight[0].numel()
         bias = self.bias and lc.has_bias
+        form = self.forms[lc.name] = self._choose(hw[0] * hw[1], kk, o, x.element_size())
+        if form == "pairs":  # on the unfolded inputs (m, L, C·kh·kw) and output gradients (m, L, o)
+            a, b = lc.a, lc.b
+            at, bt = a[:n], b[:n]
+            self._update.append((lc, ("linear", at, bt)))
+            return self._pairs(at, bt, *((at, bt) if si else (a[n:], b[n:])), bias)
+        gout = lc.b.transpose(1, 2).reshape(m, o, *hw)  # the native (m, o, H', W')
+        xt, gt = x[:n], gout[:n]
+        xv, gv = (xt, gt) if si else (x[n:], gout[n:])
+        kw = dict(stride=mod.stride, padding=mod.padding, dilation=mod.dilation)
         Bt = gt.sum((2, 3))
-        per_sample = n * mod.weight.numel() * x.element_size()
-        if per_sample <= self.max_bytes:
+        if form == "materialise":
             # per-sample weight gradients: the batch as n groups of one grouped weight-gradient convolution
             G = torch.nn.grad.conv2d_weight(xt.reshape(1, n * C, *xt.shape[2:]), (n * o, *mod.weight.shape[1:]),
                                             gt.reshape(1, n * o, *gt.shape[2:]), groups=n, **kw).reshape(n, -1)
-            gbar = G.mean(0) if self.self_influence else torch.nn.grad.conv2d_weight(
-                xv, mod.weight.shape, gv, **kw).reshape(-1) / mj
-            val = G @ gbar
+            val = G @ (G.sum(0) if si else torch.nn.grad.conv2d_weight(xv, mod.weight.shape, gv, **kw).reshape(-1))
             self._update.append((lc, ("explicit", G, Bt)))
             self.nbytes += G.numel() * G.element_size()
-        else:  # Σ_s b_isᵀ Ḡ a_is = ⟨b_i, conv(x_i; Ḡ)⟩
-            gbar = torch.nn.grad.conv2d_weight(xv, mod.weight.shape, gv, **kw) / mj
-            val = (gt * F.conv2d(xt, gbar, None, **kw)).sum((1, 2, 3))
+        else:  # contract: Σ_s b_isᵀ Ḡ a_is = ⟨b_i, conv(x_i; Ḡ)⟩
+            gsum = torch.nn.grad.conv2d_weight(xv, mod.weight.shape, gv, **kw)
+            val = (gt * F.conv2d(xt, gsum, None, **kw)).sum((1, 2, 3))
             self._update.append((lc, ("conv", xt, gt)))
         if bias:
-            val = val + Bt @ gv.sum((2, 3)).mean(0)
+            val = val.addmv_(Bt, Bt.sum(0) if si else gv.sum((0, 2, 3)))
         return val
 
     def set_update_grads(self, weights: torch.Tensor | None = None, denom: float | None = None) -> None:
@@ -566,17 +656,19 @@ class GhostStep:
         for lc, data in self._update:
             mod = lc.module
             if data is None:  # Embedding: Σ_i w_i Σ_τ e_{idx_iτ} b_iτᵀ by index_add
-                mod.weight.grad = layer_grads(lc, slice(0, n), wd).reshape(mod.weight.shape)
+                b = lc.b[:n]
+                mod.weight.grad = b.new_zeros(mod.weight.shape).index_add_(
+                    0, lc.a[:n].reshape(-1), (b * wd[:, None, None]).reshape(-1, b.shape[-1]))
                 continue
             kind, p, q = data
             if kind == "explicit":  # p: per-sample weight gradients (n, P_w), q: per-sample bias gradients (or None)
-                mod.weight.grad = (wd @ p).reshape(mod.weight.shape)
+                mod.weight.grad = (wd @ p).view(mod.weight.shape)
                 if lc.has_bias:
                     mod.bias.grad = wd @ q
             elif kind == "linear":  # p: inputs (n, [L,] k), q: output gradients (n, [L,] o)
-                bw = q * wd.reshape(-1, *([1] * (q.ndim - 1)))
+                bw = q * wd.view(-1, *([1] * (q.ndim - 1)))
                 bw2, a2 = bw.reshape(-1, bw.shape[-1]), p.reshape(-1, p.shape[-1])
-                mod.weight.grad = bw2.T @ a2
+                mod.weight.grad = (bw2.T @ a2).view(mod.weight.shape)
                 if lc.has_bias:
                     mod.bias.grad = bw2.sum(0)
             else:  # conv: p inputs (n, C, H, W), q output gradients (n, o, H', W')
