@@ -32,9 +32,10 @@ arithmetic), MB = c + m · the largest member size (per key c for the one-unit f
 least squares on *relative* residuals (a 2 s job off by 1 s weighs as much as a 2 h job off by 1 h) to the
 ``benchmark:`` files of finished runs (``s`` = wall seconds, ``max_rss`` = MB) and to the parts a job times itself
 (:func:`parts`). Memory is an upper envelope: no measured job lies above its fit. A key never measured takes the
-largest b of its family (:func:`plan` lists them). A request is the fit times :data:`TIME_SAFETY` (times the
-attempt: a job retried after running out of time asks for twice as long) and :data:`MEM_SAFETY`, rounded up to
-whole minutes (Slurm's unit) and MB. The model file (``experiments/cost/model.json``) names its runs and machine;
+largest b of its family (:func:`plan` lists them). A request is the fit times :data:`TIME_SAFETY`, to the nearest
+whole minute (Slurm's unit) but at least :data:`MIN_TIME_MARGIN` × the fit (times the attempt: a job retried after
+running out of time asks for twice as long), and the fit times :data:`MEM_SAFETY` in MB. The model file
+(``experiments/cost/model.json``) names its runs and machine;
 ``python -m replication.cost measure`` / ``fit`` / ``plan`` rebuild it and price a configuration.
 """
 
@@ -65,6 +66,8 @@ MEASUREMENTS = ROOT / "experiments" / "cost" / "measurements.csv"
 #: request = fit × factor (time: × the attempt, so a job retried after running out of time asks for twice as long)
 TIME_SAFETY = 1.5
 MEM_SAFETY = 1.5
+#: the least margin of a time request over the fit, after rounding to whole minutes
+MIN_TIME_MARGIN = 1.2
 #: Slurm's granularity: whole minutes; the smallest memory request (MB)
 MIN_RUNTIME_MIN = 1
 MIN_MEM_MB = 100
@@ -274,8 +277,8 @@ class CostModel:
     intercept_s: dict[str, float]
     slope_s: dict[str, float]  # per key
     step_s: dict[str, float]  # per family
-    intercept_mb: dict[str, float]  # per family, or per key for the families of one unit a member
-    slope_mb: dict[str, float]  # per family
+    intercept_mb: dict[str, float]  # per family, and per key measured alone
+    slope_mb: dict[str, float]  # per family, and per key measured alone
     meta: dict[str, Any] = field(default_factory=dict)
     time_safety: float = TIME_SAFETY
     mem_safety: float = MEM_SAFETY
@@ -311,12 +314,18 @@ class CostModel:
                 + sum(self.slope(family, m.key) * m.work for m in members))
 
     def megabytes(self, family: str, members: list[Member]) -> float:
-        """Fitted peak resident MB of one job (c + m · the largest member size)."""
-        base = max(self.intercept_mb.get(m.key, self.intercept_mb.get(family, 0.0)) for m in members)
-        return base + self.slope_mb.get(family, 0.0) * max(m.size for m in members)
+        """Fitted peak resident MB of one job: the largest of its members' c + m · size (per key where the key was
+        measured alone, else the family's envelope)."""
+        c0, m0 = self.intercept_mb.get(family, 0.0), self.slope_mb.get(family, 0.0)
+        return max((self.intercept_mb[m.key] + self.slope_mb[m.key] * m.size) if m.key in self.intercept_mb
+                   else c0 + m0 * m.size for m in members)
 
     def runtime_min(self, family: str, members: list[Member], attempt: int = 1) -> int:
-        return max(MIN_RUNTIME_MIN, math.ceil(attempt * self.time_safety * self.seconds(family, members) / 60))
+        """Minutes: the fit × the safety factor to the nearest minute, but at least :data:`MIN_TIME_MARGIN` × the
+        fit (rounded up) and 1 minute; × the attempt."""
+        fit = attempt * self.seconds(family, members)
+        return max(MIN_RUNTIME_MIN, math.floor(self.time_safety * fit / 60 + 0.5),
+                   math.ceil(MIN_TIME_MARGIN * fit / 60))
 
     def mem_mb(self, family: str, members: list[Member]) -> int:
         return max(MIN_MEM_MB, math.ceil(self.mem_safety * self.megabytes(family, members)))
@@ -461,6 +470,24 @@ def parts(results: Path, config: Mapping, run: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _upper_envelope(S: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(c, m) ≥ 0 of the line c + m·S above every point (S_i, y_i) whose largest ratio (c + m S_i) / y_i is least
+    (a linear programme in c, m and that ratio): no measured job above its fit, and no job priced far above its
+    own peak by another's."""
+    from scipy.optimize import linprog
+
+    if np.ptp(S) == 0:
+        return np.array([float(y.max()), 0.0])
+    scale = float(S.max())
+    ones, s_ = np.ones_like(S), S / scale
+    A_ub = np.vstack([np.stack([-ones, -s_, 0 * ones], axis=1),   # c + m S ≥ y
+                      np.stack([ones, s_, -y], axis=1)])            # c + m S ≤ t y
+    res = linprog([0.0, 0.0, 1.0], A_ub=A_ub, b_ub=np.r_[-y, 0 * y], bounds=[(0, None), (0, None), (1, None)])
+    if not res.success:
+        raise RuntimeError(f"memory envelope: {res.message}")
+    return np.array([res.x[0], res.x[1] / scale]) * (1 + 1e-9)
+
+
 def _nnls_relative(A: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Non-negative x minimising Σ ((A x)_i / t_i − 1)²."""
     w = 1.0 / np.maximum(t, 1e-3)
@@ -520,16 +547,17 @@ def fit(rows: list[dict[str, Any]]) -> CostModel:
         if seen:
             rss = np.array([rs[i]["max_rss"] for i in seen])
             S = np.array([max(m.size for m in members[i]) for i in seen])
-            if np.ptp(S) > 0:
-                y = _nnls_relative(np.stack([np.ones_like(S), S], axis=1), rss)
-            else:
-                y = np.array([float(rss.mean()), 0.0])
-            y = y * max(1.0, float(np.max(rss / (y[0] + y[1] * S))))  # an upper envelope: no job above the fit
+            y = _upper_envelope(S, rss)
             c_mb[fam], m_mb[fam] = float(y[0]), float(y[1])
-            if fam not in SIZED:  # one unit a member: the largest peak of each key's jobs
-                for i in seen:
-                    for k in {m.key for m in members[i]}:
-                        c_mb[k] = max(c_mb.get(k, 0.0), float(rs[i]["max_rss"]))
+            # per key, from the jobs (and parts) that run that key alone: an estimator's memory is its own
+            by_key: dict[str, list[int]] = defaultdict(list)
+            for n_, i in enumerate(seen):
+                keys = {m.key for m in members[i]}
+                if len(keys) == 1:
+                    by_key[keys.pop()].append(n_)
+            for k, idx in by_key.items():
+                if k != fam:
+                    c_mb[k], m_mb[k] = (float(v) for v in _upper_envelope(S[idx], rss[idx]))
         else:
             c_mb[fam], m_mb[fam] = float(MIN_MEM_MB), 0.0
     runs = sorted({r["run"] for r in rows})
