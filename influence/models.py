@@ -267,14 +267,9 @@ def _mlp_forward(model: Model, theta: torch.Tensor,
     """Forward pass of k ReLU MLPs θ (k, p) on shared inputs x (m, d): the weights (k, out, in) per layer (views
     of θ), the hidden activations feature-major, A[l] of shape (k, h_l, m) the input of layer l ≥ 1 (A[0] is
     None), and the logits (k, m, o). The first layer is one GEMM over the k·h_1 weight rows."""
-    k, widths = theta.shape[0], model.widths
-    n_layers = len(widths) - 1
-    Ws, bs, start = [], [], 0
-    for layer in range(n_layers):
-        o, i = widths[layer + 1], widths[layer]
-        Ws.append(theta[:, start : start + o * i].reshape(k, o, i))
-        bs.append(theta[:, start + o * i : start + o * i + o])
-        start += o * i + o
+    n_layers = len(model.widths) - 1
+    P = model.unflatten(theta)
+    Ws, bs = [P[f"W{layer}"] for layer in range(n_layers)], [P[f"b{layer}"] for layer in range(n_layers)]
     Z = torch.matmul(Ws[0], x.T)  # (k, h_1, m)
     Z += bs[0][:, :, None]
     A: list[torch.Tensor | None] = [None, Z.relu_()]

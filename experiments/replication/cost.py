@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
+from influence.models import Model
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,9 +111,8 @@ def family_of(rule: str) -> str:
 
 
 def n_params(d: int, classes: int, hidden: Iterable[int]) -> int:
-    """Parameters of the ReLU MLP / logistic regression ``d → hidden… → out`` (out = 1 for two classes)."""
-    widths = [int(d), *(int(h) for h in hidden), 1 if int(classes) == 2 else int(classes)]
-    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    """Parameters of the ReLU MLP / logistic regression ``d → hidden… → out`` (:class:`influence.models.Model`)."""
+    return Model(int(d), int(classes), tuple(int(h) for h in hidden)).n_params
 
 
 def _data(config: Mapping, dataset: str) -> tuple[int, int, int, int]:
